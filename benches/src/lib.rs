@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the hash loop live in `benches/`.

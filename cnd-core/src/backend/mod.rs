@@ -1,0 +1,303 @@
+//! Hash backends: the double-SHA-256 nonce loop, one sibling file per implementation.
+//!
+//! Every backend has the same signature, [`ScanFn`]: given a [`Template`] (the
+//! puzzle prepared for nonces of one encoded length) and a run of nonces, return the
+//! smallest golden nonce of the run. [`Backend::from_env`] picks the fastest one the
+//! CPU supports at run time, or the one `CND_BACKEND` names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::puzzle::{decimal_digits, NonceFormat, Puzzle};
+
+pub mod scalar;
+pub mod sha2_compress;
+
+/// The environment variable that forces a backend (tests, benchmarks).
+pub const BACKEND_ENV: &str = "CND_BACKEND";
+
+/// SHA-256's initial state.
+pub const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// The signature every backend implements.
+///
+/// Returns the smallest nonce `n` in `start .. start + count` whose hash has at least
+/// `t.difficulty` leading zero bits, or `None`. Callers guarantee `count >= 1` and that
+/// the whole run lies in `t.first ..= t.last` (so it never wraps past `2^64 - 1`).
+pub type ScanFn = fn(t: &Template, start: u64, count: u32) -> Option<u64>;
+
+/// Why a backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// No backend has this name.
+    #[error("unknown hash backend {0:?}: expected one of scalar, sha2, shani, avx2, avx512")]
+    Unknown(String),
+    /// The backend exists but this CPU (or this build) cannot run it.
+    #[error("hash backend {0} is not supported on this CPU")]
+    Unsupported(&'static str),
+}
+
+/// A hash backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Portable, written for clarity: the reference every other backend is tested against.
+    Scalar,
+    /// The `sha2` crate's `compress256` on pre-padded blocks, with a midstate.
+    Sha2,
+}
+
+impl Backend {
+    /// Every backend, fastest first.
+    pub const ALL: &'static [Backend] = &[Backend::Sha2, Backend::Scalar];
+
+    /// The name used by `CND_BACKEND`, `--backend` and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Sha2 => "sha2",
+        }
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Scalar | Backend::Sha2 => true,
+        }
+    }
+
+    /// The backends this CPU can run, fastest first.
+    pub fn available() -> Vec<Backend> {
+        Backend::ALL
+            .iter()
+            .copied()
+            .filter(|b| b.is_available())
+            .collect()
+    }
+
+    /// The fastest backend this CPU can run.
+    pub fn best() -> Backend {
+        Backend::available()[0]
+    }
+
+    /// The backend called `name`, if this CPU can run it.
+    pub fn from_name(name: &str) -> Result<Backend, BackendError> {
+        let backend = match name.trim() {
+            "scalar" => Backend::Scalar,
+            "sha2" => Backend::Sha2,
+            "shani" => return Err(BackendError::Unsupported("shani")),
+            "avx2" => return Err(BackendError::Unsupported("avx2")),
+            "avx512" => return Err(BackendError::Unsupported("avx512")),
+            other => return Err(BackendError::Unknown(other.to_string())),
+        };
+        if backend.is_available() {
+            Ok(backend)
+        } else {
+            Err(BackendError::Unsupported(backend.name()))
+        }
+    }
+
+    /// The backend `CND_BACKEND` names, or the best one when it is unset or empty.
+    pub fn from_env() -> Result<Backend, BackendError> {
+        match std::env::var(BACKEND_ENV) {
+            Ok(name) if !name.trim().is_empty() => Backend::from_name(&name),
+            _ => Ok(Backend::best()),
+        }
+    }
+
+    /// This backend's implementation of [`ScanFn`].
+    pub fn scan_fn(self) -> ScanFn {
+        match self {
+            Backend::Scalar => scalar::scan,
+            Backend::Sha2 => sha2_compress::scan,
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = BackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::from_name(s)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A puzzle prepared for nonces whose encoding has one length.
+///
+/// The block's full 64-byte blocks before the nonce are hashed once into
+/// `midstate`; what is left, the nonce and SHA-256's padding form one or two
+/// blocks, `tail`. A binary puzzle has one template; a decimal one has one per
+/// digit count, because the message length (and so the padding) changes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// SHA-256 state after the full blocks that precede the nonce's block.
+    pub midstate: [u32; 8],
+    /// The padded rest of the message, bytes; the nonce's bytes are zero.
+    pub tail_bytes: [u8; 128],
+    /// The same, as big-endian words.
+    pub tail: [u32; 32],
+    /// 1 or 2: how many of `tail`'s 64-byte blocks are used.
+    pub tail_blocks: usize,
+    /// Byte offset of the nonce's first byte in `tail_bytes`.
+    pub nonce_offset: usize,
+    /// Length of the encoded nonce in bytes: 4 or 8 (binary) or the digit count (decimal).
+    pub nonce_len: usize,
+    /// The nonce format.
+    pub format: NonceFormat,
+    /// The smallest nonce with this encoded length.
+    pub first: u64,
+    /// The largest nonce with this encoded length.
+    pub last: u64,
+    /// D: the leading zero bits a golden hash needs.
+    pub difficulty: u32,
+}
+
+impl Template {
+    fn new(puzzle: &Puzzle, nonce_len: usize, first: u64, last: u64) -> Template {
+        let block = puzzle.block();
+        let full_blocks = block.len() / 64;
+        let mut midstate = IV;
+        for chunk in block[..full_blocks * 64].chunks_exact(64) {
+            let chunk: &[u8; 64] = chunk.try_into().expect("64-byte chunk");
+            sha2::block_api::compress256(&mut midstate, std::slice::from_ref(chunk));
+        }
+        let rest = &block[full_blocks * 64..];
+        let message_len = block.len() + nonce_len;
+        let tail_len = rest.len() + nonce_len;
+        // Padding: 0x80, zeros, then the bit length in 8 bytes.
+        let tail_blocks = if tail_len + 9 <= 64 { 1 } else { 2 };
+        let mut tail_bytes = [0u8; 128];
+        tail_bytes[..rest.len()].copy_from_slice(rest);
+        tail_bytes[tail_len] = 0x80;
+        let end = tail_blocks * 64;
+        tail_bytes[end - 8..end].copy_from_slice(&((message_len as u64) * 8).to_be_bytes());
+        let mut tail = [0u32; 32];
+        for (word, bytes) in tail.iter_mut().zip(tail_bytes.chunks_exact(4)) {
+            *word = u32::from_be_bytes(bytes.try_into().expect("4 bytes"));
+        }
+        Template {
+            midstate,
+            tail_bytes,
+            tail,
+            tail_blocks,
+            nonce_offset: rest.len(),
+            nonce_len,
+            format: puzzle.nonce_format(),
+            first,
+            last,
+            difficulty: puzzle.difficulty(),
+        }
+    }
+
+    /// Writes the encoded `nonce` into `tail` (bytes) in place.
+    #[inline(always)]
+    pub fn write_nonce(&self, nonce: u64, tail: &mut [u8; 128]) {
+        let field = &mut tail[self.nonce_offset..self.nonce_offset + self.nonce_len];
+        match self.format {
+            NonceFormat::Binary => {
+                let bytes = nonce.to_be_bytes();
+                field.copy_from_slice(&bytes[8 - self.nonce_len..]);
+            }
+            NonceFormat::Decimal => {
+                let mut rest = nonce;
+                for slot in field.iter_mut().rev() {
+                    *slot = b'0' + (rest % 10) as u8;
+                    rest /= 10;
+                }
+            }
+        }
+    }
+
+    /// The largest value the hash's first word may have for the nonce to be a
+    /// candidate: every golden nonce passes; for `D <= 32` every candidate is golden.
+    pub fn first_word_max(&self) -> u32 {
+        if self.difficulty >= 32 {
+            0
+        } else {
+            u32::MAX >> self.difficulty
+        }
+    }
+
+    /// Whether `nonce` is golden, by the portable scalar code: how SIMD backends
+    /// confirm a candidate whose first word passed when `D > 32`.
+    pub fn confirm(&self, nonce: u64) -> bool {
+        leading_zeros(&scalar::double_hash(self, nonce)) >= self.difficulty
+    }
+}
+
+/// Leading zero bits of a hash given as big-endian words (SPEC §1).
+#[inline]
+pub fn leading_zeros(hash: &[u32; 8]) -> u32 {
+    let mut zeros = 0;
+    for &word in hash {
+        zeros += word.leading_zeros();
+        if word != 0 {
+            break;
+        }
+    }
+    zeros
+}
+
+/// A puzzle prepared for every backend: its templates and the ranges they cover.
+#[derive(Debug, Clone)]
+pub struct Job {
+    templates: Vec<Template>,
+}
+
+impl Job {
+    /// Prepares `puzzle`: hashes the block's prefix once per template.
+    pub fn new(puzzle: &Puzzle) -> Job {
+        let max = puzzle.nonce_bits().max_nonce();
+        let templates = match puzzle.nonce_format() {
+            NonceFormat::Binary => {
+                let width = puzzle.nonce_bits().bits() as usize / 8;
+                vec![Template::new(puzzle, width, 0, max)]
+            }
+            NonceFormat::Decimal => (1..=decimal_digits(max))
+                .map(|digits| {
+                    let first = if digits == 1 {
+                        0
+                    } else {
+                        10u64.pow(digits as u32 - 1)
+                    };
+                    let last = 10u64.checked_pow(digits as u32).map_or(u64::MAX, |p| p - 1);
+                    Template::new(puzzle, digits, first, last.min(max))
+                })
+                .collect(),
+        };
+        Job { templates }
+    }
+
+    /// The templates, in nonce order.
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    /// The smallest golden nonce in `start .. start + count`, by `scan`; the run may
+    /// cross decimal digit-count boundaries. Needs `start + count - 1 <= max nonce`.
+    pub fn scan(&self, scan: ScanFn, start: u64, count: u32) -> Option<u64> {
+        debug_assert!(count > 0);
+        let last = start + u64::from(count - 1);
+        let mut from = start;
+        for t in &self.templates {
+            if t.last < from {
+                continue;
+            }
+            let to = last.min(t.last);
+            if let Some(found) = scan(t, from, (to - from + 1) as u32) {
+                return Some(found);
+            }
+            if to == last {
+                break;
+            }
+            from = to + 1;
+        }
+        None
+    }
+}

@@ -1,0 +1,181 @@
+//! The contracts between the master and the cloud: [`Launcher`] starts and stops
+//! workers, [`ResultChannel`] carries their reports back.
+//!
+//! Both are async (the cloud SDKs are) but runtime-agnostic: this crate never
+//! spawns, sleeps or opens a socket. Implementations live in `cnd-cloud`
+//! (Kubernetes, SQS, local processes) and in [`crate::memory`] (tests).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::puzzle::{to_hex, Puzzle};
+use crate::shard::NonceRange;
+
+/// Everything a launcher needs to start the workers of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    /// The run's id; every worker and every message carries it.
+    pub run_id: Uuid,
+    /// The puzzle.
+    pub puzzle: Puzzle,
+    /// The part of the nonce space searched (usually all of it).
+    pub range: NonceRange,
+    /// S: how many shards `range` is split into (SPEC §2).
+    pub shards: u64,
+    /// P: how many workers run at once (`shards >= parallelism`).
+    pub parallelism: u64,
+    /// Where workers send reports (`CND_QUEUE_URL`).
+    pub queue_url: String,
+    /// The run's time limit; launchers that can (a Job's `activeDeadlineSeconds`)
+    /// make workers end by themselves after it, even if the master is gone.
+    pub timeout: Option<Duration>,
+}
+
+impl RunSpec {
+    /// The short name of the run: `cnd-` and the first 8 characters of its id (SPEC §8).
+    pub fn name(&self) -> String {
+        format!("cnd-{}", &self.run_id.to_string()[..8])
+    }
+
+    /// The worker environment of SPEC §4, without `CND_SHARD_INDEX` (see
+    /// [`RunSpec::shard_env`]) and without the worker's name.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        let puzzle = &self.puzzle;
+        let mut env = vec![("CND_RUN_ID".to_string(), self.run_id.to_string())];
+        // Text blocks travel as text (readable in `kubectl describe`), others as hex.
+        match std::str::from_utf8(puzzle.block()) {
+            Ok(text) if !text.contains('\0') => env.push(("CND_BLOCK".into(), text.into())),
+            _ => env.push(("CND_BLOCK_HEX".into(), to_hex(puzzle.block()))),
+        }
+        env.extend([
+            (
+                "CND_DIFFICULTY".to_string(),
+                puzzle.difficulty().to_string(),
+            ),
+            (
+                "CND_NONCE_BITS".to_string(),
+                puzzle.nonce_bits().to_string(),
+            ),
+            (
+                "CND_NONCE_FORMAT".to_string(),
+                puzzle.nonce_format().to_string(),
+            ),
+            ("CND_SHARD_COUNT".to_string(), self.shards.to_string()),
+            ("CND_QUEUE_URL".to_string(), self.queue_url.clone()),
+        ]);
+        if self.range != puzzle.space() {
+            env.push(("CND_RANGE".to_string(), self.range.to_string()));
+        }
+        env
+    }
+
+    /// `CND_SHARD_INDEX` for workers started one per shard (not by an Indexed Job).
+    pub fn shard_env(shard: u64) -> (String, String) {
+        ("CND_SHARD_INDEX".to_string(), shard.to_string())
+    }
+}
+
+/// A snapshot of a run's workers, as the launcher sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// Created but not running yet (on Kubernetes: waiting for a node, pulling the image).
+    pub pending: u64,
+    /// Running.
+    pub running: u64,
+    /// Ended successfully (their final report was sent).
+    pub succeeded: u64,
+    /// Ended in failure (after any retries the launcher makes).
+    pub failed: u64,
+    /// Set when workers cannot start at all (an image that cannot be pulled, a
+    /// rejected spec, retries used up): the run cannot succeed and should end.
+    pub fatal: Option<String>,
+}
+
+/// Why a launcher call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The cluster (or the local machine) could not be reached or did not answer.
+    #[error("could not reach {target}: {detail}")]
+    Unreachable {
+        /// What was being reached (an API server URL, a binary path).
+        target: String,
+        /// The underlying error, in one sentence.
+        detail: String,
+    },
+    /// The request was refused: forbidden, conflicting, or invalid.
+    #[error("{action} was refused: {detail}")]
+    Refused {
+        /// What was asked ("creating job cnd-1234abcd").
+        action: String,
+        /// Why the server said no.
+        detail: String,
+    },
+    /// Anything else, in one sentence.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a result channel call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// The queue service could not be reached or did not answer.
+    #[error("could not reach the queue {target}: {detail}")]
+    Unreachable {
+        /// The queue URL or endpoint.
+        target: String,
+        /// The underlying error.
+        detail: String,
+    },
+    /// The queue service refused the request (no such queue, access denied).
+    #[error("{action} was refused: {detail}")]
+    Refused {
+        /// What was asked.
+        action: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Starts workers for the shards of a run and stops them.
+///
+/// Contract:
+/// - `launch` starts one worker per shard, at most `parallelism` at a time. It
+///   returns once the workers are *requested* (not running). If it fails part way,
+///   what it created so far is still removed by `stop`.
+/// - `status` is cheap enough to call every second or two.
+/// - `stop` removes every worker and object this launcher created (pods, jobs,
+///   processes), waits for nothing else, and is safe to call more than once and
+///   after a failed `launch`. The master calls it on every way out of a run.
+/// - Launchers own no timeouts: the master decides when a run ends.
+#[async_trait]
+pub trait Launcher: Send {
+    /// Starts the workers of `spec`.
+    async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError>;
+    /// How the workers are doing.
+    async fn status(&mut self) -> Result<WorkerStatus, LaunchError>;
+    /// Stops and removes every worker started by this launcher.
+    async fn stop(&mut self) -> Result<(), LaunchError>;
+}
+
+/// Carries worker reports to the master.
+///
+/// Contract:
+/// - `address` is what workers are given as `CND_QUEUE_URL`.
+/// - `receive` waits at most `wait` (it may return earlier, and empty) and
+///   returns the raw bodies of messages that belong to this run, already removed
+///   from the channel so they are never delivered twice. Messages of other runs
+///   on a shared channel are left for their owners. Bodies are untrusted: the
+///   master parses and verifies them.
+/// - `close` removes what the channel created for the run (a per-run queue) and
+///   nothing else; it is safe to call more than once.
+#[async_trait]
+pub trait ResultChannel: Send {
+    /// Where workers send their reports.
+    fn address(&self) -> &str;
+    /// This run's messages that arrive within `wait`.
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, ChannelError>;
+    /// Removes what the channel created for this run.
+    async fn close(&mut self) -> Result<(), ChannelError>;
+}

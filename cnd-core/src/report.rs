@@ -1,0 +1,211 @@
+//! Worker reports: the SQS message body of SPEC §5, parsed as untrusted input.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::puzzle::to_hex;
+
+/// The message format version this build reads and writes.
+pub const REPORT_VERSION: u32 = 1;
+
+/// The largest body a report may have; anything longer is not ours.
+pub const MAX_REPORT_BYTES: usize = 16 * 1024;
+
+/// Why a message body is not a well-formed report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The body is longer than any report.
+    #[error("message of {0} bytes is too long to be a report")]
+    TooLong(usize),
+    /// The body is not JSON of the report's shape.
+    #[error("message is not a report: {0}")]
+    Json(String),
+    /// The `v` field names a version this build does not read.
+    #[error("report version {0} is not supported (expected 1)")]
+    Version(u32),
+    /// A `found` report without `nonce` or `hash`, or a `failed` one without `error`.
+    #[error("{kind} report lacks its {field:?} field")]
+    Missing {
+        /// The report's kind.
+        kind: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// `nonce` is not a decimal u64.
+    #[error("nonce {0:?} is not a decimal number below 2^64")]
+    Nonce(String),
+    /// `hash` is not 64 hex digits.
+    #[error("hash {0:?} is not 64 hex digits")]
+    Hash(String),
+}
+
+/// What a report says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportKind {
+    /// The worker found a golden nonce (to be verified by the master).
+    Found {
+        /// The nonce.
+        nonce: u64,
+        /// The hash the worker computed for it.
+        hash: [u8; 32],
+    },
+    /// The worker searched its whole shard and found nothing.
+    Exhausted,
+    /// The worker is still searching; `hashes` so far.
+    Progress,
+    /// The worker could not search.
+    Failed {
+        /// Why, in one sentence.
+        error: String,
+    },
+}
+
+impl ReportKind {
+    /// The wire name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReportKind::Found { .. } => "found",
+            ReportKind::Exhausted => "exhausted",
+            ReportKind::Progress => "progress",
+            ReportKind::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// A report from a worker to the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The run the worker belongs to.
+    pub run_id: Uuid,
+    /// The worker's shard index.
+    pub shard: u64,
+    /// The worker's name (a pod name, or a host name).
+    pub worker: String,
+    /// Hashes the worker has tried so far.
+    pub hashes: u64,
+    /// Milliseconds since the worker started searching.
+    pub elapsed_ms: u64,
+    /// What happened.
+    pub kind: ReportKind,
+}
+
+/// The JSON on the wire, field for field.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    v: u32,
+    run_id: Uuid,
+    kind: WireKind,
+    shard: u64,
+    worker: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
+    hashes: u64,
+    elapsed_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WireKind {
+    Found,
+    Exhausted,
+    Progress,
+    Failed,
+}
+
+impl Report {
+    /// The report as one JSON object (SPEC §5).
+    pub fn to_json(&self) -> String {
+        let (kind, nonce, hash, error) = match &self.kind {
+            ReportKind::Found { nonce, hash } => (
+                WireKind::Found,
+                Some(nonce.to_string()),
+                Some(to_hex(hash)),
+                None,
+            ),
+            ReportKind::Exhausted => (WireKind::Exhausted, None, None, None),
+            ReportKind::Progress => (WireKind::Progress, None, None, None),
+            ReportKind::Failed { error } => (WireKind::Failed, None, None, Some(error.clone())),
+        };
+        let wire = Wire {
+            v: REPORT_VERSION,
+            run_id: self.run_id,
+            kind,
+            shard: self.shard,
+            worker: self.worker.clone(),
+            nonce,
+            hash,
+            hashes: self.hashes,
+            elapsed_ms: self.elapsed_ms,
+            error,
+        };
+        serde_json::to_string(&wire).expect("a report always serializes")
+    }
+
+    /// Parses and checks a message body; never panics, whatever the input.
+    pub fn from_json(body: &str) -> Result<Report, ReportError> {
+        if body.len() > MAX_REPORT_BYTES {
+            return Err(ReportError::TooLong(body.len()));
+        }
+        let wire: Wire =
+            serde_json::from_str(body).map_err(|e| ReportError::Json(e.to_string()))?;
+        if wire.v != REPORT_VERSION {
+            return Err(ReportError::Version(wire.v));
+        }
+        let kind = match wire.kind {
+            WireKind::Found => {
+                let nonce = wire.nonce.ok_or(ReportError::Missing {
+                    kind: "found",
+                    field: "nonce",
+                })?;
+                let hash = wire.hash.ok_or(ReportError::Missing {
+                    kind: "found",
+                    field: "hash",
+                })?;
+                ReportKind::Found {
+                    nonce: parse_nonce(&nonce)?,
+                    hash: parse_hash(&hash)?,
+                }
+            }
+            WireKind::Exhausted => ReportKind::Exhausted,
+            WireKind::Progress => ReportKind::Progress,
+            WireKind::Failed => ReportKind::Failed {
+                error: wire.error.ok_or(ReportError::Missing {
+                    kind: "failed",
+                    field: "error",
+                })?,
+            },
+        };
+        Ok(Report {
+            run_id: wire.run_id,
+            shard: wire.shard,
+            worker: wire.worker,
+            hashes: wire.hashes,
+            elapsed_ms: wire.elapsed_ms,
+            kind,
+        })
+    }
+}
+
+fn parse_nonce(text: &str) -> Result<u64, ReportError> {
+    // Only plain digits: no sign, no spaces, no exponent, no leading zeros but "0".
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical
+        .then(|| text.parse().ok())
+        .flatten()
+        .ok_or_else(|| ReportError::Nonce(text.to_string()))
+}
+
+fn parse_hash(text: &str) -> Result<[u8; 32], ReportError> {
+    let bytes =
+        crate::puzzle::parse_block_hex(text).map_err(|_| ReportError::Hash(text.to_string()))?;
+    bytes
+        .try_into()
+        .map_err(|_| ReportError::Hash(text.to_string()))
+}
