@@ -23,6 +23,7 @@
 
 pub mod backend;
 pub mod distributed;
+pub mod master;
 pub mod memory;
 pub mod puzzle;
 pub mod report;
@@ -33,6 +34,7 @@ pub mod verify;
 
 pub use backend::{Backend, BackendError, Job, Template};
 pub use distributed::{ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus};
+pub use master::{run_master, Golden, Ignored, MasterError, MasterEvent, MasterOutcome, Totals};
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};
 pub use search::{search, Found, SearchControl, SearchError, SearchOptions, SearchOutcome};

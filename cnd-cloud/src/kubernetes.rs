@@ -1,0 +1,643 @@
+//! [`KubeLauncher`]: the workers of a run as one Indexed Job (or bare pods) on
+//! Kubernetes, watched with kube-runtime, and removed on every way out.
+//!
+//! Everything created carries the labels of SPEC §8, so [`cleanup`] finds what a
+//! dead master left. Objects end by themselves too: the Job has an
+//! `activeDeadlineSeconds` and a `ttlSecondsAfterFinished`, bare pods an
+//! `activeDeadlineSeconds`, so a master killed with SIGKILL leaks nothing for long.
+//!
+//! AWS credentials never travel in a manifest. Workers get them from the SDK's
+//! chain in the pod (IRSA / EKS Pod Identity through `--service-account`, or the
+//! node's instance profile); only non-secret settings such as `AWS_REGION` and
+//! `AWS_ENDPOINT_URL_SQS` are passed on from the master ([`aws_passthrough_env`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use cnd_core::{LaunchError, Launcher, RunSpec, WorkerStatus};
+
+/// Label every cnd object carries: `app.kubernetes.io/name=cnd`.
+pub const LABEL_NAME: (&str, &str) = ("app.kubernetes.io/name", "cnd");
+/// Label every cnd worker carries: `app.kubernetes.io/component=worker`.
+pub const LABEL_COMPONENT: (&str, &str) = ("app.kubernetes.io/component", "worker");
+/// The label that holds the run id.
+pub const LABEL_RUN_ID: &str = "cnd/run-id";
+
+/// The user the worker image runs as (distroless `nonroot`).
+pub const WORKER_UID: i64 = 65532;
+
+/// How long workers may live when the run has no timeout: a master that dies
+/// still leaves nothing running after this.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Extra time the cluster gives workers past the run's timeout before it kills
+/// them itself (the master normally removes them at the timeout).
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(60);
+
+/// Container waiting reasons after which a worker will never start.
+const FATAL_WAITING: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+];
+
+/// How the workers of a run are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workload {
+    /// One Indexed Job: the cluster runs `shards` completions, `parallelism` at a
+    /// time, retries a failed shard, and cleans up after itself.
+    #[default]
+    Job,
+    /// One bare pod per shard, all at once, no retries.
+    Pods,
+}
+
+/// How workers are run on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeOptions {
+    /// Namespace of the Job and pods.
+    pub namespace: String,
+    /// The worker image.
+    pub image: String,
+    /// `imagePullPolicy` (`IfNotPresent`, `Always`, `Never`).
+    pub image_pull_policy: String,
+    /// CPU of each worker (a Kubernetes quantity, "1", "500m"): request and limit.
+    pub cpu: String,
+    /// Memory of each worker ("128Mi"): request and limit.
+    pub memory: String,
+    /// The pods' service account (for IRSA / EKS Pod Identity to SQS).
+    pub service_account: Option<String>,
+    /// Job or bare pods.
+    pub workload: Workload,
+    /// Retries of one shard's pod before its index counts as failed (Job only).
+    pub backoff_limit_per_index: i32,
+    /// Seconds a finished Job is kept before the cluster deletes it.
+    pub ttl_after_finished: i32,
+    /// Non-secret environment passed to every worker (see [`aws_passthrough_env`]).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            namespace: "default".into(),
+            image: "cnd-worker:latest".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            cpu: "1".into(),
+            memory: "128Mi".into(),
+            service_account: None,
+            workload: Workload::Job,
+            backoff_limit_per_index: 2,
+            ttl_after_finished: 300,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// The master's `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` and
+/// `AWS_ENDPOINT_URL_SQS`, when set: where the queue is, never who may use it.
+pub fn aws_passthrough_env() -> Vec<(String, String)> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// The labels of SPEC §8 for a run.
+pub fn labels(run_id: Uuid) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.0.to_string(), LABEL_NAME.1.to_string()),
+        (LABEL_COMPONENT.0.to_string(), LABEL_COMPONENT.1.to_string()),
+        (LABEL_RUN_ID.to_string(), run_id.to_string()),
+    ])
+}
+
+/// The label selector of one run, or of every cnd run.
+pub fn selector(run: Option<Uuid>) -> String {
+    let mut selector = format!("{}={}", LABEL_NAME.0, LABEL_NAME.1);
+    if let Some(run) = run {
+        selector.push_str(&format!(",{LABEL_RUN_ID}={run}"));
+    }
+    selector
+}
+
+fn deadline_seconds(spec: &RunSpec) -> i64 {
+    let lifetime = spec.timeout.map_or(DEFAULT_LIFETIME, |t| t + DEADLINE_SLACK);
+    // Round up: a deadline must be at least a second, and never shorter than asked.
+    lifetime.as_secs() as i64 + i64::from(lifetime.subsec_nanos() > 0)
+}
+
+fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpec {
+    let mut env: Vec<EnvVar> = spec
+        .worker_env()
+        .into_iter()
+        .chain(shard.map(RunSpec::shard_env))
+        .chain(options.extra_env.iter().cloned())
+        .map(|(name, value)| EnvVar {
+            name,
+            value: Some(value),
+            ..EnvVar::default()
+        })
+        .collect();
+    // The pod's own name, so reports say which pod found the nonce.
+    env.push(EnvVar {
+        name: "CND_WORKER_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
+    let quantities = BTreeMap::from([
+        ("cpu".to_string(), Quantity(options.cpu.clone())),
+        ("memory".to_string(), Quantity(options.memory.clone())),
+    ]);
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        // The worker has nothing to flush: stopping a run should not take 30 s.
+        termination_grace_period_seconds: Some(5),
+        service_account_name: options.service_account.clone(),
+        // Workers never call the API server. With a service account the token stays,
+        // since IRSA / Pod Identity setups may rely on the service account's token.
+        automount_service_account_token: options.service_account.is_none().then_some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(WORKER_UID),
+            run_as_group: Some(WORKER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![Container {
+            name: "worker".into(),
+            image: Some(options.image.clone()),
+            image_pull_policy: Some(options.image_pull_policy.clone()),
+            env: Some(env),
+            // Requests make the cluster autoscaler add nodes; limits equal to them
+            // give the pod the Guaranteed class and a CPU quota the worker sizes its threads by.
+            resources: Some(ResourceRequirements {
+                requests: Some(quantities.clone()),
+                limits: Some(quantities),
+                ..ResourceRequirements::default()
+            }),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Capabilities::default()
+                }),
+                ..SecurityContext::default()
+            }),
+            ..Container::default()
+        }],
+        ..PodSpec::default()
+    }
+}
+
+/// The Indexed Job of a run: completions = shards, parallelism = pods.
+pub fn job_manifest(spec: &RunSpec, options: &KubeOptions) -> Job {
+    Job {
+        metadata: ObjectMeta {
+            name: Some(spec.name()),
+            namespace: Some(options.namespace.clone()),
+            labels: Some(labels(spec.run_id)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            completion_mode: Some("Indexed".into()),
+            completions: Some(clamp_i32(spec.shards)),
+            parallelism: Some(clamp_i32(spec.parallelism.min(spec.shards))),
+            // A shard is retried on its own; when one fails every retry, the others
+            // still run (maxFailedIndexes unset) and the Job ends Failed, which the
+            // launcher reports as fatal: that part of the space was not searched.
+            backoff_limit_per_index: Some(options.backoff_limit_per_index),
+            // A pod evicted by a node scale-down or preemption is not the worker's
+            // fault and does not use up a retry.
+            pod_failure_policy: Some(PodFailurePolicy {
+                rules: vec![PodFailurePolicyRule {
+                    action: "Ignore".into(),
+                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                        type_: "DisruptionTarget".into(),
+                        status: "True".into(),
+                    }]),
+                    ..PodFailurePolicyRule::default()
+                }],
+            }),
+            active_deadline_seconds: Some(deadline_seconds(spec)),
+            ttl_seconds_after_finished: Some(options.ttl_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(spec.run_id)),
+                    ..ObjectMeta::default()
+                }),
+                // The shard comes from JOB_COMPLETION_INDEX, set by the Job controller.
+                spec: Some(pod_spec(spec, options, None)),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// The bare pod of one shard.
+pub fn pod_manifest(spec: &RunSpec, options: &KubeOptions, shard: u64) -> Pod {
+    let mut pod_spec = pod_spec(spec, options, Some(shard));
+    pod_spec.active_deadline_seconds = Some(deadline_seconds(spec));
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-{shard}-", spec.name())),
+            namespace: Some(options.namespace.clone()),
+            labels: Some(labels(spec.run_id)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(pod_spec),
+        ..Pod::default()
+    }
+}
+
+/// What a run creates, as JSON objects: one Job, or one pod per shard.
+pub fn manifests(spec: &RunSpec, options: &KubeOptions) -> Vec<serde_json::Value> {
+    let to_value = |r: Result<serde_json::Value, serde_json::Error>| r.expect("k8s-openapi objects serialize");
+    match options.workload {
+        Workload::Job => vec![to_value(serde_json::to_value(job_manifest(spec, options)))],
+        Workload::Pods => (0..spec.shards)
+            .map(|shard| to_value(serde_json::to_value(pod_manifest(spec, options, shard))))
+            .collect(),
+    }
+}
+
+/// Manifests as one YAML stream (`---` between documents), for `kubectl apply -f`.
+pub fn to_yaml(manifests: &[serde_json::Value]) -> String {
+    manifests
+        .iter()
+        .map(|m| serde_yaml_ng::to_string(m).expect("JSON values serialize to YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn clamp_i32(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Turns a kube error into a [`LaunchError`] that says what to do about it.
+pub fn launch_error(action: &str, namespace: &str, error: kube::Error) -> LaunchError {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            403 => LaunchError::Refused {
+                action: action.to_string(),
+                detail: format!(
+                    "forbidden: {}; the user or service account running cnd needs RBAC permission \
+                     for jobs and pods in namespace {namespace} (see docker/k8s/rbac.yaml)",
+                    status.message
+                ),
+            },
+            409 => LaunchError::Refused {
+                action: action.to_string(),
+                detail: format!("it already exists ({})", status.message),
+            },
+            401 => LaunchError::Refused {
+                action: action.to_string(),
+                detail: format!("not authenticated: {}; check the kubeconfig's credentials", status.message),
+            },
+            _ => LaunchError::Refused {
+                action: action.to_string(),
+                detail: format!("{} ({} {})", status.message, status.code, status.reason),
+            },
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => LaunchError::Unreachable {
+            target: "the Kubernetes API server".into(),
+            detail: error.to_string(),
+        },
+        other => LaunchError::Other(format!("{action} failed: {other}")),
+    }
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Runs a run's workers on Kubernetes.
+pub struct KubeLauncher {
+    client: Client,
+    options: KubeOptions,
+    /// Set once `launch` starts, so `stop` knows what to remove even after a half-done launch.
+    run: Option<RunSpec>,
+    pods: Option<Store<Pod>>,
+    watcher: Option<JoinHandle<()>>,
+    watch_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for KubeLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeLauncher")
+            .field("options", &self.options)
+            .field("run", &self.run.as_ref().map(|r| r.run_id))
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeLauncher {
+    /// A launcher that creates workers with `client` (from `Config::infer()`: the
+    /// kubeconfig, or the pod's service account in-cluster).
+    pub fn new(client: Client, options: KubeOptions) -> Self {
+        KubeLauncher {
+            client,
+            options,
+            run: None,
+            pods: None,
+            watcher: None,
+            watch_error: Arc::default(),
+        }
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.options.namespace)
+    }
+
+    fn pod_api(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.options.namespace)
+    }
+
+    /// Watches this run's pods into a store that `status` reads.
+    fn start_watch(&mut self, run_id: Uuid) {
+        let (reader, writer) = reflector::store();
+        let config = watcher::Config::default().labels(&selector(Some(run_id)));
+        let stream = reflector::reflector(writer, watcher(self.pod_api(), config)).default_backoff();
+        let errors = Arc::clone(&self.watch_error);
+        self.watcher = Some(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let mut last = errors.lock().unwrap_or_else(|e| e.into_inner());
+                match event {
+                    Ok(_) => *last = None,
+                    Err(e) => {
+                        tracing::debug!("watching pods: {e}");
+                        *last = Some(e.to_string());
+                    }
+                }
+            }
+        }));
+        self.pods = Some(reader);
+    }
+}
+
+#[async_trait]
+impl Launcher for KubeLauncher {
+    async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
+        self.run = Some(spec.clone());
+        let ns = self.options.namespace.clone();
+        match self.options.workload {
+            Workload::Job => {
+                let job = job_manifest(spec, &self.options);
+                let action = format!("creating job {} in namespace {ns}", spec.name());
+                self.jobs()
+                    .create(&PostParams::default(), &job)
+                    .await
+                    .map_err(|e| launch_error(&action, &ns, e))?;
+                tracing::info!(job = %spec.name(), namespace = %ns, "job created");
+            }
+            Workload::Pods => {
+                let api = self.pod_api();
+                for shard in 0..spec.shards {
+                    let pod = pod_manifest(spec, &self.options, shard);
+                    let action = format!("creating the pod of shard {shard} in namespace {ns}");
+                    let created = api
+                        .create(&PostParams::default(), &pod)
+                        .await
+                        .map_err(|e| launch_error(&action, &ns, e))?;
+                    tracing::debug!(pod = ?created.metadata.name, shard, "pod created");
+                }
+                tracing::info!(pods = spec.shards, namespace = %ns, "pods created");
+            }
+        }
+        self.start_watch(spec.run_id);
+        Ok(())
+    }
+
+    async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+        let (Some(run), Some(pods)) = (&self.run, &self.pods) else {
+            return Ok(WorkerStatus::default());
+        };
+        if pods.wait_until_ready().now_or_never().is_none() {
+            // Not listed yet: a persistent watch error (RBAC on pods) is worth saying.
+            if let Some(error) = self.watch_error.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return Err(LaunchError::Other(format!("watching the pods of {} failed: {error}", run.name())));
+            }
+        }
+        let mut status = pod_status(&pods.state());
+        if self.options.workload == Workload::Job {
+            let name = run.name();
+            let job = self
+                .jobs()
+                .get_opt(&name)
+                .await
+                .map_err(|e| launch_error(&format!("reading job {name}"), &self.options.namespace, e))?;
+            match job {
+                Some(job) => apply_job_status(&mut status, &job, run.shards),
+                None => {
+                    status.fatal.get_or_insert_with(|| format!("job {name} was deleted"));
+                }
+            }
+        }
+        Ok(status)
+    }
+
+    async fn stop(&mut self) -> Result<(), LaunchError> {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+        let Some(run) = self.run.clone() else {
+            return Ok(());
+        };
+        let ns = self.options.namespace.clone();
+        if self.options.workload == Workload::Job {
+            // Background propagation: a plain DELETE of a Job orphans its pods.
+            match self.jobs().delete(&run.name(), &DeleteParams::background()).await {
+                Ok(_) => tracing::info!(job = %run.name(), "job deleted"),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(launch_error(&format!("deleting job {}", run.name()), &ns, e)),
+            }
+        }
+        // Also the pods themselves, at once (bare pods, and a Job's pods that the
+        // garbage collector would otherwise take a moment to reach).
+        let lp = ListParams::default().labels(&selector(Some(run.run_id)));
+        match self.pod_api().delete_collection(&DeleteParams::background(), &lp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                return Err(launch_error(&format!("deleting the pods of {}", run.name()), &ns, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KubeLauncher {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+    }
+}
+
+/// Counts pods by phase, and finds a reason why they will never run.
+fn pod_status(pods: &[Arc<Pod>]) -> WorkerStatus {
+    let mut status = WorkerStatus::default();
+    for pod in pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        match phase {
+            "Running" => status.running += 1,
+            "Succeeded" => status.succeeded += 1,
+            "Failed" => status.failed += 1,
+            _ => status.pending += 1,
+        }
+        if status.fatal.is_some() {
+            continue;
+        }
+        let waiting = pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref());
+        for waiting in waiting {
+            let reason = waiting.reason.as_deref().unwrap_or_default();
+            if FATAL_WAITING.contains(&reason) {
+                status.fatal = Some(format!(
+                    "pod {} cannot start: {reason}: {}",
+                    pod.metadata.name.as_deref().unwrap_or("?"),
+                    waiting.message.as_deref().unwrap_or("no message")
+                ));
+            }
+        }
+    }
+    status
+}
+
+/// Folds the Job's own view into pod counts: indexes waiting for a pod (or for a
+/// retry's backoff) are pending, and a Failed Job is fatal.
+fn apply_job_status(status: &mut WorkerStatus, job: &Job, shards: u64) {
+    let Some(job_status) = &job.status else {
+        status.pending = status.pending.max(shards);
+        return;
+    };
+    let succeeded = job_status.succeeded.unwrap_or(0).max(0) as u64;
+    let failed_indexes = job_status
+        .failed_indexes
+        .as_deref()
+        .map(count_indexes)
+        .unwrap_or(0);
+    status.succeeded = status.succeeded.max(succeeded);
+    let waiting = shards.saturating_sub(succeeded + failed_indexes + status.running + status.pending);
+    let finished = job_status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
+    if !finished {
+        status.pending += waiting;
+    }
+    if let Some(failed) = job_status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+    {
+        status.fatal.get_or_insert_with(|| {
+            format!(
+                "job {} failed: {}: {}",
+                job.metadata.name.as_deref().unwrap_or("?"),
+                failed.reason.as_deref().unwrap_or("Failed"),
+                failed.message.as_deref().unwrap_or("no message")
+            )
+        });
+    }
+}
+
+/// Counts the indexes of a Job's index list ("1,3-5,9").
+fn count_indexes(list: &str) -> u64 {
+    list.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 1,
+            },
+            None => 1,
+        })
+        .sum()
+}
+
+/// What [`cleanup`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Names of the Jobs deleted.
+    pub jobs: Vec<String>,
+    /// Names of the pods deleted.
+    pub pods: Vec<String>,
+}
+
+/// Deletes the Jobs (with their pods) and pods of one run, or of every cnd run,
+/// found by their labels in `namespace`.
+pub async fn cleanup(client: &Client, namespace: &str, run: Option<Uuid>) -> Result<Cleaned, LaunchError> {
+    let lp = ListParams::default().labels(&selector(run));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut cleaned = Cleaned::default();
+    let listed = jobs
+        .list(&lp)
+        .await
+        .map_err(|e| launch_error("listing cnd jobs", namespace, e))?;
+    for job in listed {
+        let name = job.metadata.name.unwrap_or_default();
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => cleaned.jobs.push(name),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(launch_error(&format!("deleting job {name}"), namespace, e)),
+        }
+    }
+    let listed = pods
+        .list(&lp)
+        .await
+        .map_err(|e| launch_error("listing cnd pods", namespace, e))?;
+    for pod in listed {
+        let name = pod.metadata.name.unwrap_or_default();
+        match pods.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => cleaned.pods.push(name),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(launch_error(&format!("deleting pod {name}"), namespace, e)),
+        }
+    }
+    Ok(cleaned)
+}
+
+#[cfg(test)]
+#[path = "kubernetes_tests.rs"]
+mod tests;

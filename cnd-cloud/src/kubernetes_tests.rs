@@ -1,0 +1,418 @@
+//! KubeLauncher against a mock API server (tower-test): verbs, paths and bodies
+//! of what it sends, and what it makes of the answers.
+
+use super::*;
+use cnd_core::Puzzle;
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// One request the mock API server received.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+type Answer = Box<dyn Fn(&Seen) -> Option<(u16, Value)> + Send + Sync>;
+
+/// A client whose API server is `answer`: `None` leaves the request hanging (a watch).
+fn mock(answer: Answer) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut hanging = Vec::new();
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let answer = answer(&seen);
+            log.lock().unwrap().push(seen);
+            match answer {
+                Some((code, value)) => respond.send_response(
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&value).unwrap()))
+                        .unwrap(),
+                ),
+                None => hanging.push(respond),
+            }
+        }
+    });
+    (Client::new(service, "default"), seen)
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn pod_list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": items})
+}
+
+/// A plain API server: creates echo the object back, lists answer `pods`, watches hang.
+fn server(pods: Vec<Value>, job: Option<Value>) -> Answer {
+    Box::new(move |seen| {
+        if seen.query.contains("watch=true") {
+            return None;
+        }
+        Some(match (seen.method.as_str(), seen.path.as_str()) {
+            ("POST", path) => {
+                let mut object = seen.body.clone();
+                if path.ends_with("/pods") {
+                    let generated = format!("{}x{}", object["metadata"]["generateName"].as_str().unwrap_or(""), rand_suffix());
+                    object["metadata"]["name"] = json!(generated);
+                }
+                (201, object)
+            }
+            ("GET", path) if path.ends_with("/pods") => (200, pod_list(pods.clone())),
+            ("GET", path) if path.contains("/jobs/") => match &job {
+                Some(job) => (200, job.clone()),
+                None => (404, status_body(404, "NotFound", "jobs.batch not found")),
+            },
+            ("GET", path) if path.ends_with("/jobs") => (
+                200,
+                json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": job.iter().cloned().collect::<Vec<_>>()}),
+            ),
+            ("DELETE", path) if path.ends_with("/pods") => (200, pod_list(vec![])),
+            ("DELETE", _) => (200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})),
+            _ => (404, status_body(404, "NotFound", "no such thing")),
+        })
+    })
+}
+
+fn rand_suffix() -> String {
+    Uuid::new_v4().to_string()[..5].to_string()
+}
+
+fn spec(shards: u64, parallelism: u64) -> RunSpec {
+    let puzzle = Puzzle::with_default_block(20).unwrap();
+    RunSpec {
+        run_id: Uuid::new_v4(),
+        range: puzzle.space(),
+        puzzle,
+        shards,
+        parallelism,
+        queue_url: "https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x".into(),
+        timeout: Some(Duration::from_secs(600)),
+    }
+}
+
+fn options(workload: Workload) -> KubeOptions {
+    KubeOptions {
+        namespace: "cnd-test".into(),
+        image: "registry.example/cnd-worker:1".into(),
+        cpu: "2".into(),
+        memory: "256Mi".into(),
+        workload,
+        ..KubeOptions::default()
+    }
+}
+
+fn env_of(container: &Value) -> BTreeMap<String, Value> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.get("value").cloned().unwrap_or_else(|| e["valueFrom"].clone())))
+        .collect()
+}
+
+fn assert_hardened_worker(pod_spec: &Value, options: &KubeOptions) {
+    assert_eq!(pod_spec["restartPolicy"], "Never");
+    assert_eq!(pod_spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod_spec["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod_spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(pod_spec["automountServiceAccountToken"], false);
+    let container = &pod_spec["containers"][0];
+    assert_eq!(container["image"], options.image.as_str());
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    for kind in ["requests", "limits"] {
+        assert_eq!(container["resources"][kind]["cpu"], options.cpu.as_str());
+        assert_eq!(container["resources"][kind]["memory"], options.memory.as_str());
+    }
+}
+
+fn assert_labels(metadata: &Value, run_id: Uuid) {
+    assert_eq!(metadata["labels"]["app.kubernetes.io/name"], "cnd");
+    assert_eq!(metadata["labels"]["app.kubernetes.io/component"], "worker");
+    assert_eq!(metadata["labels"]["cnd/run-id"], run_id.to_string());
+}
+
+async fn wait_for<F: Fn(&[Seen]) -> bool>(seen: &Mutex<Vec<Seen>>, what: F) {
+    for _ in 0..500 {
+        if what(&seen.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the mock API server never saw it: {:#?}", seen.lock().unwrap());
+}
+
+#[tokio::test]
+async fn launch_creates_one_indexed_job_and_watches_its_pods() {
+    let (client, seen) = mock(server(vec![], None));
+    let spec = spec(12, 4);
+    let options = options(Workload::Job);
+    let mut launcher = KubeLauncher::new(client, options.clone());
+    launcher.launch(&spec).await.unwrap();
+
+    let create = seen.lock().unwrap()[0].clone();
+    assert_eq!(create.method, "POST");
+    assert_eq!(create.path, "/apis/batch/v1/namespaces/cnd-test/jobs");
+    let job = &create.body;
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["name"], spec.name());
+    assert_labels(&job["metadata"], spec.run_id);
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    assert_eq!(job["spec"]["completions"], 12);
+    assert_eq!(job["spec"]["parallelism"], 4);
+    assert_eq!(job["spec"]["backoffLimitPerIndex"], 2);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 660);
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 300);
+    assert_labels(&job["spec"]["template"]["metadata"], spec.run_id);
+    let pod_spec = &job["spec"]["template"]["spec"];
+    assert_hardened_worker(pod_spec, &options);
+    let env = env_of(&pod_spec["containers"][0]);
+    assert_eq!(env["CND_RUN_ID"], spec.run_id.to_string());
+    assert_eq!(env["CND_SHARD_COUNT"], "12");
+    assert_eq!(env["CND_DIFFICULTY"], "20");
+    assert_eq!(env["CND_QUEUE_URL"], spec.queue_url.as_str());
+    assert_eq!(env["CND_WORKER_NAME"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert!(!env.contains_key("CND_SHARD_INDEX"), "an Indexed Job gives JOB_COMPLETION_INDEX");
+
+    // The watcher lists the run's pods by label.
+    wait_for(&seen, |s| s.iter().any(|r| r.method == "GET" && r.path == "/api/v1/namespaces/cnd-test/pods")).await;
+    let list = seen.lock().unwrap().iter().find(|r| r.path.ends_with("/pods")).cloned().unwrap();
+    let query = list.query.replace("%2F", "/").replace("%3D", "=").replace("%2C", ",");
+    assert!(query.contains(&format!("cnd/run-id={}", spec.run_id)), "{query}");
+    launcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pods_mode_creates_one_pod_per_shard() {
+    let (client, seen) = mock(server(vec![], None));
+    let spec = spec(3, 3);
+    let options = options(Workload::Pods);
+    let mut launcher = KubeLauncher::new(client, options.clone());
+    launcher.launch(&spec).await.unwrap();
+    let creates: Vec<Seen> = seen.lock().unwrap().iter().filter(|r| r.method == "POST").cloned().collect();
+    assert_eq!(creates.len(), 3);
+    for (shard, create) in creates.iter().enumerate() {
+        assert_eq!(create.path, "/api/v1/namespaces/cnd-test/pods");
+        let pod = &create.body;
+        assert_eq!(pod["metadata"]["generateName"], format!("{}-{shard}-", spec.name()));
+        assert_labels(&pod["metadata"], spec.run_id);
+        assert_hardened_worker(&pod["spec"], &options);
+        assert_eq!(pod["spec"]["activeDeadlineSeconds"], 660);
+        assert_eq!(env_of(&pod["spec"]["containers"][0])["CND_SHARD_INDEX"], shard.to_string());
+    }
+    launcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_deletes_the_job_in_the_background_and_the_pods_and_is_idempotent() {
+    let (client, seen) = mock(server(vec![], None));
+    let spec = spec(2, 2);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec).await.unwrap();
+    launcher.stop().await.unwrap();
+    launcher.stop().await.unwrap();
+    let deletes: Vec<Seen> = seen.lock().unwrap().iter().filter(|r| r.method == "DELETE").cloned().collect();
+    assert_eq!(deletes[0].path, format!("/apis/batch/v1/namespaces/cnd-test/jobs/{}", spec.name()));
+    // Without Background (or Foreground) propagation a Job's pods are orphaned.
+    assert_eq!(deletes[0].body["propagationPolicy"], "Background");
+    assert_eq!(deletes[1].path, "/api/v1/namespaces/cnd-test/pods");
+    assert!(deletes[1].query.contains("labelSelector"), "{:?}", deletes[1]);
+    assert_eq!(deletes.len(), 4);
+}
+
+#[tokio::test]
+async fn stop_after_the_job_is_gone_is_fine() {
+    let answer: Answer = Box::new(|seen| match seen.method.as_str() {
+        "DELETE" => Some((404, status_body(404, "NotFound", "not found"))),
+        _ => server(vec![], None)(seen),
+    });
+    let (client, _) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec(1, 1)).await.unwrap();
+    launcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn forbidden_is_refused_with_an_rbac_hint() {
+    let answer: Answer = Box::new(|_| {
+        Some((403, status_body(403, "Forbidden", "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"")))
+    });
+    let (client, _) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
+    let LaunchError::Refused { action, detail } = &error else { panic!("{error:?}") };
+    assert!(action.contains("creating job"), "{action}");
+    assert!(detail.contains("RBAC") && detail.contains("cnd-test"), "{detail}");
+}
+
+#[tokio::test]
+async fn conflict_is_refused_as_already_existing() {
+    let answer: Answer = Box::new(|_| Some((409, status_body(409, "AlreadyExists", "jobs.batch \"cnd-1\" already exists"))));
+    let (client, _) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
+    assert!(matches!(&error, LaunchError::Refused { detail, .. } if detail.contains("already exists")), "{error:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unreachable() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    drop(handle);
+    let mut launcher = KubeLauncher::new(Client::new(service, "default"), options(Workload::Job));
+    let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
+    assert!(matches!(error, LaunchError::Unreachable { .. }), "{error:?}");
+}
+
+fn pod(name: &str, phase: &str, waiting: Option<&str>) -> Value {
+    let mut status = json!({"phase": phase});
+    if let Some(reason) = waiting {
+        status["containerStatuses"] = json!([{
+            "name": "worker", "image": "nope:1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": "Back-off pulling image \"nope:1\""}}
+        }]);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "cnd-test", "resourceVersion": "3"},
+           "status": status})
+}
+
+async fn status_when<F: Fn(&WorkerStatus) -> bool>(launcher: &mut KubeLauncher, what: F) -> WorkerStatus {
+    for _ in 0..500 {
+        let status = launcher.status().await.unwrap();
+        if what(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("status never got there: {:?}", launcher.status().await);
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_is_fatal() {
+    let pods = vec![
+        pod("cnd-1-0-abcde", "Pending", Some("ImagePullBackOff")),
+        pod("cnd-1-1-fghij", "Running", None),
+    ];
+    let (client, _) = mock(server(pods, None));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    launcher.launch(&spec(2, 2)).await.unwrap();
+    let status = status_when(&mut launcher, |s| s.fatal.is_some()).await;
+    let fatal = status.fatal.unwrap();
+    assert!(fatal.contains("cnd-1-0-abcde") && fatal.contains("ImagePullBackOff"), "{fatal}");
+    assert_eq!((status.pending, status.running), (1, 1));
+    launcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn job_status_counts_waiting_indexes_and_a_failed_job_is_fatal() {
+    let spec = spec(6, 2);
+    let job = |conditions: Value| {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name(), "namespace": "cnd-test"},
+               "status": {"active": 1, "succeeded": 3, "failed": 2, "failedIndexes": "4", "conditions": conditions}})
+    };
+    let pods = vec![pod("a", "Running", None), pod("b", "Failed", None), pod("c", "Failed", None)];
+    let (client, _) = mock(server(pods.clone(), Some(job(json!([])))));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec).await.unwrap();
+    let status = status_when(&mut launcher, |s| s.running == 1).await;
+    // 6 shards: 3 succeeded, index 4 failed for good, 1 running, 1 waiting for a pod.
+    assert_eq!((status.pending, status.running, status.succeeded, status.failed), (1, 1, 3, 2));
+    assert_eq!(status.fatal, None);
+    launcher.stop().await.unwrap();
+
+    let failed = job(json!([{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]));
+    let (client, _) = mock(server(pods, Some(failed)));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec).await.unwrap();
+    let status = status_when(&mut launcher, |s| s.fatal.is_some()).await;
+    assert!(status.fatal.unwrap().contains("FailedIndexes"));
+    launcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cleanup_deletes_jobs_and_pods_by_label() {
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "cnd-deadbeef", "namespace": "cnd-test"}});
+    let (client, seen) = mock(server(vec![pod("cnd-deadbeef-0-xyz", "Running", None)], Some(job)));
+    let cleaned = cleanup(&client, "cnd-test", None).await.unwrap();
+    assert_eq!(cleaned.jobs, vec!["cnd-deadbeef"]);
+    assert_eq!(cleaned.pods, vec!["cnd-deadbeef-0-xyz"]);
+    let seen = seen.lock().unwrap();
+    let lists: Vec<&Seen> = seen.iter().filter(|r| r.method == "GET").collect();
+    assert!(lists.iter().all(|r| r.query.contains("labelSelector=app.kubernetes.io%2Fname%3Dcnd")), "{lists:?}");
+    let job_delete = seen.iter().find(|r| r.method == "DELETE" && r.path.contains("/jobs/")).unwrap();
+    assert_eq!(job_delete.body["propagationPolicy"], "Background");
+}
+
+#[tokio::test]
+async fn a_hundred_pods_of_manifests_and_api_calls() {
+    let (client, seen) = mock(server(vec![], None));
+    let spec = spec(100, 100);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    let started = Instant::now();
+    launcher.launch(&spec).await.unwrap();
+    let elapsed = started.elapsed();
+    let creates = seen.lock().unwrap().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(creates, 100);
+    println!("creating 100 bare pods (manifests + mock API calls) took {elapsed:?}");
+    launcher.stop().await.unwrap();
+}
+
+#[test]
+fn manifests_serialize_to_yaml_documents() {
+    let spec = spec(3, 3);
+    let yaml = to_yaml(&manifests(&spec, &options(Workload::Pods)));
+    assert_eq!(yaml.matches("\n---\n").count(), 2);
+    assert!(yaml.contains("generateName:"));
+    let job_yaml = to_yaml(&manifests(&spec, &options(Workload::Job)));
+    assert!(job_yaml.contains("completionMode: Indexed"));
+    assert!(!job_yaml.contains("---"));
+}
+
+#[test]
+fn a_service_account_keeps_its_token_for_irsa() {
+    let spec = spec(1, 1);
+    let with_sa = KubeOptions {
+        service_account: Some("cnd-worker".into()),
+        ..options(Workload::Job)
+    };
+    let job = serde_json::to_value(job_manifest(&spec, &with_sa)).unwrap();
+    let pod_spec = &job["spec"]["template"]["spec"];
+    assert_eq!(pod_spec["serviceAccountName"], "cnd-worker");
+    assert!(pod_spec.get("automountServiceAccountToken").is_none());
+}
+
+#[test]
+fn a_run_without_timeout_still_ends() {
+    let mut spec = spec(1, 1);
+    spec.timeout = None;
+    assert_eq!(deadline_seconds(&spec), DEFAULT_LIFETIME.as_secs() as i64);
+    spec.timeout = Some(Duration::from_millis(1500));
+    assert_eq!(deadline_seconds(&spec), 62);
+}
+
+#[test]
+fn index_lists_are_counted() {
+    assert_eq!(count_indexes(""), 0);
+    assert_eq!(count_indexes("4"), 1);
+    assert_eq!(count_indexes("1,3-5,9"), 5);
+}

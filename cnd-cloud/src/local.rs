@@ -1,0 +1,416 @@
+//! [`LocalLauncher`]: the workers of a run as `cnd-worker` processes on this
+//! machine, with the same environment a pod gets, so a distributed run can be
+//! tried (and tested end to end) without a cluster.
+//!
+//! At most `parallelism` workers run at once; the next shard starts when one
+//! ends. A worker that crashes (non-zero exit, killed by a signal) is started
+//! again for the same shard, up to [`LocalOptions::max_restarts`] times, as an
+//! Indexed Job would; after that the launcher reports the run fatal. `stop`
+//! kills every worker and waits for it; `kill_on_drop` is the safety net.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use cnd_core::{LaunchError, Launcher, RunSpec, WorkerStatus};
+
+/// How local workers are run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOptions {
+    /// The `cnd-worker` binary.
+    pub worker_bin: PathBuf,
+    /// `CND_THREADS` of each worker; `None`: this machine's CPUs shared out
+    /// between the workers that run at once, so workers × threads ≈ cores.
+    pub threads: Option<usize>,
+    /// How often one shard's worker is started again after a crash.
+    pub max_restarts: u32,
+    /// Environment added to every worker's (the master's own is inherited, so
+    /// `AWS_*` reaches the workers as it is).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl LocalOptions {
+    /// Options for `worker_bin` with the defaults: threads shared out, 3 restarts.
+    pub fn new(worker_bin: impl Into<PathBuf>) -> Self {
+        LocalOptions {
+            worker_bin: worker_bin.into(),
+            threads: None,
+            max_restarts: 3,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    status: WorkerStatus,
+    restarts: u64,
+}
+
+/// Runs a run's workers as local processes.
+#[derive(Debug)]
+pub struct LocalLauncher {
+    options: LocalOptions,
+    state: Arc<Mutex<State>>,
+    stop: Option<watch::Sender<bool>>,
+    supervisor: Option<JoinHandle<()>>,
+}
+
+impl LocalLauncher {
+    /// A launcher that starts `options.worker_bin`.
+    pub fn new(options: LocalOptions) -> Self {
+        LocalLauncher {
+            options,
+            state: Arc::default(),
+            stop: None,
+            supervisor: None,
+        }
+    }
+
+    /// How many crashed workers were started again.
+    pub fn restarts(&self) -> u64 {
+        lock(&self.state).restarts
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one worker process needs to be started.
+struct Recipe {
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Recipe {
+    fn spawn(&self, shard: u64, attempt: u32) -> std::io::Result<Child> {
+        let name = format!("local-{shard}");
+        let mut command = Command::new(&self.bin);
+        command
+            .envs(self.env.iter().cloned())
+            .env(RunSpec::shard_env(shard).0, shard.to_string())
+            .env("CND_WORKER_NAME", &name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn()?;
+        tracing::debug!(worker = %name, attempt, pid = child.id(), "worker started");
+        // Workers' output goes to the master's log, line by line, under their name.
+        for (stream, out) in [
+            ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+            ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+        ] {
+            let Some(out) = out else { continue };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(target: "cnd::worker", worker = %name, stream, "{line}");
+                }
+            });
+        }
+        Ok(child)
+    }
+}
+
+/// Waits for a worker to end, or kills it when the run stops.
+async fn watch_worker(
+    shard: u64,
+    attempt: u32,
+    mut child: Child,
+    mut stop: watch::Receiver<bool>,
+) -> (u64, u32, Option<std::io::Result<ExitStatus>>) {
+    tokio::select! {
+        status = child.wait() => (shard, attempt, Some(status)),
+        _ = stop.wait_for(|stop| *stop) => {
+            // SIGKILL: a worker holds nothing that needs a graceful end.
+            if let Err(e) = child.kill().await {
+                tracing::warn!(shard, "killing worker failed: {e}");
+            }
+            (shard, attempt, None)
+        }
+    }
+}
+
+async fn supervise(
+    recipe: Recipe,
+    shards: u64,
+    parallelism: u64,
+    max_restarts: u32,
+    state: Arc<Mutex<State>>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut queue: VecDeque<(u64, u32)> = (0..shards).map(|s| (s, 0)).collect();
+    let mut running = JoinSet::new();
+    loop {
+        while !*stop.borrow() && (running.len() as u64) < parallelism {
+            let Some((shard, attempt)) = queue.pop_front() else { break };
+            match recipe.spawn(shard, attempt) {
+                Ok(child) => {
+                    running.spawn(watch_worker(shard, attempt, child, stop.clone()));
+                }
+                Err(e) => {
+                    let mut state = lock(&state);
+                    state.status.failed += 1;
+                    state.status.fatal.get_or_insert_with(|| {
+                        format!("could not start {}: {e}", recipe.bin.display())
+                    });
+                }
+            }
+        }
+        {
+            let mut state = lock(&state);
+            state.status.pending = queue.len() as u64;
+            state.status.running = running.len() as u64;
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let Ok((shard, attempt, status)) = joined else { continue };
+        let mut state = lock(&state);
+        match status {
+            None => {} // killed by stop
+            Some(Ok(status)) if status.success() => state.status.succeeded += 1,
+            Some(result) => {
+                let why = match result {
+                    Ok(status) => status.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if attempt < max_restarts && !*stop.borrow() {
+                    tracing::warn!(shard, attempt, "worker local-{shard} crashed ({why}); starting it again");
+                    state.restarts += 1;
+                    // First in line: a restarted shard should not wait behind the rest.
+                    queue.push_front((shard, attempt + 1));
+                } else {
+                    state.status.failed += 1;
+                    state.status.fatal.get_or_insert_with(|| {
+                        format!("worker local-{shard} failed {} times; last: {why}", attempt + 1)
+                    });
+                }
+            }
+        }
+    }
+    let mut state = lock(&state);
+    state.status.pending = 0;
+    state.status.running = 0;
+}
+
+/// CPUs of this machine shared out between `parallelism` workers.
+pub fn threads_per_worker(parallelism: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / parallelism.max(1) as usize).max(1)
+}
+
+#[async_trait]
+impl Launcher for LocalLauncher {
+    async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
+        let bin = &self.options.worker_bin;
+        if !bin.is_file() {
+            return Err(LaunchError::Unreachable {
+                target: bin.display().to_string(),
+                detail: "no cnd-worker binary there (set CND_WORKER_BIN)".into(),
+            });
+        }
+        let threads = self
+            .options
+            .threads
+            .unwrap_or_else(|| threads_per_worker(spec.parallelism));
+        let mut env = spec.worker_env();
+        env.push(("CND_THREADS".into(), threads.to_string()));
+        env.extend(self.options.extra_env.iter().cloned());
+        let recipe = Recipe { bin: bin.clone(), env };
+        *lock(&self.state) = State {
+            status: WorkerStatus {
+                pending: spec.shards,
+                ..WorkerStatus::default()
+            },
+            restarts: 0,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.stop = Some(stop_tx);
+        self.supervisor = Some(tokio::spawn(supervise(
+            recipe,
+            spec.shards,
+            spec.parallelism.max(1),
+            self.options.max_restarts,
+            Arc::clone(&self.state),
+            stop_rx,
+        )));
+        Ok(())
+    }
+
+    async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+        Ok(lock(&self.state).status.clone())
+    }
+
+    async fn stop(&mut self) -> Result<(), LaunchError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(supervisor) = self.supervisor.take() {
+            supervisor
+                .await
+                .map_err(|e| LaunchError::Other(format!("the local worker supervisor failed: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalLauncher {
+    fn drop(&mut self) {
+        // Dropping the supervisor's task drops its children, which kill_on_drop kills.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(supervisor) = self.supervisor.take() {
+            supervisor.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cnd_core::Puzzle;
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    fn spec(shards: u64, parallelism: u64) -> RunSpec {
+        let puzzle = Puzzle::with_default_block(8).unwrap();
+        RunSpec {
+            run_id: Uuid::new_v4(),
+            range: puzzle.space(),
+            puzzle,
+            shards,
+            parallelism,
+            queue_url: "file:///dev/null".into(),
+            timeout: None,
+        }
+    }
+
+    /// A fake worker: a shell script that records its shard and behaves as told.
+    fn script(dir: &std::path::Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("worker.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cnd-local-{name}-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    async fn until_done(launcher: &mut LocalLauncher) -> WorkerStatus {
+        for _ in 0..500 {
+            let status = launcher.status().await.unwrap();
+            if status.pending == 0 && status.running == 0 {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("workers never ended");
+    }
+
+    #[tokio::test]
+    async fn runs_every_shard_with_its_environment_and_bounded_parallelism() {
+        let dir = tempdir("env");
+        let log = dir.join("log");
+        let bin = script(
+            &dir,
+            &format!(
+                "echo \"$CND_SHARD_INDEX $CND_WORKER_NAME $CND_THREADS $CND_SHARD_COUNT $CND_RUN_ID\" >> {}; sleep 0.1",
+                log.display()
+            ),
+        );
+        let spec = spec(5, 2);
+        let mut launcher = LocalLauncher::new(LocalOptions {
+            threads: Some(3),
+            ..LocalOptions::new(bin)
+        });
+        launcher.launch(&spec).await.unwrap();
+        let first = launcher.status().await.unwrap();
+        assert!(first.running <= 2, "{first:?}");
+        let status = until_done(&mut launcher).await;
+        assert_eq!(status.succeeded, 5);
+        assert_eq!(status.fatal, None);
+        launcher.stop().await.unwrap();
+        let mut lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+        lines.sort();
+        let expected: Vec<String> = (0..5)
+            .map(|s| format!("{s} local-{s} 3 5 {}", spec.run_id))
+            .collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[tokio::test]
+    async fn a_crashed_worker_is_restarted_then_fatal() {
+        let dir = tempdir("crash");
+        let count = dir.join("count");
+        // Shard 1 crashes twice, then succeeds; shard 0 succeeds.
+        let bin = script(
+            &dir,
+            &format!(
+                "[ \"$CND_SHARD_INDEX\" = 1 ] || exit 0\necho x >> {c}\n[ $(wc -l < {c}) -ge 3 ] && exit 0\nkill -9 $$",
+                c = count.display()
+            ),
+        );
+        let mut launcher = LocalLauncher::new(LocalOptions::new(bin));
+        launcher.launch(&spec(2, 2)).await.unwrap();
+        let status = until_done(&mut launcher).await;
+        assert_eq!((status.succeeded, status.failed, status.fatal), (2, 0, None));
+        assert_eq!(launcher.restarts(), 2);
+
+        let always = script(&dir, "exit 7");
+        let mut launcher = LocalLauncher::new(LocalOptions {
+            max_restarts: 2,
+            ..LocalOptions::new(always)
+        });
+        launcher.launch(&spec(1, 1)).await.unwrap();
+        let status = until_done(&mut launcher).await;
+        assert_eq!(status.failed, 1);
+        assert!(status.fatal.unwrap().contains("failed 3 times"));
+        assert_eq!(launcher.restarts(), 2);
+    }
+
+    #[tokio::test]
+    async fn stop_kills_every_worker_and_is_idempotent() {
+        let dir = tempdir("stop");
+        let pids = dir.join("pids");
+        let bin = script(&dir, &format!("echo $$ >> {}\nexec sleep 60", pids.display()));
+        let mut launcher = LocalLauncher::new(LocalOptions::new(bin));
+        launcher.launch(&spec(3, 3)).await.unwrap();
+        for _ in 0..200 {
+            if std::fs::read_to_string(&pids).map_or(0, |s| s.lines().count()) == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = std::time::Instant::now();
+        launcher.stop().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        launcher.stop().await.unwrap();
+        for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+            assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} still runs");
+        }
+        let status = launcher.status().await.unwrap();
+        assert_eq!((status.running, status.pending), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_fails_the_launch() {
+        let mut launcher = LocalLauncher::new(LocalOptions::new("/nonexistent/cnd-worker"));
+        let err = launcher.launch(&spec(1, 1)).await.unwrap_err();
+        assert!(matches!(err, LaunchError::Unreachable { .. }), "{err}");
+        launcher.stop().await.unwrap();
+    }
+}

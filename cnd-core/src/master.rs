@@ -1,0 +1,823 @@
+//! The master of a distributed run, written only against [`Launcher`] and
+//! [`ResultChannel`]: it starts the workers, reads their reports, verifies every
+//! claimed nonce itself, and always removes what the run created.
+//!
+//! It owns no runtime and never sleeps: `channel.receive(wait)` of about a
+//! second paces the loop, so it runs under tokio, a test's tiny executor, or
+//! anything else that can poll a future.
+//!
+//! Reports are untrusted input (SPEC §5): a malformed one, another run's, one
+//! for a shard that does not exist, or a `found` whose nonce is outside its
+//! shard, not golden, or whose hash is not the nonce's, is ignored with a
+//! warning and a [`MasterEvent::Ignored`]; it never ends the run.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::distributed::{ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus};
+use crate::puzzle::to_hex;
+use crate::report::{Report, ReportError, ReportKind};
+use crate::shard::NonceRange;
+use crate::verify::verify;
+
+/// How long one `receive` waits at most: the loop's pace, and so the latency of
+/// noticing an interrupt or a deadline.
+pub const RECEIVE_WAIT: Duration = Duration::from_secs(1);
+
+/// How often the launcher is asked how its workers are doing.
+pub const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Consecutive failures of `receive` or `status` tolerated before the run ends
+/// in an error (the SDKs already retry each call with backoff).
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;
+
+/// What the master tells its caller while a run goes on (for live status).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MasterEvent {
+    /// The launcher accepted the workers (they are requested, not running yet).
+    Launched {
+        /// Shards of the run.
+        shards: u64,
+        /// Workers at once.
+        parallelism: u64,
+    },
+    /// A snapshot of the workers, every [`STATUS_EVERY`].
+    Workers(WorkerStatus),
+    /// A worker's progress (or its final count, from `exhausted`).
+    Progress(Progress),
+    /// A worker searched its whole shard without finding a golden nonce.
+    ShardExhausted {
+        /// The shard.
+        shard: u64,
+        /// The worker's name.
+        worker: String,
+    },
+    /// A worker said it failed; the launcher may retry its shard.
+    WorkerFailed {
+        /// The shard.
+        shard: u64,
+        /// The worker's name.
+        worker: String,
+        /// What the worker said.
+        error: String,
+    },
+    /// A message was not taken into account.
+    Ignored(Ignored),
+    /// A reported nonce was verified golden: the run ends with it.
+    Found {
+        /// The nonce.
+        nonce: u64,
+        /// Its shard.
+        shard: u64,
+        /// The worker that found it.
+        worker: String,
+    },
+    /// Removing the run's workers or queue failed; things may be left behind.
+    CleanupFailed(String),
+}
+
+/// Progress of the whole run after one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The shard that reported.
+    pub shard: u64,
+    /// The worker that reported.
+    pub worker: String,
+    /// Hashes that worker has tried.
+    pub shard_hashes: u64,
+    /// How long that worker has searched.
+    pub shard_elapsed: Duration,
+    /// Hashes tried by the run so far (latest report of each shard, summed).
+    pub total_hashes: u64,
+    /// Shards that reported `exhausted`.
+    pub shards_done: u64,
+    /// Shards of the run.
+    pub shards: u64,
+}
+
+/// Why a message was ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    /// Not a well-formed report.
+    Malformed(ReportError),
+    /// A report of another run (on a shared queue, or a stale message).
+    OtherRun(Uuid),
+    /// A shard index the run does not have.
+    NoSuchShard {
+        /// The shard reported.
+        shard: u64,
+        /// Shards of the run.
+        shards: u64,
+    },
+    /// A `found` nonce outside the reporting shard's range.
+    OutsideShard {
+        /// The nonce.
+        nonce: u64,
+        /// The shard reported.
+        shard: u64,
+    },
+    /// A `found` nonce that is not golden.
+    NotGolden {
+        /// The nonce.
+        nonce: u64,
+        /// Leading zero bits of its real hash.
+        leading_zeros: u32,
+        /// D.
+        difficulty: u32,
+    },
+    /// A golden `found` nonce whose reported hash is not its hash: the worker
+    /// (or whoever sent it) did not compute it.
+    WrongHash {
+        /// The nonce.
+        nonce: u64,
+        /// The hash reported, in hex.
+        reported: String,
+    },
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ignored::Malformed(e) => write!(f, "{e}"),
+            Ignored::OtherRun(id) => write!(f, "report of another run ({id})"),
+            Ignored::NoSuchShard { shard, shards } => {
+                write!(f, "report for shard {shard}, but the run has {shards} shards")
+            }
+            Ignored::OutsideShard { nonce, shard } => {
+                write!(f, "found nonce {nonce} is outside shard {shard}")
+            }
+            Ignored::NotGolden {
+                nonce,
+                leading_zeros,
+                difficulty,
+            } => write!(
+                f,
+                "found nonce {nonce} is not golden: {leading_zeros} leading zero bits < {difficulty}"
+            ),
+            Ignored::WrongHash { nonce, reported } => {
+                write!(f, "found nonce {nonce} does not hash to the reported {reported}")
+            }
+        }
+    }
+}
+
+/// What the run did, whatever its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Hashes tried: the latest count reported by each shard, summed.
+    pub hashes: u64,
+    /// Time since the master started (before the launch).
+    pub elapsed: Duration,
+    /// Shards that reported `exhausted`.
+    pub shards_done: u64,
+    /// `failed` reports received.
+    pub failed_reports: u64,
+    /// Messages ignored.
+    pub ignored: u64,
+}
+
+/// A verified golden nonce and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Golden {
+    /// The nonce.
+    pub nonce: u64,
+    /// Its hash, recomputed by the master.
+    pub hash: [u8; 32],
+    /// Leading zero bits of `hash`.
+    pub leading_zeros: u32,
+    /// The shard it was found in.
+    pub shard: u64,
+    /// The worker that found it.
+    pub worker: String,
+    /// How long that worker searched, by its own clock.
+    pub worker_elapsed: Duration,
+    /// Time from the master's start until the report was received.
+    pub received_after: Duration,
+    /// The run's totals when it was received.
+    pub totals: Totals,
+}
+
+/// How a run ended (when it did not end in an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterOutcome {
+    /// A worker reported a nonce and the master verified it.
+    Found(Golden),
+    /// Every shard reported `exhausted`: the range holds no golden nonce.
+    Exhausted(Totals),
+    /// The deadline passed first.
+    TimedOut(Totals),
+    /// The caller's interrupt flag was set.
+    Interrupted(Totals),
+}
+
+impl MasterOutcome {
+    /// The run's totals.
+    pub fn totals(&self) -> &Totals {
+        match self {
+            MasterOutcome::Found(golden) => &golden.totals,
+            MasterOutcome::Exhausted(t) | MasterOutcome::TimedOut(t) | MasterOutcome::Interrupted(t) => t,
+        }
+    }
+}
+
+/// Why a run ended in an error. The workers and the queue were removed (or that
+/// was tried, see [`MasterEvent::CleanupFailed`]) before it was returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MasterError {
+    /// The launcher could not start the workers.
+    #[error("could not start the workers: {0}")]
+    Launch(LaunchError),
+    /// The launcher says the workers cannot succeed (an image that cannot be
+    /// pulled, retries used up).
+    #[error("the workers cannot run: {0}")]
+    Fatal(String),
+    /// Every worker ended but some shards never reported: their part of the
+    /// space was not searched.
+    #[error(
+        "every worker has ended but {unfinished} of {shards} shards never reported; \
+         {failed} workers failed"
+    )]
+    WorkersGone {
+        /// Shards without an `exhausted` report.
+        unfinished: u64,
+        /// Shards of the run.
+        shards: u64,
+        /// Failed workers, as the launcher counts them.
+        failed: u64,
+    },
+    /// Asking the launcher how the workers are doing kept failing.
+    #[error("could not watch the workers: {0}")]
+    Status(LaunchError),
+    /// Receiving from the result channel kept failing.
+    #[error("could not receive results: {0}")]
+    Channel(ChannelError),
+}
+
+/// Runs a distributed search from launch to cleanup.
+///
+/// Launches `spec` with `launcher`, reads reports from `channel` until the first
+/// verified golden nonce, every shard exhausted, `deadline`, or `interrupted`
+/// (checked at least every [`RECEIVE_WAIT`]), then calls `launcher.stop()` and
+/// `channel.close()` on every way out, errors included. `on_event` sees what
+/// happens as it happens.
+pub async fn run_master(
+    launcher: &mut dyn Launcher,
+    channel: &mut dyn ResultChannel,
+    spec: &RunSpec,
+    deadline: Option<Instant>,
+    interrupted: &AtomicBool,
+    mut on_event: impl FnMut(MasterEvent),
+) -> Result<MasterOutcome, MasterError> {
+    let started = Instant::now();
+    let result = drive(launcher, channel, spec, deadline, interrupted, started, &mut on_event).await;
+    // Whatever happened, the run leaves nothing behind (the original leaked pods).
+    if let Err(e) = launcher.stop().await {
+        tracing::warn!(run = %spec.run_id, "stopping the workers failed: {e}");
+        on_event(MasterEvent::CleanupFailed(format!("stopping the workers failed: {e}")));
+    }
+    if let Err(e) = channel.close().await {
+        tracing::warn!(run = %spec.run_id, "closing the result channel failed: {e}");
+        on_event(MasterEvent::CleanupFailed(format!("closing the result channel failed: {e}")));
+    }
+    result
+}
+
+/// The run's state, fed by reports.
+struct Tally {
+    shard_ranges: Vec<NonceRange>,
+    hashes: Vec<u64>,
+    exhausted: Vec<bool>,
+    shards_done: u64,
+    failed_reports: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    fn totals(&self, started: Instant) -> Totals {
+        Totals {
+            hashes: self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h)),
+            elapsed: started.elapsed(),
+            shards_done: self.shards_done,
+            failed_reports: self.failed_reports,
+            ignored: self.ignored,
+        }
+    }
+}
+
+async fn drive(
+    launcher: &mut dyn Launcher,
+    channel: &mut dyn ResultChannel,
+    spec: &RunSpec,
+    deadline: Option<Instant>,
+    interrupted: &AtomicBool,
+    started: Instant,
+    on_event: &mut dyn FnMut(MasterEvent),
+) -> Result<MasterOutcome, MasterError> {
+    let shard_ranges = (0..spec.shards)
+        .map(|i| spec.range.shard(i, spec.shards))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MasterError::Launch(LaunchError::Other(e.to_string())))?;
+    let shards = spec.shards as usize;
+    let mut tally = Tally {
+        shard_ranges,
+        hashes: vec![0; shards],
+        exhausted: vec![false; shards],
+        shards_done: 0,
+        failed_reports: 0,
+        ignored: 0,
+    };
+
+    launcher.launch(spec).await.map_err(MasterError::Launch)?;
+    tracing::info!(run = %spec.run_id, shards = spec.shards, parallelism = spec.parallelism, "workers launched");
+    on_event(MasterEvent::Launched {
+        shards: spec.shards,
+        parallelism: spec.parallelism,
+    });
+
+    let mut next_status = Instant::now();
+    let mut status_errors = 0;
+    let mut receive_errors = 0;
+    // Consecutive status polls that saw no live worker while shards are unfinished;
+    // two in a row (≥ STATUS_EVERY apart) leave time for in-flight reports to arrive.
+    let mut idle_polls = 0;
+
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            tracing::info!(run = %spec.run_id, "interrupted");
+            return Ok(MasterOutcome::Interrupted(tally.totals(started)));
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            tracing::info!(run = %spec.run_id, "deadline reached");
+            return Ok(MasterOutcome::TimedOut(tally.totals(started)));
+        }
+
+        if now >= next_status {
+            next_status = now + STATUS_EVERY;
+            match launcher.status().await {
+                Ok(status) => {
+                    status_errors = 0;
+                    on_event(MasterEvent::Workers(status.clone()));
+                    if let Some(fatal) = status.fatal {
+                        return Err(MasterError::Fatal(fatal));
+                    }
+                    let unfinished = spec.shards - tally.shards_done;
+                    let idle = status.pending == 0
+                        && status.running == 0
+                        && status.succeeded + status.failed > 0;
+                    idle_polls = if idle && unfinished > 0 { idle_polls + 1 } else { 0 };
+                    if idle_polls >= 2 {
+                        return Err(MasterError::WorkersGone {
+                            unfinished,
+                            shards: spec.shards,
+                            failed: status.failed,
+                        });
+                    }
+                }
+                Err(e) => {
+                    status_errors += 1;
+                    tracing::warn!(run = %spec.run_id, "worker status failed ({status_errors} in a row): {e}");
+                    if status_errors >= MAX_CONSECUTIVE_ERRORS {
+                        return Err(MasterError::Status(e));
+                    }
+                }
+            }
+        }
+
+        let wait = match deadline {
+            Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(Instant::now())),
+            None => RECEIVE_WAIT,
+        };
+        let bodies = match channel.receive(wait).await {
+            Ok(bodies) => {
+                receive_errors = 0;
+                bodies
+            }
+            Err(e) => {
+                receive_errors += 1;
+                tracing::warn!(run = %spec.run_id, "receiving results failed ({receive_errors} in a row): {e}");
+                if receive_errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(MasterError::Channel(e));
+                }
+                continue;
+            }
+        };
+
+        for body in bodies {
+            if let Some(golden) = take(spec, &mut tally, &body, started, on_event) {
+                return Ok(MasterOutcome::Found(golden));
+            }
+        }
+        if tally.shards_done == spec.shards {
+            tracing::info!(run = %spec.run_id, "every shard exhausted");
+            return Ok(MasterOutcome::Exhausted(tally.totals(started)));
+        }
+    }
+}
+
+/// Takes one message into account; returns the golden nonce if it is a verified find.
+fn take(
+    spec: &RunSpec,
+    tally: &mut Tally,
+    body: &str,
+    started: Instant,
+    on_event: &mut dyn FnMut(MasterEvent),
+) -> Option<Golden> {
+    let received_after = started.elapsed();
+    let report = match check(spec, tally, body) {
+        Ok(report) => report,
+        Err(why) => {
+            tracing::warn!(run = %spec.run_id, "ignored a message: {why}");
+            tally.ignored += 1;
+            on_event(MasterEvent::Ignored(why));
+            return None;
+        }
+    };
+    let shard = report.shard as usize;
+    // Counts only grow; a retried worker starting over must not lower the total.
+    tally.hashes[shard] = tally.hashes[shard].max(report.hashes);
+    match report.kind {
+        ReportKind::Found { nonce, .. } => {
+            let verification = verify(&spec.puzzle, nonce);
+            tracing::info!(run = %spec.run_id, nonce, shard, worker = %report.worker, "golden nonce verified");
+            on_event(MasterEvent::Found {
+                nonce,
+                shard: report.shard,
+                worker: report.worker.clone(),
+            });
+            return Some(Golden {
+                nonce,
+                hash: verification.hash,
+                leading_zeros: verification.leading_zeros,
+                shard: report.shard,
+                worker: report.worker,
+                worker_elapsed: Duration::from_millis(report.elapsed_ms),
+                received_after,
+                totals: tally.totals(started),
+            });
+        }
+        ReportKind::Exhausted => {
+            if !tally.exhausted[shard] {
+                tally.exhausted[shard] = true;
+                tally.shards_done += 1;
+            }
+            on_event(MasterEvent::ShardExhausted {
+                shard: report.shard,
+                worker: report.worker.clone(),
+            });
+        }
+        ReportKind::Progress => {}
+        ReportKind::Failed { ref error } => {
+            // Informational: the launcher retries the shard, or says it is fatal.
+            tally.failed_reports += 1;
+            tracing::warn!(run = %spec.run_id, shard, worker = %report.worker, "worker failed: {error}");
+            on_event(MasterEvent::WorkerFailed {
+                shard: report.shard,
+                worker: report.worker.clone(),
+                error: error.clone(),
+            });
+        }
+    }
+    on_event(MasterEvent::Progress(Progress {
+        shard: report.shard,
+        worker: report.worker,
+        shard_hashes: tally.hashes[shard],
+        shard_elapsed: Duration::from_millis(report.elapsed_ms),
+        total_hashes: tally.totals(started).hashes,
+        shards_done: tally.shards_done,
+        shards: spec.shards,
+    }));
+    None
+}
+
+/// Parses a body and checks everything that can be checked about it.
+fn check(spec: &RunSpec, tally: &Tally, body: &str) -> Result<Report, Ignored> {
+    let report = Report::from_json(body).map_err(Ignored::Malformed)?;
+    if report.run_id != spec.run_id {
+        return Err(Ignored::OtherRun(report.run_id));
+    }
+    let Some(range) = tally.shard_ranges.get(report.shard as usize).filter(|_| report.shard < spec.shards) else {
+        return Err(Ignored::NoSuchShard {
+            shard: report.shard,
+            shards: spec.shards,
+        });
+    };
+    if let ReportKind::Found { nonce, hash } = report.kind {
+        if !range.contains(nonce) {
+            return Err(Ignored::OutsideShard {
+                nonce,
+                shard: report.shard,
+            });
+        }
+        let verification = verify(&spec.puzzle, nonce);
+        if !verification.golden {
+            return Err(Ignored::NotGolden {
+                nonce,
+                leading_zeros: verification.leading_zeros,
+                difficulty: spec.puzzle.difficulty(),
+            });
+        }
+        if verification.hash != hash {
+            return Err(Ignored::WrongHash {
+                nonce,
+                reported: to_hex(&hash),
+            });
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::memory::{MemoryChannel, MemoryLauncher};
+    use crate::puzzle::Puzzle;
+    use async_trait::async_trait;
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    /// Polls a future to completion on this thread (the memory channel blocks
+    /// instead of returning Pending, so this is all the tests need).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(out) => return out,
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
+
+    fn spec(difficulty: u32, range: Option<NonceRange>, shards: u64) -> RunSpec {
+        let puzzle = Puzzle::with_default_block(difficulty).unwrap();
+        RunSpec {
+            run_id: Uuid::new_v4(),
+            range: range.unwrap_or(puzzle.space()),
+            puzzle,
+            shards,
+            parallelism: shards,
+            queue_url: "memory://".into(),
+            timeout: None,
+        }
+    }
+
+    fn run(
+        launcher: &mut dyn Launcher,
+        channel: &mut dyn ResultChannel,
+        spec: &RunSpec,
+        deadline: Option<Instant>,
+        interrupted: &AtomicBool,
+    ) -> (Result<MasterOutcome, MasterError>, Vec<MasterEvent>) {
+        let mut events = Vec::new();
+        let out = block_on(run_master(launcher, channel, spec, deadline, interrupted, |e| events.push(e)));
+        (out, events)
+    }
+
+    /// The smallest golden nonce of a shard, found the slow, obvious way.
+    fn first_golden(spec: &RunSpec, shard: u64) -> Option<u64> {
+        let range = spec.range.shard(shard, spec.shards).unwrap();
+        (range.first()..=range.last()).find(|&n| verify(&spec.puzzle, n).golden)
+    }
+
+    #[test]
+    fn finds_and_verifies() {
+        let spec = spec(12, None, 4);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, events) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        let MasterOutcome::Found(golden) = out.unwrap() else { panic!("D = 12 is found") };
+        assert!(verify(&spec.puzzle, golden.nonce).golden);
+        assert_eq!(golden.hash, verify(&spec.puzzle, golden.nonce).hash);
+        assert!(golden.leading_zeros >= 12);
+        assert!(spec.range.shard(golden.shard, 4).unwrap().contains(golden.nonce));
+        assert_eq!(golden.worker, format!("memory-{}", golden.shard));
+        assert!(golden.totals.hashes > 0);
+        assert!(events.iter().any(|e| matches!(e, MasterEvent::Launched { shards: 4, .. })));
+        assert!(events.iter().any(|e| matches!(e, MasterEvent::Found { .. })));
+        assert!(launcher.is_stopped() && channel.is_closed());
+    }
+
+    #[test]
+    fn forgeries_are_ignored_and_the_real_find_wins() {
+        let spec = spec(14, None, 2);
+        let mut channel = MemoryChannel::new();
+        let real = first_golden(&spec, 0).unwrap();
+        let forged = |nonce: u64, hash: [u8; 32], shard: u64, run_id: Uuid| {
+            Report {
+                run_id,
+                shard,
+                worker: "forger".into(),
+                hashes: 1,
+                elapsed_ms: 1,
+                kind: ReportKind::Found { nonce, hash },
+            }
+            .to_json()
+        };
+        let not_golden = (0..).find(|&n| !verify(&spec.puzzle, n).golden).unwrap();
+        channel.send("this is not JSON");
+        channel.send(forged(not_golden, verify(&spec.puzzle, not_golden).hash, 0, spec.run_id));
+        channel.send(forged(real, [0; 32], 0, spec.run_id)); // golden, wrong hash
+        channel.send(forged(real, verify(&spec.puzzle, real).hash, 1, spec.run_id)); // wrong shard
+        channel.send(forged(real, verify(&spec.puzzle, real).hash, 7, spec.run_id)); // no such shard
+        channel.send(forged(real, verify(&spec.puzzle, real).hash, 0, Uuid::new_v4())); // other run
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, events) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        let MasterOutcome::Found(golden) = out.unwrap() else { panic!("found") };
+        assert_ne!(golden.worker, "forger");
+        assert!(verify(&spec.puzzle, golden.nonce).golden);
+        let ignored: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::Ignored(why) => Some(why.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ignored.len(), 6, "{ignored:?}");
+        assert!(matches!(ignored[0], Ignored::Malformed(_)));
+        assert!(matches!(ignored[1], Ignored::NotGolden { .. }));
+        assert!(matches!(ignored[2], Ignored::WrongHash { .. }));
+        assert!(matches!(ignored[3], Ignored::OutsideShard { shard: 1, .. }));
+        assert!(matches!(ignored[4], Ignored::NoSuchShard { shard: 7, shards: 2 }));
+        assert!(matches!(ignored[5], Ignored::OtherRun(_)));
+        assert_eq!(golden.totals.ignored, 6);
+        assert!(launcher.is_stopped() && channel.is_closed());
+    }
+
+    #[test]
+    fn an_empty_range_is_exhausted() {
+        // D = 30 over 3000 nonces: (1 - 2^-30)^3000 ≈ 1, and checked below.
+        let spec = spec(30, NonceRange::new(1000, 3999), 3);
+        assert!((0..3).all(|s| first_golden(&spec, s).is_none()));
+        let mut channel = MemoryChannel::new();
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        let MasterOutcome::Exhausted(totals) = out.unwrap() else { panic!("exhausted") };
+        assert_eq!(totals.hashes, 3000);
+        assert_eq!(totals.shards_done, 3);
+        assert!(launcher.is_stopped() && channel.is_closed());
+    }
+
+    /// A launcher that starts nothing, so only the deadline or an interrupt ends the run.
+    #[derive(Default)]
+    struct Idle {
+        fail_launch: bool,
+        launched: bool,
+        stopped: Arc<Mutex<u32>>,
+    }
+
+    #[async_trait]
+    impl Launcher for Idle {
+        async fn launch(&mut self, _: &RunSpec) -> Result<(), LaunchError> {
+            if self.fail_launch {
+                return Err(LaunchError::Refused {
+                    action: "creating job".into(),
+                    detail: "forbidden".into(),
+                });
+            }
+            self.launched = true;
+            Ok(())
+        }
+        async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+            Ok(WorkerStatus {
+                running: 1,
+                ..WorkerStatus::default()
+            })
+        }
+        async fn stop(&mut self) -> Result<(), LaunchError> {
+            *self.stopped.lock().unwrap() += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_deadline_times_out() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = Idle::default();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let (out, _) = run(&mut launcher, &mut channel, &spec, Some(deadline), &AtomicBool::new(false));
+        assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
+        assert!(Instant::now() >= deadline);
+        assert_eq!(*launcher.stopped.lock().unwrap(), 1);
+        assert!(channel.is_closed());
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_run() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = Idle::default();
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&interrupted);
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &interrupted);
+        assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
+        assert!(start.elapsed() < RECEIVE_WAIT * 3, "noticed within a receive");
+        assert!(launcher.launched);
+        assert_eq!(*launcher.stopped.lock().unwrap(), 1);
+        assert!(channel.is_closed());
+    }
+
+    #[test]
+    fn a_failed_launch_still_stops_and_closes() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = Idle {
+            fail_launch: true,
+            ..Idle::default()
+        };
+        let (out, events) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        assert!(matches!(out, Err(MasterError::Launch(LaunchError::Refused { .. }))));
+        assert!(!events.iter().any(|e| matches!(e, MasterEvent::Launched { .. })));
+        assert_eq!(*launcher.stopped.lock().unwrap(), 1);
+        assert!(channel.is_closed());
+    }
+
+    /// A launcher whose workers cannot start.
+    struct Doomed(WorkerStatus, bool);
+
+    #[async_trait]
+    impl Launcher for Doomed {
+        async fn launch(&mut self, _: &RunSpec) -> Result<(), LaunchError> {
+            Ok(())
+        }
+        async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+            Ok(self.0.clone())
+        }
+        async fn stop(&mut self) -> Result<(), LaunchError> {
+            self.1 = true;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_fatal_status_is_an_error() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = Doomed(
+            WorkerStatus {
+                pending: 2,
+                fatal: Some("pod cnd-x-0: ImagePullBackOff".into()),
+                ..WorkerStatus::default()
+            },
+            false,
+        );
+        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        assert!(matches!(out, Err(MasterError::Fatal(m)) if m.contains("ImagePullBackOff")));
+        assert!(launcher.1 && channel.is_closed());
+    }
+
+    #[test]
+    fn workers_that_all_failed_are_an_error() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = Doomed(
+            WorkerStatus {
+                failed: 2,
+                ..WorkerStatus::default()
+            },
+            false,
+        );
+        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        assert!(matches!(out, Err(MasterError::WorkersGone { unfinished: 2, failed: 2, .. })));
+        assert!(launcher.1 && channel.is_closed());
+    }
+
+    #[test]
+    fn failed_reports_are_counted_not_fatal() {
+        let spec = spec(12, None, 1);
+        let mut channel = MemoryChannel::new();
+        channel.send(
+            Report {
+                run_id: spec.run_id,
+                shard: 0,
+                worker: "w".into(),
+                hashes: 0,
+                elapsed_ms: 0,
+                kind: ReportKind::Failed { error: "oom".into() },
+            }
+            .to_json(),
+        );
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        let MasterOutcome::Found(golden) = out.unwrap() else { panic!("found") };
+        assert_eq!(golden.totals.failed_reports, 1);
+    }
+}
