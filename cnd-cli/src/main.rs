@@ -1,1 +1,72 @@
-fn main() {}
+//! `cnd-cli`: find golden nonces on every core here, or across a Kubernetes cluster.
+//!
+//! Glue only: parse, wire, print. `main → run → one function per subcommand`;
+//! the exit-code policy lives in `exit.rs`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod args;
+mod cmd;
+mod exit;
+mod human;
+mod logging;
+
+use exit::Exit;
+
+/// Cloud Nonce Discovery: find a nonce whose double SHA-256, appended to a block,
+/// has at least D leading zero bits.
+///
+/// The hash is SHA256(SHA256(block || nonce)); the nonce is a 32-bit (or 64-bit)
+/// big-endian number, or its decimal digits. Expected work is 2^D hashes.
+///
+/// Start here:
+///   cnd-cli run -d 24                 search the whole space on every core
+///   cnd-cli verify -d 24 --nonce N    check a nonce independently
+///   cnd-cli plan -d 36 --within 10m   how many pods a deadline needs
+///   cnd-cli bench                     MH/s of each hash backend on this CPU
+///
+/// Exit codes: 0 found · 1 error · 2 bad usage or input · 3 exhausted (no golden
+/// nonce) · 4 timed out · 130 interrupted. Logs go to stderr (-v, -vv, RUST_LOG).
+#[derive(Debug, Parser)]
+#[command(name = "cnd-cli", version, verbatim_doc_comment, max_term_width = 100)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Search on this machine, on every core, for the smallest golden nonce.
+    Run(cmd::run::RunArgs),
+    /// Hash one nonce independently and say whether it is golden (exit 0) or not (exit 3).
+    Verify(cmd::verify::VerifyArgs),
+    /// Expected work, the chance of success, and pods needed for a deadline.
+    Plan(cmd::plan::PlanArgs),
+    /// Measure each hash backend's MH/s on this CPU.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let exit = match run() {
+        Ok(exit) => exit,
+        Err(err) => exit::report(&err),
+    };
+    exit.into()
+}
+
+fn run() -> anyhow::Result<Exit> {
+    let cli = Cli::parse();
+    logging::init(cli.verbose);
+    match cli.command {
+        Command::Run(args) => cmd::run::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+    }
+}

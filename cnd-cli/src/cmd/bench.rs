@@ -1,0 +1,195 @@
+//! `cnd-cli bench`: each hash backend's MH/s on this CPU, optionally beside OpenSSL.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use cnd_core::search::available_threads;
+use cnd_core::{Backend, Puzzle, SearchControl, SearchOptions, SearchOutcome};
+use serde_json::json;
+
+use crate::args::{parse_duration, parse_threads, OutputArgs, PuzzleShape};
+use crate::exit::{usage, Exit};
+use crate::human;
+
+/// Measure how many nonces per second each backend hashes on this CPU.
+///
+/// Every nonce is hashed in full (D = 256, so none is golden). Without
+/// --threads, each backend is measured on 1 thread and on all of them.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    shape: PuzzleShape,
+
+    /// Seconds to measure each backend and thread count.
+    #[arg(long, value_name = "S", default_value = "2", value_parser = parse_duration)]
+    seconds: Duration,
+
+    /// Threads to measure with. [default: 1, then every CPU this process may use]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    threads: Option<usize>,
+
+    /// Measure only this backend. [default: every backend this CPU supports]
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+
+    /// Also run `openssl speed -evp sha256 -bytes 8192` for as long and print the
+    /// ratio R = nonces/s ÷ (OpenSSL bytes/s ÷ 128), per thread.
+    #[arg(long)]
+    openssl: bool,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    /// The backend measured.
+    pub backend: Backend,
+    /// Threads used.
+    pub threads: usize,
+    /// Nonces hashed per second, all threads together.
+    pub rate: f64,
+}
+
+/// Runs `cnd-cli bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<Exit> {
+    let puzzle = args.shape.puzzle(cnd_core::puzzle::MAX_DIFFICULTY)?;
+    let backends = match &args.backend {
+        Some(name) => vec![Backend::from_name(name)?],
+        None => Backend::available(),
+    };
+    let all = available_threads();
+    let thread_counts = match args.threads {
+        Some(n) => vec![n],
+        None if all > 1 => vec![1, all],
+        None => vec![1],
+    };
+    let mut results = Vec::new();
+    for &backend in &backends {
+        for &threads in &thread_counts {
+            let rate = measure(&puzzle, backend, threads, args.seconds)?;
+            let m = Measurement {
+                backend,
+                threads,
+                rate,
+            };
+            if !args.output.json {
+                print_row(&m, results.is_empty());
+            }
+            results.push(m);
+        }
+    }
+    let openssl = if args.openssl {
+        Some(openssl_bytes_per_sec(args.seconds)?)
+    } else {
+        None
+    };
+    if args.output.json {
+        let backends: Vec<_> = results
+            .iter()
+            .map(|m| {
+                let mut row = json!({"name": m.backend.name(), "threads": m.threads, "mhs": round2(m.rate / 1e6)});
+                if let Some(bytes) = openssl {
+                    row["ratio_vs_openssl"] = json!(round2(ratio(m, bytes)));
+                }
+                row
+            })
+            .collect();
+        let mut value = json!({ "backends": backends });
+        if let Some(bytes) = openssl {
+            value["openssl_sha256_8192_bytes_per_sec"] = json!(bytes.round());
+            value["openssl_nonces_per_sec_equiv"] = json!((bytes / 128.0).round());
+        }
+        println!("{value}");
+    } else if let Some(bytes) = openssl {
+        println!();
+        println!(
+            "OpenSSL sha256, 8192-byte blocks: {:.1} MB/s = {} of nonces (÷ 128 bytes each), one thread",
+            bytes / 1e6,
+            human::rate(bytes / 128.0)
+        );
+        for m in &results {
+            println!(
+                "R({}, {} thread{}) = {:.2} per thread",
+                m.backend,
+                m.threads,
+                if m.threads == 1 { "" } else { "s" },
+                ratio(m, bytes)
+            );
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Nonces/s per thread ÷ OpenSSL's single-stream nonce-equivalents per second.
+fn ratio(m: &Measurement, openssl_bytes_per_sec: f64) -> f64 {
+    (m.rate / m.threads as f64) / (openssl_bytes_per_sec / 128.0)
+}
+
+fn print_row(m: &Measurement, first: bool) {
+    if first {
+        println!(
+            "{:<8} {:>7} {:>12} {:>16}",
+            "backend", "threads", "MH/s", "MH/s per thread"
+        );
+    }
+    println!(
+        "{:<8} {:>7} {:>12.2} {:>16.2}",
+        m.backend.name(),
+        m.threads,
+        m.rate / 1e6,
+        m.rate / 1e6 / m.threads as f64
+    );
+}
+
+/// Nonces per second of `backend` on `threads` threads, hashing for `seconds`.
+pub fn measure(
+    puzzle: &Puzzle,
+    backend: Backend,
+    threads: usize,
+    seconds: Duration,
+) -> anyhow::Result<f64> {
+    let options = SearchOptions {
+        threads,
+        backend,
+        deadline: Some(Instant::now() + seconds),
+    };
+    let control = SearchControl::new();
+    match cnd_core::search(puzzle, puzzle.space(), &options, &control)? {
+        SearchOutcome::TimedOut { hashes, elapsed }
+        | SearchOutcome::Exhausted { hashes, elapsed } => Ok(human::per_sec(hashes, elapsed)),
+        SearchOutcome::Found(f) => Ok(human::per_sec(f.hashes, f.elapsed)),
+        SearchOutcome::Cancelled { .. } => Err(usage("the benchmark was interrupted")),
+    }
+}
+
+/// OpenSSL's single-thread SHA-256 throughput on 8192-byte blocks, bytes per second.
+fn openssl_bytes_per_sec(seconds: Duration) -> anyhow::Result<f64> {
+    let secs = seconds.as_secs().max(1).to_string();
+    let output = Command::new("openssl")
+        .args([
+            "speed", "-evp", "sha256", "-bytes", "8192", "-seconds", &secs,
+        ])
+        .output()
+        .context("running `openssl speed` (is openssl installed?)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The last line reads `sha256   1376484.61k`: thousands of bytes per second.
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let value = words.last()?.strip_suffix('k')?;
+            (name.eq_ignore_ascii_case("sha256")).then(|| value.parse::<f64>().ok())?
+        })
+        .map(|k| k * 1000.0)
+        .with_context(|| format!("could not read the sha256 figure from `openssl speed`: {stdout}"))
+}

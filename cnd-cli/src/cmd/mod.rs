@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod plan;
+pub mod run;
+pub mod verify;

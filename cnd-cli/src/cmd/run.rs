@@ -1,0 +1,222 @@
+//! `cnd-cli run`: search on this machine for the smallest golden nonce.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use cnd_core::puzzle::to_hex;
+use cnd_core::search::available_threads;
+use cnd_core::{stats, Backend, NonceRange, Puzzle, SearchControl, SearchOptions, SearchOutcome};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::args::{parse_duration, parse_threads, range_for, OutputArgs, PuzzleArgs};
+use crate::exit::Exit;
+use crate::human;
+
+/// Search this machine's cores for the smallest golden nonce of the space.
+///
+/// The answer is the same on every machine and for every thread count.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    puzzle: PuzzleArgs,
+
+    /// Search only START..END (half-open), e.g. 0..1000000. [default: the whole space]
+    #[arg(long, value_name = "START..END")]
+    range: Option<String>,
+
+    /// Threads to search with. [default: every CPU this process may use]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    threads: Option<usize>,
+
+    /// Give up after this long (exit 4), e.g. 30s, 5m, 1h.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Hash backend: scalar, sha2, shani, avx2, avx512. [default: $CND_BACKEND, else the fastest]
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Runs `cnd-cli run`.
+pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    let puzzle = args.puzzle.puzzle()?;
+    let range = range_for(&puzzle, args.range.as_deref())?;
+    let backend = match &args.backend {
+        Some(name) => Backend::from_name(name)?,
+        None => Backend::from_env()?,
+    };
+    let threads = args.threads.unwrap_or_else(available_threads);
+    warn_if_likely_empty(&puzzle, &range);
+    tracing::info!(%range, threads, %backend, difficulty = puzzle.difficulty(), "searching");
+
+    let control = Arc::new(SearchControl::new());
+    let handler_control = Arc::clone(&control);
+    ctrlc::set_handler(move || handler_control.cancel())
+        .context("installing the Ctrl-C handler")?;
+    let options = SearchOptions {
+        threads,
+        backend,
+        deadline: args.timeout.map(|t| Instant::now() + t),
+    };
+    let show_progress = !args.output.json && std::io::stderr().is_terminal();
+    let outcome = std::thread::scope(|scope| {
+        let search = scope.spawn(|| cnd_core::search(&puzzle, range, &options, &control));
+        if show_progress {
+            watch_progress(&search, &control, &puzzle, &range);
+        }
+        search.join().expect("the search thread does not panic")
+    })?;
+    print_outcome(&outcome, &puzzle, threads, backend, args.output.json);
+    Ok(match outcome {
+        SearchOutcome::Found(_) => Exit::Success,
+        SearchOutcome::Exhausted { .. } => Exit::Exhausted,
+        SearchOutcome::TimedOut { .. } => Exit::TimedOut,
+        SearchOutcome::Cancelled { .. } => Exit::Interrupted,
+    })
+}
+
+/// Says so before a run that is likely to come back empty (SPEC §1).
+pub fn warn_if_likely_empty(puzzle: &Puzzle, range: &NonceRange) {
+    let empty = stats::empty_space_probability(puzzle.difficulty(), range.len());
+    if empty >= 0.05 {
+        eprintln!(
+            "cnd-cli: warning: at D = {} the {} nonces searched hold no golden nonce with probability {}; \
+             consider --nonce-bits 64",
+            puzzle.difficulty(),
+            human::count(range.len().min(u128::from(u64::MAX)) as u64),
+            human::percent(empty)
+        );
+    }
+}
+
+/// A progress bar on stderr: hashes, MH/s, % of the range, ETA against 2^D.
+fn watch_progress<T>(
+    search: &std::thread::ScopedJoinHandle<'_, T>,
+    control: &SearchControl,
+    puzzle: &Puzzle,
+    range: &NonceRange,
+) {
+    let total = range.len().min(u128::from(u64::MAX)) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {percent:>3}% of range · {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let expected = stats::expected_hashes(puzzle.difficulty());
+    let started = Instant::now();
+    while !search.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        let hashes = control.hashes();
+        let rate = human::per_sec(hashes, started.elapsed());
+        let eta = if rate > 0.0 && (hashes as f64) < expected {
+            format!(
+                "~{} to 2^{} expected",
+                human::duration(Duration::from_secs_f64(
+                    ((expected - hashes as f64) / rate).min(1e15)
+                )),
+                puzzle.difficulty()
+            )
+        } else {
+            format!("past 2^{} expected", puzzle.difficulty())
+        };
+        bar.set_position(hashes);
+        bar.set_message(format!(
+            "{} hashes · {} · {eta}",
+            human::count(hashes),
+            human::rate(rate)
+        ));
+    }
+    bar.finish_and_clear();
+}
+
+fn print_outcome(
+    outcome: &SearchOutcome,
+    puzzle: &Puzzle,
+    threads: usize,
+    backend: Backend,
+    json: bool,
+) {
+    if json {
+        let value = match outcome {
+            SearchOutcome::Found(f) => json!({
+                "outcome": "found",
+                "nonce": f.nonce.to_string(),
+                "hash": to_hex(&f.hash),
+                "leading_zeros": f.leading_zeros,
+                "difficulty": puzzle.difficulty(),
+                "hashes": f.hashes,
+                "elapsed_ms": f.elapsed.as_millis() as u64,
+                "mhs": human::per_sec(f.hashes, f.elapsed) / 1e6,
+                "threads": threads,
+                "backend": backend.name(),
+                "shard": 0,
+                "worker": "local",
+            }),
+            SearchOutcome::Exhausted { hashes, elapsed }
+            | SearchOutcome::TimedOut { hashes, elapsed }
+            | SearchOutcome::Cancelled { hashes, elapsed } => json!({
+                "outcome": match outcome {
+                    SearchOutcome::Exhausted { .. } => "exhausted",
+                    SearchOutcome::TimedOut { .. } => "timed_out",
+                    _ => "interrupted",
+                },
+                "difficulty": puzzle.difficulty(),
+                "hashes": hashes,
+                "elapsed_ms": elapsed.as_millis() as u64,
+                "mhs": human::per_sec(*hashes, *elapsed) / 1e6,
+                "threads": threads,
+                "backend": backend.name(),
+            }),
+        };
+        println!("{value}");
+        return;
+    }
+    match outcome {
+        SearchOutcome::Found(f) => {
+            println!("Golden nonce   {} (0x{:x})", f.nonce, f.nonce);
+            println!("Hash           {}", to_hex(&f.hash));
+            println!(
+                "Leading zeros  {} (needed {})",
+                f.leading_zeros,
+                puzzle.difficulty()
+            );
+            print_work(f.hashes, f.elapsed, threads, backend);
+        }
+        SearchOutcome::Exhausted { hashes, elapsed } => {
+            println!("No golden nonce: every nonce of the range was tried.");
+            print_work(*hashes, *elapsed, threads, backend);
+        }
+        SearchOutcome::TimedOut { hashes, elapsed } => {
+            println!("Timed out before a golden nonce was found.");
+            print_work(*hashes, *elapsed, threads, backend);
+        }
+        SearchOutcome::Cancelled { hashes, elapsed } => {
+            println!("Interrupted before a golden nonce was found.");
+            print_work(*hashes, *elapsed, threads, backend);
+        }
+    }
+}
+
+fn print_work(hashes: u64, elapsed: Duration, threads: usize, backend: Backend) {
+    let rate = human::per_sec(hashes, elapsed);
+    println!(
+        "Hashes         {} in {}",
+        human::count(hashes),
+        human::duration(elapsed)
+    );
+    println!(
+        "Rate           {} on {threads} thread{} ({} per thread, {backend} backend)",
+        human::rate(rate),
+        if threads == 1 { "" } else { "s" },
+        human::rate(rate / threads as f64),
+    );
+}

@@ -1,0 +1,18 @@
+//! Timestamped logs on stderr via tracing; `RUST_LOG` overrides the default level.
+
+use tracing_subscriber::EnvFilter;
+
+/// Starts logging: `warn` by default, `info` with -v, `debug` with -vv, or `RUST_LOG`.
+pub fn init(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,cnd_core=info,cnd_cloud=info",
+        _ => "debug,hyper=info,h2=info,rustls=info,tower=info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

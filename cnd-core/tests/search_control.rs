@@ -1,0 +1,127 @@
+//! Cancellation, deadlines, progress and bad arguments of the search.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cnd_core::{
+    search, Backend, NonceBits, NonceFormat, NonceRange, Puzzle, SearchControl, SearchError,
+    SearchOptions, SearchOutcome,
+};
+
+fn impossible() -> Puzzle {
+    Puzzle::new("cancel me", 256, NonceBits::B64, NonceFormat::Binary).unwrap()
+}
+
+#[test]
+fn cancel_stops_a_running_search_and_progress_is_visible_meanwhile() {
+    let puzzle = impossible();
+    let control = Arc::new(SearchControl::new());
+    let options = SearchOptions {
+        threads: 2,
+        backend: Backend::best(),
+        deadline: None,
+    };
+    let runner = {
+        let control = Arc::clone(&control);
+        std::thread::spawn(move || search(&puzzle, puzzle.space(), &options, &control))
+    };
+    // Progress must become visible while the search runs (no timing bound asserted).
+    while control.hashes() == 0 {
+        assert!(!runner.is_finished(), "a 2^64 search cannot end on its own");
+        std::thread::yield_now();
+    }
+    let seen = control.hashes();
+    control.cancel();
+    let outcome = runner.join().unwrap().unwrap();
+    let SearchOutcome::Cancelled { hashes, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(hashes >= seen);
+}
+
+#[test]
+fn a_deadline_ends_the_search_as_timed_out() {
+    let puzzle = impossible();
+    let options = SearchOptions {
+        threads: 2,
+        backend: Backend::best(),
+        deadline: Some(Instant::now() + Duration::from_millis(50)),
+    };
+    let outcome = search(&puzzle, puzzle.space(), &options, &SearchControl::new()).unwrap();
+    assert!(
+        matches!(outcome, SearchOutcome::TimedOut { hashes, .. } if hashes > 0),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_exhausted_range_counts_every_nonce() {
+    let puzzle = Puzzle::with_default_block(256).unwrap();
+    let range = NonceRange::new(u64::from(u32::MAX) - 100_000, u64::from(u32::MAX)).unwrap();
+    let options = SearchOptions {
+        threads: 3,
+        backend: Backend::best(),
+        deadline: None,
+    };
+    let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SearchOutcome::Exhausted {
+                hashes: 100_001,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn the_top_of_the_64_bit_space_is_searched_without_overflow() {
+    let puzzle = Puzzle::new("top", 0, NonceBits::B64, NonceFormat::Decimal).unwrap();
+    let range = NonceRange::new(u64::MAX, u64::MAX).unwrap();
+    let options = SearchOptions {
+        threads: 2,
+        backend: Backend::best(),
+        deadline: None,
+    };
+    let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
+    assert!(
+        matches!(outcome, SearchOutcome::Found(f) if f.nonce == u64::MAX),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn zero_threads_and_ranges_outside_the_space_are_errors() {
+    let puzzle = Puzzle::with_default_block(8).unwrap();
+    let options = SearchOptions {
+        threads: 0,
+        backend: Backend::Scalar,
+        deadline: None,
+    };
+    assert!(matches!(
+        search(&puzzle, puzzle.space(), &options, &SearchControl::new()),
+        Err(SearchError::NoThreads)
+    ));
+    let options = SearchOptions {
+        threads: 1,
+        ..options
+    };
+    let outside = NonceRange::new(0, 1 << 32).unwrap();
+    assert!(matches!(
+        search(&puzzle, outside, &options, &SearchControl::new()),
+        Err(SearchError::OutsideSpace { .. })
+    ));
+}
+
+#[test]
+fn forcing_an_unknown_backend_is_an_error() {
+    assert!(matches!(
+        Backend::from_name("turbo"),
+        Err(cnd_core::BackendError::Unknown(_))
+    ));
+    for backend in Backend::available() {
+        assert_eq!(Backend::from_name(backend.name()).unwrap(), backend);
+    }
+}
