@@ -117,11 +117,16 @@ impl Default for KubeOptions {
 /// The master's `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` and
 /// `AWS_ENDPOINT_URL_SQS`, when set: where the queue is, never who may use it.
 pub fn aws_passthrough_env() -> Vec<(String, String)> {
-    ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
-        .filter(|(_, v)| !v.is_empty())
-        .collect()
+    [
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+    ]
+    .iter()
+    .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+    .filter(|(_, v)| !v.is_empty())
+    .collect()
 }
 
 /// The labels of SPEC §8 for a run.
@@ -143,7 +148,9 @@ pub fn selector(run: Option<Uuid>) -> String {
 }
 
 fn deadline_seconds(spec: &RunSpec) -> i64 {
-    let lifetime = spec.timeout.map_or(DEFAULT_LIFETIME, |t| t + DEADLINE_SLACK);
+    let lifetime = spec
+        .timeout
+        .map_or(DEFAULT_LIFETIME, |t| t + DEADLINE_SLACK);
     // Round up: a deadline must be at least a second, and never shorter than asked.
     lifetime.as_secs() as i64 + i64::from(lifetime.subsec_nanos() > 0)
 }
@@ -285,7 +292,8 @@ pub fn pod_manifest(spec: &RunSpec, options: &KubeOptions, shard: u64) -> Pod {
 
 /// What a run creates, as JSON objects: one Job, or one pod per shard.
 pub fn manifests(spec: &RunSpec, options: &KubeOptions) -> Vec<serde_json::Value> {
-    let to_value = |r: Result<serde_json::Value, serde_json::Error>| r.expect("k8s-openapi objects serialize");
+    let to_value =
+        |r: Result<serde_json::Value, serde_json::Error>| r.expect("k8s-openapi objects serialize");
     match options.workload {
         Workload::Job => vec![to_value(serde_json::to_value(job_manifest(spec, options)))],
         Workload::Pods => (0..spec.shards)
@@ -325,7 +333,10 @@ pub fn launch_error(action: &str, namespace: &str, error: kube::Error) -> Launch
             },
             401 => LaunchError::Refused {
                 action: action.to_string(),
-                detail: format!("not authenticated: {}; check the kubeconfig's credentials", status.message),
+                detail: format!(
+                    "not authenticated: {}; check the kubeconfig's credentials",
+                    status.message
+                ),
             },
             _ => LaunchError::Refused {
                 action: action.to_string(),
@@ -390,7 +401,8 @@ impl KubeLauncher {
     fn start_watch(&mut self, run_id: Uuid) {
         let (reader, writer) = reflector::store();
         let config = watcher::Config::default().labels(&selector(Some(run_id)));
-        let stream = reflector::reflector(writer, watcher(self.pod_api(), config)).default_backoff();
+        let stream =
+            reflector::reflector(writer, watcher(self.pod_api(), config)).default_backoff();
         let errors = Arc::clone(&self.watch_error);
         self.watcher = Some(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -448,22 +460,30 @@ impl Launcher for KubeLauncher {
         };
         if pods.wait_until_ready().now_or_never().is_none() {
             // Not listed yet: a persistent watch error (RBAC on pods) is worth saying.
-            if let Some(error) = self.watch_error.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                return Err(LaunchError::Other(format!("watching the pods of {} failed: {error}", run.name())));
+            if let Some(error) = self
+                .watch_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return Err(LaunchError::Other(format!(
+                    "watching the pods of {} failed: {error}",
+                    run.name()
+                )));
             }
         }
         let mut status = pod_status(&pods.state());
         if self.options.workload == Workload::Job {
             let name = run.name();
-            let job = self
-                .jobs()
-                .get_opt(&name)
-                .await
-                .map_err(|e| launch_error(&format!("reading job {name}"), &self.options.namespace, e))?;
+            let job = self.jobs().get_opt(&name).await.map_err(|e| {
+                launch_error(&format!("reading job {name}"), &self.options.namespace, e)
+            })?;
             match job {
                 Some(job) => apply_job_status(&mut status, &job, run.shards),
                 None => {
-                    status.fatal.get_or_insert_with(|| format!("job {name} was deleted"));
+                    status
+                        .fatal
+                        .get_or_insert_with(|| format!("job {name} was deleted"));
                 }
             }
         }
@@ -480,20 +500,38 @@ impl Launcher for KubeLauncher {
         let ns = self.options.namespace.clone();
         if self.options.workload == Workload::Job {
             // Background propagation: a plain DELETE of a Job orphans its pods.
-            match self.jobs().delete(&run.name(), &DeleteParams::background()).await {
+            match self
+                .jobs()
+                .delete(&run.name(), &DeleteParams::background())
+                .await
+            {
                 Ok(_) => tracing::info!(job = %run.name(), "job deleted"),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(launch_error(&format!("deleting job {}", run.name()), &ns, e)),
+                Err(e) => {
+                    return Err(launch_error(
+                        &format!("deleting job {}", run.name()),
+                        &ns,
+                        e,
+                    ))
+                }
             }
         }
         // Also the pods themselves, at once (bare pods, and a Job's pods that the
         // garbage collector would otherwise take a moment to reach).
         let lp = ListParams::default().labels(&selector(Some(run.run_id)));
-        match self.pod_api().delete_collection(&DeleteParams::background(), &lp).await {
+        match self
+            .pod_api()
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => {
-                return Err(launch_error(&format!("deleting the pods of {}", run.name()), &ns, e));
+                return Err(launch_error(
+                    &format!("deleting the pods of {}", run.name()),
+                    &ns,
+                    e,
+                ));
             }
         }
         Ok(())
@@ -512,7 +550,11 @@ impl Drop for KubeLauncher {
 fn pod_status(pods: &[Arc<Pod>]) -> WorkerStatus {
     let mut status = WorkerStatus::default();
     for pod in pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
         match phase {
             "Running" => status.running += 1,
             "Succeeded" => status.succeeded += 1,
@@ -555,7 +597,8 @@ fn apply_job_status(status: &mut WorkerStatus, job: &Job, shards: u64) {
         .map(count_indexes)
         .unwrap_or(0);
     status.succeeded = status.succeeded.max(succeeded);
-    let waiting = shards.saturating_sub(succeeded + failed_indexes + status.running + status.pending);
+    let waiting =
+        shards.saturating_sub(succeeded + failed_indexes + status.running + status.pending);
     let finished = job_status
         .conditions
         .iter()
@@ -606,7 +649,11 @@ pub struct Cleaned {
 
 /// Deletes the Jobs (with their pods) and pods of one run, or of every cnd run,
 /// found by their labels in `namespace`.
-pub async fn cleanup(client: &Client, namespace: &str, run: Option<Uuid>) -> Result<Cleaned, LaunchError> {
+pub async fn cleanup(
+    client: &Client,
+    namespace: &str,
+    run: Option<Uuid>,
+) -> Result<Cleaned, LaunchError> {
     let lp = ListParams::default().labels(&selector(run));
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);

@@ -71,7 +71,11 @@ fn server(pods: Vec<Value>, job: Option<Value>) -> Answer {
             ("POST", path) => {
                 let mut object = seen.body.clone();
                 if path.ends_with("/pods") {
-                    let generated = format!("{}x{}", object["metadata"]["generateName"].as_str().unwrap_or(""), rand_suffix());
+                    let generated = format!(
+                        "{}x{}",
+                        object["metadata"]["generateName"].as_str().unwrap_or(""),
+                        rand_suffix()
+                    );
                     object["metadata"]["name"] = json!(generated);
                 }
                 (201, object)
@@ -86,7 +90,10 @@ fn server(pods: Vec<Value>, job: Option<Value>) -> Answer {
                 json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": job.iter().cloned().collect::<Vec<_>>()}),
             ),
             ("DELETE", path) if path.ends_with("/pods") => (200, pod_list(vec![])),
-            ("DELETE", _) => (200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})),
+            ("DELETE", _) => (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ),
             _ => (404, status_body(404, "NotFound", "no such thing")),
         })
     })
@@ -125,7 +132,14 @@ fn env_of(container: &Value) -> BTreeMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["name"].as_str().unwrap().to_string(), e.get("value").cloned().unwrap_or_else(|| e["valueFrom"].clone())))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e.get("value")
+                    .cloned()
+                    .unwrap_or_else(|| e["valueFrom"].clone()),
+            )
+        })
         .collect()
 }
 
@@ -133,16 +147,28 @@ fn assert_hardened_worker(pod_spec: &Value, options: &KubeOptions) {
     assert_eq!(pod_spec["restartPolicy"], "Never");
     assert_eq!(pod_spec["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod_spec["securityContext"]["runAsUser"], 65532);
-    assert_eq!(pod_spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod_spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     assert_eq!(pod_spec["automountServiceAccountToken"], false);
     let container = &pod_spec["containers"][0];
     assert_eq!(container["image"], options.image.as_str());
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
-    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
-    assert_eq!(container["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
     for kind in ["requests", "limits"] {
         assert_eq!(container["resources"][kind]["cpu"], options.cpu.as_str());
-        assert_eq!(container["resources"][kind]["memory"], options.memory.as_str());
+        assert_eq!(
+            container["resources"][kind]["memory"],
+            options.memory.as_str()
+        );
     }
 }
 
@@ -159,7 +185,10 @@ async fn wait_for<F: Fn(&[Seen]) -> bool>(seen: &Mutex<Vec<Seen>>, what: F) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("the mock API server never saw it: {:#?}", seen.lock().unwrap());
+    panic!(
+        "the mock API server never saw it: {:#?}",
+        seen.lock().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -191,14 +220,37 @@ async fn launch_creates_one_indexed_job_and_watches_its_pods() {
     assert_eq!(env["CND_SHARD_COUNT"], "12");
     assert_eq!(env["CND_DIFFICULTY"], "20");
     assert_eq!(env["CND_QUEUE_URL"], spec.queue_url.as_str());
-    assert_eq!(env["CND_WORKER_NAME"]["fieldRef"]["fieldPath"], "metadata.name");
-    assert!(!env.contains_key("CND_SHARD_INDEX"), "an Indexed Job gives JOB_COMPLETION_INDEX");
+    assert_eq!(
+        env["CND_WORKER_NAME"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert!(
+        !env.contains_key("CND_SHARD_INDEX"),
+        "an Indexed Job gives JOB_COMPLETION_INDEX"
+    );
 
     // The watcher lists the run's pods by label.
-    wait_for(&seen, |s| s.iter().any(|r| r.method == "GET" && r.path == "/api/v1/namespaces/cnd-test/pods")).await;
-    let list = seen.lock().unwrap().iter().find(|r| r.path.ends_with("/pods")).cloned().unwrap();
-    let query = list.query.replace("%2F", "/").replace("%3D", "=").replace("%2C", ",");
-    assert!(query.contains(&format!("cnd/run-id={}", spec.run_id)), "{query}");
+    wait_for(&seen, |s| {
+        s.iter()
+            .any(|r| r.method == "GET" && r.path == "/api/v1/namespaces/cnd-test/pods")
+    })
+    .await;
+    let list = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.path.ends_with("/pods"))
+        .cloned()
+        .unwrap();
+    let query = list
+        .query
+        .replace("%2F", "/")
+        .replace("%3D", "=")
+        .replace("%2C", ",");
+    assert!(
+        query.contains(&format!("cnd/run-id={}", spec.run_id)),
+        "{query}"
+    );
     launcher.stop().await.unwrap();
 }
 
@@ -209,16 +261,28 @@ async fn pods_mode_creates_one_pod_per_shard() {
     let options = options(Workload::Pods);
     let mut launcher = KubeLauncher::new(client, options.clone());
     launcher.launch(&spec).await.unwrap();
-    let creates: Vec<Seen> = seen.lock().unwrap().iter().filter(|r| r.method == "POST").cloned().collect();
+    let creates: Vec<Seen> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .cloned()
+        .collect();
     assert_eq!(creates.len(), 3);
     for (shard, create) in creates.iter().enumerate() {
         assert_eq!(create.path, "/api/v1/namespaces/cnd-test/pods");
         let pod = &create.body;
-        assert_eq!(pod["metadata"]["generateName"], format!("{}-{shard}-", spec.name()));
+        assert_eq!(
+            pod["metadata"]["generateName"],
+            format!("{}-{shard}-", spec.name())
+        );
         assert_labels(&pod["metadata"], spec.run_id);
         assert_hardened_worker(&pod["spec"], &options);
         assert_eq!(pod["spec"]["activeDeadlineSeconds"], 660);
-        assert_eq!(env_of(&pod["spec"]["containers"][0])["CND_SHARD_INDEX"], shard.to_string());
+        assert_eq!(
+            env_of(&pod["spec"]["containers"][0])["CND_SHARD_INDEX"],
+            shard.to_string()
+        );
     }
     launcher.stop().await.unwrap();
 }
@@ -231,12 +295,25 @@ async fn stop_deletes_the_job_in_the_background_and_the_pods_and_is_idempotent()
     launcher.launch(&spec).await.unwrap();
     launcher.stop().await.unwrap();
     launcher.stop().await.unwrap();
-    let deletes: Vec<Seen> = seen.lock().unwrap().iter().filter(|r| r.method == "DELETE").cloned().collect();
-    assert_eq!(deletes[0].path, format!("/apis/batch/v1/namespaces/cnd-test/jobs/{}", spec.name()));
+    let deletes: Vec<Seen> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .cloned()
+        .collect();
+    assert_eq!(
+        deletes[0].path,
+        format!("/apis/batch/v1/namespaces/cnd-test/jobs/{}", spec.name())
+    );
     // Without Background (or Foreground) propagation a Job's pods are orphaned.
     assert_eq!(deletes[0].body["propagationPolicy"], "Background");
     assert_eq!(deletes[1].path, "/api/v1/namespaces/cnd-test/pods");
-    assert!(deletes[1].query.contains("labelSelector"), "{:?}", deletes[1]);
+    assert!(
+        deletes[1].query.contains("labelSelector"),
+        "{:?}",
+        deletes[1]
+    );
     assert_eq!(deletes.len(), 4);
 }
 
@@ -255,23 +332,43 @@ async fn stop_after_the_job_is_gone_is_fine() {
 #[tokio::test]
 async fn forbidden_is_refused_with_an_rbac_hint() {
     let answer: Answer = Box::new(|_| {
-        Some((403, status_body(403, "Forbidden", "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"")))
+        Some((
+            403,
+            status_body(
+                403,
+                "Forbidden",
+                "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"",
+            ),
+        ))
     });
     let (client, _) = mock(answer);
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
-    let LaunchError::Refused { action, detail } = &error else { panic!("{error:?}") };
+    let LaunchError::Refused { action, detail } = &error else {
+        panic!("{error:?}")
+    };
     assert!(action.contains("creating job"), "{action}");
-    assert!(detail.contains("RBAC") && detail.contains("cnd-test"), "{detail}");
+    assert!(
+        detail.contains("RBAC") && detail.contains("cnd-test"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
 async fn conflict_is_refused_as_already_existing() {
-    let answer: Answer = Box::new(|_| Some((409, status_body(409, "AlreadyExists", "jobs.batch \"cnd-1\" already exists"))));
+    let answer: Answer = Box::new(|_| {
+        Some((
+            409,
+            status_body(409, "AlreadyExists", "jobs.batch \"cnd-1\" already exists"),
+        ))
+    });
     let (client, _) = mock(answer);
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
-    assert!(matches!(&error, LaunchError::Refused { detail, .. } if detail.contains("already exists")), "{error:?}");
+    assert!(
+        matches!(&error, LaunchError::Refused { detail, .. } if detail.contains("already exists")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -280,7 +377,10 @@ async fn an_unreachable_server_is_unreachable() {
     drop(handle);
     let mut launcher = KubeLauncher::new(Client::new(service, "default"), options(Workload::Job));
     let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
-    assert!(matches!(error, LaunchError::Unreachable { .. }), "{error:?}");
+    assert!(
+        matches!(error, LaunchError::Unreachable { .. }),
+        "{error:?}"
+    );
 }
 
 fn pod(name: &str, phase: &str, waiting: Option<&str>) -> Value {
@@ -296,7 +396,10 @@ fn pod(name: &str, phase: &str, waiting: Option<&str>) -> Value {
            "status": status})
 }
 
-async fn status_when<F: Fn(&WorkerStatus) -> bool>(launcher: &mut KubeLauncher, what: F) -> WorkerStatus {
+async fn status_when<F: Fn(&WorkerStatus) -> bool>(
+    launcher: &mut KubeLauncher,
+    what: F,
+) -> WorkerStatus {
     for _ in 0..500 {
         let status = launcher.status().await.unwrap();
         if what(&status) {
@@ -318,7 +421,10 @@ async fn an_image_that_cannot_be_pulled_is_fatal() {
     launcher.launch(&spec(2, 2)).await.unwrap();
     let status = status_when(&mut launcher, |s| s.fatal.is_some()).await;
     let fatal = status.fatal.unwrap();
-    assert!(fatal.contains("cnd-1-0-abcde") && fatal.contains("ImagePullBackOff"), "{fatal}");
+    assert!(
+        fatal.contains("cnd-1-0-abcde") && fatal.contains("ImagePullBackOff"),
+        "{fatal}"
+    );
     assert_eq!((status.pending, status.running), (1, 1));
     launcher.stop().await.unwrap();
 }
@@ -330,17 +436,31 @@ async fn job_status_counts_waiting_indexes_and_a_failed_job_is_fatal() {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name(), "namespace": "cnd-test"},
                "status": {"active": 1, "succeeded": 3, "failed": 2, "failedIndexes": "4", "conditions": conditions}})
     };
-    let pods = vec![pod("a", "Running", None), pod("b", "Failed", None), pod("c", "Failed", None)];
+    let pods = vec![
+        pod("a", "Running", None),
+        pod("b", "Failed", None),
+        pod("c", "Failed", None),
+    ];
     let (client, _) = mock(server(pods.clone(), Some(job(json!([])))));
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     launcher.launch(&spec).await.unwrap();
     let status = status_when(&mut launcher, |s| s.running == 1).await;
     // 6 shards: 3 succeeded, index 4 failed for good, 1 running, 1 waiting for a pod.
-    assert_eq!((status.pending, status.running, status.succeeded, status.failed), (1, 1, 3, 2));
+    assert_eq!(
+        (
+            status.pending,
+            status.running,
+            status.succeeded,
+            status.failed
+        ),
+        (1, 1, 3, 2)
+    );
     assert_eq!(status.fatal, None);
     launcher.stop().await.unwrap();
 
-    let failed = job(json!([{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]));
+    let failed = job(
+        json!([{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]),
+    );
     let (client, _) = mock(server(pods, Some(failed)));
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     launcher.launch(&spec).await.unwrap();
@@ -352,14 +472,25 @@ async fn job_status_counts_waiting_indexes_and_a_failed_job_is_fatal() {
 #[tokio::test]
 async fn cleanup_deletes_jobs_and_pods_by_label() {
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "cnd-deadbeef", "namespace": "cnd-test"}});
-    let (client, seen) = mock(server(vec![pod("cnd-deadbeef-0-xyz", "Running", None)], Some(job)));
+    let (client, seen) = mock(server(
+        vec![pod("cnd-deadbeef-0-xyz", "Running", None)],
+        Some(job),
+    ));
     let cleaned = cleanup(&client, "cnd-test", None).await.unwrap();
     assert_eq!(cleaned.jobs, vec!["cnd-deadbeef"]);
     assert_eq!(cleaned.pods, vec!["cnd-deadbeef-0-xyz"]);
     let seen = seen.lock().unwrap();
     let lists: Vec<&Seen> = seen.iter().filter(|r| r.method == "GET").collect();
-    assert!(lists.iter().all(|r| r.query.contains("labelSelector=app.kubernetes.io%2Fname%3Dcnd")), "{lists:?}");
-    let job_delete = seen.iter().find(|r| r.method == "DELETE" && r.path.contains("/jobs/")).unwrap();
+    assert!(
+        lists.iter().all(|r| r
+            .query
+            .contains("labelSelector=app.kubernetes.io%2Fname%3Dcnd")),
+        "{lists:?}"
+    );
+    let job_delete = seen
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/jobs/"))
+        .unwrap();
     assert_eq!(job_delete.body["propagationPolicy"], "Background");
 }
 
@@ -371,7 +502,12 @@ async fn a_hundred_pods_of_manifests_and_api_calls() {
     let started = Instant::now();
     launcher.launch(&spec).await.unwrap();
     let elapsed = started.elapsed();
-    let creates = seen.lock().unwrap().iter().filter(|r| r.method == "POST").count();
+    let creates = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(creates, 100);
     println!("creating 100 bare pods (manifests + mock API calls) took {elapsed:?}");
     launcher.stop().await.unwrap();

@@ -106,8 +106,20 @@ impl Recipe {
         tracing::debug!(worker = %name, attempt, pid = child.id(), "worker started");
         // Workers' output goes to the master's log, line by line, under their name.
         for (stream, out) in [
-            ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
-            ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+            (
+                "stdout",
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
+            (
+                "stderr",
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
         ] {
             let Some(out) = out else { continue };
             let name = name.clone();
@@ -131,7 +143,8 @@ async fn watch_worker(
 ) -> (u64, u32, Option<std::io::Result<ExitStatus>>) {
     tokio::select! {
         status = child.wait() => (shard, attempt, Some(status)),
-        _ = stop.wait_for(|stop| *stop) => {
+        // (The guard wait_for returns is dropped at once: it must not live across an await.)
+        _ = async { drop(stop.wait_for(|stop| *stop).await) } => {
             // SIGKILL: a worker holds nothing that needs a graceful end.
             if let Err(e) = child.kill().await {
                 tracing::warn!(shard, "killing worker failed: {e}");
@@ -153,7 +166,9 @@ async fn supervise(
     let mut running = JoinSet::new();
     loop {
         while !*stop.borrow() && (running.len() as u64) < parallelism {
-            let Some((shard, attempt)) = queue.pop_front() else { break };
+            let Some((shard, attempt)) = queue.pop_front() else {
+                break;
+            };
             match recipe.spawn(shard, attempt) {
                 Ok(child) => {
                     running.spawn(watch_worker(shard, attempt, child, stop.clone()));
@@ -172,8 +187,12 @@ async fn supervise(
             state.status.pending = queue.len() as u64;
             state.status.running = running.len() as u64;
         }
-        let Some(joined) = running.join_next().await else { break };
-        let Ok((shard, attempt, status)) = joined else { continue };
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let Ok((shard, attempt, status)) = joined else {
+            continue;
+        };
         let mut state = lock(&state);
         match status {
             None => {} // killed by stop
@@ -184,14 +203,21 @@ async fn supervise(
                     Err(e) => e.to_string(),
                 };
                 if attempt < max_restarts && !*stop.borrow() {
-                    tracing::warn!(shard, attempt, "worker local-{shard} crashed ({why}); starting it again");
+                    tracing::warn!(
+                        shard,
+                        attempt,
+                        "worker local-{shard} crashed ({why}); starting it again"
+                    );
                     state.restarts += 1;
                     // First in line: a restarted shard should not wait behind the rest.
                     queue.push_front((shard, attempt + 1));
                 } else {
                     state.status.failed += 1;
                     state.status.fatal.get_or_insert_with(|| {
-                        format!("worker local-{shard} failed {} times; last: {why}", attempt + 1)
+                        format!(
+                            "worker local-{shard} failed {} times; last: {why}",
+                            attempt + 1
+                        )
                     });
                 }
             }
@@ -225,7 +251,10 @@ impl Launcher for LocalLauncher {
         let mut env = spec.worker_env();
         env.push(("CND_THREADS".into(), threads.to_string()));
         env.extend(self.options.extra_env.iter().cloned());
-        let recipe = Recipe { bin: bin.clone(), env };
+        let recipe = Recipe {
+            bin: bin.clone(),
+            env,
+        };
         *lock(&self.state) = State {
             status: WorkerStatus {
                 pending: spec.shards,
@@ -255,9 +284,9 @@ impl Launcher for LocalLauncher {
             let _ = stop.send(true);
         }
         if let Some(supervisor) = self.supervisor.take() {
-            supervisor
-                .await
-                .map_err(|e| LaunchError::Other(format!("the local worker supervisor failed: {e}")))?;
+            supervisor.await.map_err(|e| {
+                LaunchError::Other(format!("the local worker supervisor failed: {e}"))
+            })?;
         }
         Ok(())
     }
@@ -344,7 +373,11 @@ mod tests {
         assert_eq!(status.succeeded, 5);
         assert_eq!(status.fatal, None);
         launcher.stop().await.unwrap();
-        let mut lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+        let mut lines: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         lines.sort();
         let expected: Vec<String> = (0..5)
             .map(|s| format!("{s} local-{s} 3 5 {}", spec.run_id))
@@ -367,7 +400,10 @@ mod tests {
         let mut launcher = LocalLauncher::new(LocalOptions::new(bin));
         launcher.launch(&spec(2, 2)).await.unwrap();
         let status = until_done(&mut launcher).await;
-        assert_eq!((status.succeeded, status.failed, status.fatal), (2, 0, None));
+        assert_eq!(
+            (status.succeeded, status.failed, status.fatal),
+            (2, 0, None)
+        );
         assert_eq!(launcher.restarts(), 2);
 
         let always = script(&dir, "exit 7");
@@ -386,7 +422,10 @@ mod tests {
     async fn stop_kills_every_worker_and_is_idempotent() {
         let dir = tempdir("stop");
         let pids = dir.join("pids");
-        let bin = script(&dir, &format!("echo $$ >> {}\nexec sleep 60", pids.display()));
+        let bin = script(
+            &dir,
+            &format!("echo $$ >> {}\nexec sleep 60", pids.display()),
+        );
         let mut launcher = LocalLauncher::new(LocalOptions::new(bin));
         launcher.launch(&spec(3, 3)).await.unwrap();
         for _ in 0..200 {
@@ -400,7 +439,10 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         launcher.stop().await.unwrap();
         for pid in std::fs::read_to_string(&pids).unwrap().lines() {
-            assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} still runs");
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} still runs"
+            );
         }
         let status = launcher.status().await.unwrap();
         assert_eq!((status.running, status.pending), (0, 0));

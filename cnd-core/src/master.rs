@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::distributed::{ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus};
+use crate::distributed::{
+    ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus,
+};
 use crate::puzzle::to_hex;
 use crate::report::{Report, ReportError, ReportKind};
 use crate::shard::NonceRange;
@@ -218,7 +220,9 @@ impl MasterOutcome {
     pub fn totals(&self) -> &Totals {
         match self {
             MasterOutcome::Found(golden) => &golden.totals,
-            MasterOutcome::Exhausted(t) | MasterOutcome::TimedOut(t) | MasterOutcome::Interrupted(t) => t,
+            MasterOutcome::Exhausted(t)
+            | MasterOutcome::TimedOut(t)
+            | MasterOutcome::Interrupted(t) => t,
         }
     }
 }
@@ -272,15 +276,28 @@ pub async fn run_master(
     mut on_event: impl FnMut(MasterEvent),
 ) -> Result<MasterOutcome, MasterError> {
     let started = Instant::now();
-    let result = drive(launcher, channel, spec, deadline, interrupted, started, &mut on_event).await;
+    let result = drive(
+        launcher,
+        channel,
+        spec,
+        deadline,
+        interrupted,
+        started,
+        &mut on_event,
+    )
+    .await;
     // Whatever happened, the run leaves nothing behind (the original leaked pods).
     if let Err(e) = launcher.stop().await {
         tracing::warn!(run = %spec.run_id, "stopping the workers failed: {e}");
-        on_event(MasterEvent::CleanupFailed(format!("stopping the workers failed: {e}")));
+        on_event(MasterEvent::CleanupFailed(format!(
+            "stopping the workers failed: {e}"
+        )));
     }
     if let Err(e) = channel.close().await {
         tracing::warn!(run = %spec.run_id, "closing the result channel failed: {e}");
-        on_event(MasterEvent::CleanupFailed(format!("closing the result channel failed: {e}")));
+        on_event(MasterEvent::CleanupFailed(format!(
+            "closing the result channel failed: {e}"
+        )));
     }
     result
 }
@@ -368,7 +385,11 @@ async fn drive(
                     let idle = status.pending == 0
                         && status.running == 0
                         && status.succeeded + status.failed > 0;
-                    idle_polls = if idle && unfinished > 0 { idle_polls + 1 } else { 0 };
+                    idle_polls = if idle && unfinished > 0 {
+                        idle_polls + 1
+                    } else {
+                        0
+                    };
                     if idle_polls >= 2 {
                         return Err(MasterError::WorkersGone {
                             unfinished,
@@ -499,7 +520,11 @@ fn check(spec: &RunSpec, tally: &Tally, body: &str) -> Result<Report, Ignored> {
     if report.run_id != spec.run_id {
         return Err(Ignored::OtherRun(report.run_id));
     }
-    let Some(range) = tally.shard_ranges.get(report.shard as usize).filter(|_| report.shard < spec.shards) else {
+    let Some(range) = tally
+        .shard_ranges
+        .get(report.shard as usize)
+        .filter(|_| report.shard < spec.shards)
+    else {
         return Err(Ignored::NoSuchShard {
             shard: report.shard,
             shards: spec.shards,
@@ -582,7 +607,14 @@ mod tests {
         interrupted: &AtomicBool,
     ) -> (Result<MasterOutcome, MasterError>, Vec<MasterEvent>) {
         let mut events = Vec::new();
-        let out = block_on(run_master(launcher, channel, spec, deadline, interrupted, |e| events.push(e)));
+        let out = block_on(run_master(
+            launcher,
+            channel,
+            spec,
+            deadline,
+            interrupted,
+            |e| events.push(e),
+        ));
         (out, events)
     }
 
@@ -597,16 +629,32 @@ mod tests {
         let spec = spec(12, None, 4);
         let mut channel = MemoryChannel::new();
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
-        let (out, events) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
-        let MasterOutcome::Found(golden) = out.unwrap() else { panic!("D = 12 is found") };
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        let MasterOutcome::Found(golden) = out.unwrap() else {
+            panic!("D = 12 is found")
+        };
         assert!(verify(&spec.puzzle, golden.nonce).golden);
         assert_eq!(golden.hash, verify(&spec.puzzle, golden.nonce).hash);
         assert!(golden.leading_zeros >= 12);
-        assert!(spec.range.shard(golden.shard, 4).unwrap().contains(golden.nonce));
+        assert!(spec
+            .range
+            .shard(golden.shard, 4)
+            .unwrap()
+            .contains(golden.nonce));
         assert_eq!(golden.worker, format!("memory-{}", golden.shard));
         assert!(golden.totals.hashes > 0);
-        assert!(events.iter().any(|e| matches!(e, MasterEvent::Launched { shards: 4, .. })));
-        assert!(events.iter().any(|e| matches!(e, MasterEvent::Found { .. })));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, MasterEvent::Launched { shards: 4, .. })));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, MasterEvent::Found { .. })));
         assert!(launcher.is_stopped() && channel.is_closed());
     }
 
@@ -628,14 +676,42 @@ mod tests {
         };
         let not_golden = (0..).find(|&n| !verify(&spec.puzzle, n).golden).unwrap();
         channel.send("this is not JSON");
-        channel.send(forged(not_golden, verify(&spec.puzzle, not_golden).hash, 0, spec.run_id));
+        channel.send(forged(
+            not_golden,
+            verify(&spec.puzzle, not_golden).hash,
+            0,
+            spec.run_id,
+        ));
         channel.send(forged(real, [0; 32], 0, spec.run_id)); // golden, wrong hash
-        channel.send(forged(real, verify(&spec.puzzle, real).hash, 1, spec.run_id)); // wrong shard
-        channel.send(forged(real, verify(&spec.puzzle, real).hash, 7, spec.run_id)); // no such shard
-        channel.send(forged(real, verify(&spec.puzzle, real).hash, 0, Uuid::new_v4())); // other run
+        channel.send(forged(
+            real,
+            verify(&spec.puzzle, real).hash,
+            1,
+            spec.run_id,
+        )); // wrong shard
+        channel.send(forged(
+            real,
+            verify(&spec.puzzle, real).hash,
+            7,
+            spec.run_id,
+        )); // no such shard
+        channel.send(forged(
+            real,
+            verify(&spec.puzzle, real).hash,
+            0,
+            Uuid::new_v4(),
+        )); // other run
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
-        let (out, events) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
-        let MasterOutcome::Found(golden) = out.unwrap() else { panic!("found") };
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        let MasterOutcome::Found(golden) = out.unwrap() else {
+            panic!("found")
+        };
         assert_ne!(golden.worker, "forger");
         assert!(verify(&spec.puzzle, golden.nonce).golden);
         let ignored: Vec<_> = events
@@ -650,7 +726,13 @@ mod tests {
         assert!(matches!(ignored[1], Ignored::NotGolden { .. }));
         assert!(matches!(ignored[2], Ignored::WrongHash { .. }));
         assert!(matches!(ignored[3], Ignored::OutsideShard { shard: 1, .. }));
-        assert!(matches!(ignored[4], Ignored::NoSuchShard { shard: 7, shards: 2 }));
+        assert!(matches!(
+            ignored[4],
+            Ignored::NoSuchShard {
+                shard: 7,
+                shards: 2
+            }
+        ));
         assert!(matches!(ignored[5], Ignored::OtherRun(_)));
         assert_eq!(golden.totals.ignored, 6);
         assert!(launcher.is_stopped() && channel.is_closed());
@@ -663,8 +745,16 @@ mod tests {
         assert!((0..3).all(|s| first_golden(&spec, s).is_none()));
         let mut channel = MemoryChannel::new();
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
-        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
-        let MasterOutcome::Exhausted(totals) = out.unwrap() else { panic!("exhausted") };
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        let MasterOutcome::Exhausted(totals) = out.unwrap() else {
+            panic!("exhausted")
+        };
         assert_eq!(totals.hashes, 3000);
         assert_eq!(totals.shards_done, 3);
         assert!(launcher.is_stopped() && channel.is_closed());
@@ -708,7 +798,13 @@ mod tests {
         let mut channel = MemoryChannel::new();
         let mut launcher = Idle::default();
         let deadline = Instant::now() + Duration::from_millis(300);
-        let (out, _) = run(&mut launcher, &mut channel, &spec, Some(deadline), &AtomicBool::new(false));
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            Some(deadline),
+            &AtomicBool::new(false),
+        );
         assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
         assert!(Instant::now() >= deadline);
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
@@ -729,7 +825,10 @@ mod tests {
         });
         let (out, _) = run(&mut launcher, &mut channel, &spec, None, &interrupted);
         assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
-        assert!(start.elapsed() < RECEIVE_WAIT * 3, "noticed within a receive");
+        assert!(
+            start.elapsed() < RECEIVE_WAIT * 3,
+            "noticed within a receive"
+        );
         assert!(launcher.launched);
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
         assert!(channel.is_closed());
@@ -743,9 +842,20 @@ mod tests {
             fail_launch: true,
             ..Idle::default()
         };
-        let (out, events) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
-        assert!(matches!(out, Err(MasterError::Launch(LaunchError::Refused { .. }))));
-        assert!(!events.iter().any(|e| matches!(e, MasterEvent::Launched { .. })));
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        assert!(matches!(
+            out,
+            Err(MasterError::Launch(LaunchError::Refused { .. }))
+        ));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, MasterEvent::Launched { .. })));
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
         assert!(channel.is_closed());
     }
@@ -779,7 +889,13 @@ mod tests {
             },
             false,
         );
-        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
         assert!(matches!(out, Err(MasterError::Fatal(m)) if m.contains("ImagePullBackOff")));
         assert!(launcher.1 && channel.is_closed());
     }
@@ -795,8 +911,21 @@ mod tests {
             },
             false,
         );
-        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
-        assert!(matches!(out, Err(MasterError::WorkersGone { unfinished: 2, failed: 2, .. })));
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        assert!(matches!(
+            out,
+            Err(MasterError::WorkersGone {
+                unfinished: 2,
+                failed: 2,
+                ..
+            })
+        ));
         assert!(launcher.1 && channel.is_closed());
     }
 
@@ -811,13 +940,23 @@ mod tests {
                 worker: "w".into(),
                 hashes: 0,
                 elapsed_ms: 0,
-                kind: ReportKind::Failed { error: "oom".into() },
+                kind: ReportKind::Failed {
+                    error: "oom".into(),
+                },
             }
             .to_json(),
         );
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
-        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &AtomicBool::new(false));
-        let MasterOutcome::Found(golden) = out.unwrap() else { panic!("found") };
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        let MasterOutcome::Found(golden) = out.unwrap() else {
+            panic!("found")
+        };
         assert_eq!(golden.totals.failed_reports, 1);
     }
 }
