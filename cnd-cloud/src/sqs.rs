@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageAttributeValue, QueueAttributeName,
@@ -94,6 +94,59 @@ pub async fn client() -> Result<Client, ClientError> {
     Ok(Client::new(&config))
 }
 
+/// The region of an AWS SQS queue URL (`https://sqs.<region>.amazonaws.com/…` or
+/// the legacy `https://<region>.queue.amazonaws.com/…`), `None` for any other URL.
+pub fn region_of_queue_url(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', ':']).next()?;
+    let region = if let Some(tail) = host.strip_prefix("sqs.") {
+        tail.strip_suffix(".amazonaws.com")
+            .or_else(|| tail.strip_suffix(".amazonaws.com.cn"))?
+    } else {
+        host.strip_suffix(".queue.amazonaws.com")?
+    };
+    let valid = !region.is_empty()
+        && !region.contains('.')
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then(|| region.to_string())
+}
+
+/// Like [`client`], for talking to `queue_url`: when it is an AWS queue URL, its
+/// region is used. A queue lives in one region and the SDK sends every request
+/// to the configured region's endpoint, not to the URL's host, so a worker whose
+/// pod has another `AWS_REGION` (or none) would otherwise fail.
+pub async fn client_for_queue(queue_url: &str) -> Result<Client, ClientError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+    if let Some(region) = region_of_queue_url(queue_url) {
+        loader = loader.region(aws_sdk_sqs::config::Region::new(region));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ClientError::NoRegion);
+    }
+    Ok(Client::new(&config))
+}
+
+/// An error and its sources as one line, `outer: inner: innermost`.
+///
+/// Like the SDK's `DisplayErrorContext`, without the `Debug` dump it appends,
+/// and without repeating a source whose text its parent already shows.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !part.is_empty() && !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 /// What went wrong with one SDK call, reduced to what callers decide on.
 struct Failure {
     /// The service was not reached or did not answer (connection, timeout, 5xx,
@@ -119,7 +172,7 @@ impl Failure {
                 let detail = match (inner.code(), inner.message()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     (Some(code), None) => code.to_string(),
-                    _ => format!("HTTP {status}: {}", DisplayErrorContext(err)),
+                    _ => format!("HTTP {status}: {}", error_chain(err)),
                 };
                 Failure {
                     transient: status >= 500 || throttled,
@@ -131,12 +184,12 @@ impl Failure {
             // region, no credentials), which no retry fixes.
             SdkError::ConstructionFailure(_) => Failure {
                 transient: false,
-                detail: DisplayErrorContext(err).to_string(),
+                detail: error_chain(err),
                 code: None,
             },
             _ => Failure {
                 transient: true,
-                detail: DisplayErrorContext(err).to_string(),
+                detail: error_chain(err),
                 code: None,
             },
         }
@@ -260,7 +313,7 @@ impl SqsChannel {
             Ok(_) => {}
             Err(err) => tracing::warn!(
                 queue = %self.queue_url,
-                error = %DisplayErrorContext(&err),
+                error = %error_chain(&err),
                 "could not release messages of other runs; they reappear after the visibility timeout"
             ),
         }
@@ -736,6 +789,36 @@ mod tests {
         assert_eq!(run_id_of_queue("http://localhost/000/cnd-results"), None);
         assert_eq!(run_id_of_queue(&format!("x-{id}")), None);
         assert_eq!(run_id_of_queue(&format!("cnd-{}", id.simple())), None);
+    }
+
+    #[test]
+    fn regions_of_queue_urls() {
+        let region = |url| region_of_queue_url(url);
+        assert_eq!(
+            region("https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x").as_deref(),
+            Some("eu-west-2")
+        );
+        assert_eq!(
+            region("https://us-east-1.queue.amazonaws.com/123456789012/q").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            region("https://sqs.cn-north-1.amazonaws.com.cn/123/q").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region("http://127.0.0.1:5000/123456789012/cnd-x"), None);
+        assert_eq!(
+            region("http://sqs.localhost.localstack.cloud:4566/000/q"),
+            None
+        );
+        assert_eq!(region("not a url"), None);
+    }
+
+    #[test]
+    fn error_chains_are_one_line() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(error_chain(&outer), "refused");
     }
 
     #[test]
