@@ -1,8 +1,16 @@
-//! cnd-cloud: the [`Launcher`](cnd_core::Launcher) and
-//! [`ResultChannel`](cnd_core::ResultChannel) of cnd-core for Kubernetes
-//! ([`kubernetes::KubeLauncher`]), local worker processes ([`local::LocalLauncher`]) and SQS.
+//! cnd-cloud: the [`Launcher`](cnd_core::Launcher) and [`ResultChannel`](cnd_core::ResultChannel)
+//! of cnd-core for real infrastructure.
+//!
+//! - [`sqs`]: [`sqs::SqsChannel`] (the master's result channel: a per-run queue
+//!   `cnd-<run id>` or a shared one), [`sqs::SqsReportSender`] (the worker's
+//!   reports, retried with backoff), [`sqs::client`] and the queue cleanup helpers.
+//!   With the `test-support` feature, `sqs::testing::MotoServer` runs a local SQS.
+//! - [`kubernetes`]: [`kubernetes::KubeLauncher`] (one Indexed Job, or bare pods,
+//!   watched with kube-runtime), the manifests for `--dry-run`, and `cleanup`.
+//! - [`local`]: [`local::LocalLauncher`], `cnd-worker` processes on this machine.
 
 #![warn(missing_docs)]
 
 pub mod kubernetes;
 pub mod local;
+pub mod sqs;
