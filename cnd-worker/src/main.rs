@@ -13,6 +13,7 @@
 //!   it). Deliberately not 0: a pod evicted mid-search must not count as a
 //!   completed shard, so an Indexed Job runs that shard again.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +100,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in `kubectl logs`.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
