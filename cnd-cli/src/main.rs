@@ -26,6 +26,8 @@ use exit::Exit;
 ///   cnd-cli verify -d 24 --nonce N    check a nonce independently
 ///   cnd-cli plan -d 36 --within 10m   how many pods a deadline needs
 ///   cnd-cli bench                     MH/s of each hash backend on this CPU
+///   cnd-cli submit -d 30 --pods 20    search across a Kubernetes cluster
+///   cnd-cli cleanup --all             remove what interrupted runs left
 ///
 /// Exit codes: 0 found · 1 error · 2 bad usage or input · 3 exhausted (no golden
 /// nonce) · 4 timed out · 130 interrupted. Logs go to stderr (-v, -vv, RUST_LOG).
@@ -50,6 +52,10 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Measure each hash backend's MH/s on this CPU.
     Bench(cmd::bench::BenchArgs),
+    /// Search with many workers at once: pods on Kubernetes (or local processes), results over SQS.
+    Submit(cmd::submit::SubmitArgs),
+    /// Delete the Jobs, pods and queues that runs left behind.
+    Cleanup(cmd::cleanup::CleanupArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +74,7 @@ fn run() -> anyhow::Result<Exit> {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Submit(args) => cmd::submit::run(args),
+        Command::Cleanup(args) => cmd::cleanup::run(args),
     }
 }

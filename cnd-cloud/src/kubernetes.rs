@@ -75,7 +75,7 @@ pub enum Workload {
 /// How workers are run on the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeOptions {
-    /// Namespace of the Job and pods.
+    /// Namespace of the Job and pods (empty: none in the manifests, for `--dry-run`).
     pub namespace: String,
     /// The worker image.
     pub image: String,
@@ -234,7 +234,7 @@ pub fn job_manifest(spec: &RunSpec, options: &KubeOptions) -> Job {
     Job {
         metadata: ObjectMeta {
             name: Some(spec.name()),
-            namespace: Some(options.namespace.clone()),
+            namespace: namespace(options),
             labels: Some(labels(spec.run_id)),
             ..ObjectMeta::default()
         },
@@ -281,7 +281,7 @@ pub fn pod_manifest(spec: &RunSpec, options: &KubeOptions, shard: u64) -> Pod {
     Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-{shard}-", spec.name())),
-            namespace: Some(options.namespace.clone()),
+            namespace: namespace(options),
             labels: Some(labels(spec.run_id)),
             ..ObjectMeta::default()
         },
@@ -309,6 +309,11 @@ pub fn to_yaml(manifests: &[serde_json::Value]) -> String {
         .map(|m| serde_yaml_ng::to_string(m).expect("JSON values serialize to YAML"))
         .collect::<Vec<_>>()
         .join("---\n")
+}
+
+/// The manifests' namespace; none when empty, so `kubectl apply` uses its current one.
+fn namespace(options: &KubeOptions) -> Option<String> {
+    (!options.namespace.is_empty()).then(|| options.namespace.clone())
 }
 
 fn clamp_i32(n: u64) -> i32 {
@@ -361,6 +366,9 @@ pub struct KubeLauncher {
     options: KubeOptions,
     /// Set once `launch` starts, so `stop` knows what to remove even after a half-done launch.
     run: Option<RunSpec>,
+    /// Whether the Job named after the run may be ours to delete: not when its
+    /// creation was refused because another object already has the name.
+    owns_job: bool,
     pods: Option<Store<Pod>>,
     watcher: Option<JoinHandle<()>>,
     watch_error: Arc<Mutex<Option<String>>>,
@@ -383,6 +391,7 @@ impl KubeLauncher {
             client,
             options,
             run: None,
+            owns_job: false,
             pods: None,
             watcher: None,
             watch_error: Arc::default(),
@@ -430,10 +439,12 @@ impl Launcher for KubeLauncher {
             Workload::Job => {
                 let job = job_manifest(spec, &self.options);
                 let action = format!("creating job {} in namespace {ns}", spec.name());
-                self.jobs()
-                    .create(&PostParams::default(), &job)
-                    .await
-                    .map_err(|e| launch_error(&action, &ns, e))?;
+                // Ours unless refused as a duplicate: a timeout may still have created it.
+                self.owns_job = true;
+                if let Err(e) = self.jobs().create(&PostParams::default(), &job).await {
+                    self.owns_job = !matches!(&e, kube::Error::Api(status) if status.code == 409);
+                    return Err(launch_error(&action, &ns, e));
+                }
                 tracing::info!(job = %spec.name(), namespace = %ns, "job created");
             }
             Workload::Pods => {
@@ -498,7 +509,7 @@ impl Launcher for KubeLauncher {
             return Ok(());
         };
         let ns = self.options.namespace.clone();
-        if self.options.workload == Workload::Job {
+        if self.options.workload == Workload::Job && self.owns_job {
             // Background propagation: a plain DELETE of a Job orphans its pods.
             match self
                 .jobs()

@@ -372,6 +372,22 @@ async fn conflict_is_refused_as_already_existing() {
 }
 
 #[tokio::test]
+async fn stop_never_deletes_a_job_whose_name_was_taken() {
+    let answer: Answer = Box::new(|seen| match seen.method.as_str() {
+        "POST" => Some((409, status_body(409, "AlreadyExists", "already exists"))),
+        _ => server(vec![], None)(seen),
+    });
+    let (client, seen) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec(1, 1)).await.unwrap_err();
+    launcher.stop().await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(!seen.iter().any(|r| r.method == "DELETE" && r.path.contains("/jobs/")), "{seen:?}");
+    // Its own pods (by run id) are still removed.
+    assert!(seen.iter().any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_unreachable() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     drop(handle);

@@ -1,0 +1,301 @@
+//! End to end, without a cluster: `cnd-cli submit --launcher local` with real
+//! `cnd-worker` processes reporting over a local SQS (moto).
+//!
+//! Needs `moto_server` (pip install 'moto[server]'; `CND_MOTO_SERVER` names it).
+//! The worker binary is built here once with the same profile (a test cannot ask
+//! Cargo for another package's binary), unless `CND_WORKER_BIN` names one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use cnd_cloud::sqs::{self, testing::MotoServer};
+use cnd_core::{verify, Puzzle, Report, ReportKind};
+use serde_json::Value;
+use uuid::Uuid;
+
+const CLI: &str = env!("CARGO_BIN_EXE_cnd-cli");
+
+/// The cnd-worker binary, built once per test process.
+fn worker_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CND_WORKER_BIN") {
+            return PathBuf::from(bin);
+        }
+        let out_dir = Path::new(CLI).parent().expect("the binary is in a directory");
+        let target_dir = out_dir.parent().expect("target/<profile>");
+        // Same profile as this test's cnd-cli: its artifacts land next to it.
+        let profile = match out_dir.file_name().and_then(|n| n.to_str()) {
+            Some("release") => "release",
+            _ => "test",
+        };
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "cnd-worker", "--profile", profile, "--target-dir"])
+            .arg(target_dir)
+            .status()
+            .expect("running cargo build -p cnd-worker");
+        assert!(status.success(), "cargo build -p cnd-worker failed");
+        let bin = out_dir.join("cnd-worker");
+        assert!(bin.is_file(), "no worker at {}", bin.display());
+        bin
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// `cnd-cli submit --launcher local ARGS`, talking to `moto`.
+fn submit(moto: &MotoServer, args: &[&str]) -> Command {
+    let mut command = Command::new(CLI);
+    command
+        .args(["submit", "--launcher", "local"])
+        .args(args)
+        .env("CND_WORKER_BIN", worker_bin())
+        .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("CND_PROGRESS_SECS", "1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Pids of the processes (workers) whose environment says they belong to `run`.
+fn processes_of(run: Uuid) -> Vec<u32> {
+    let needle = format!("CND_RUN_ID={run}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Whether the run's queue `cnd-<run>` still exists.
+fn run_queue_exists(moto: &MotoServer, run: Uuid) -> bool {
+    runtime().block_on(async {
+        let client = moto.client().await;
+        let queues = sqs::list_run_queues(&client).await.unwrap();
+        queues.iter().any(|url| url.ends_with(&sqs::queue_name(run)))
+    })
+}
+
+fn assert_nothing_left(moto: &MotoServer, run: Uuid) {
+    assert!(!run_queue_exists(moto, run), "the run's queue is still there");
+    // Killed workers are reaped by the master before it exits; allow /proc a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !processes_of(run).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_of(run), Vec::<u32>::new(), "workers of the run still run");
+}
+
+fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!("cnd-cli did not end within {limit:?}; stderr: {}", stderr_of(&output));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn wait_for_workers(run: Uuid, count: usize) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pids = processes_of(run);
+        if pids.len() >= count {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "the workers of {run} never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn finds_a_golden_nonce_and_leaves_nothing_behind() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let output = submit(&moto, &["-d", "14", "--pods", "3", "--json", "--run-id", &run.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "found");
+    assert_eq!(result["run_id"], run.to_string());
+    let nonce: u64 = result["nonce"].as_str().unwrap().parse().unwrap();
+    let verification = verify(&Puzzle::with_default_block(14).unwrap(), nonce);
+    assert!(verification.golden, "{nonce} is not golden");
+    assert_eq!(result["hash"], cnd_core::puzzle::to_hex(&verification.hash));
+    assert!(result["worker"].as_str().unwrap().starts_with("local-"));
+    assert!(result["received_after_ms"].as_u64().is_some());
+    assert!(result["worker_elapsed_ms"].as_u64().is_some());
+    assert_nothing_left(&moto, run);
+}
+
+#[test]
+fn forged_and_malformed_messages_are_ignored() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let puzzle = Puzzle::with_default_block(16).unwrap();
+    let not_golden = (0..).find(|&n| !verify(&puzzle, n).golden).unwrap();
+    let forged = Report {
+        run_id: run,
+        shard: 0,
+        worker: "forger".into(),
+        hashes: 1,
+        elapsed_ms: 1,
+        kind: ReportKind::Found {
+            nonce: not_golden,
+            hash: [0; 32],
+        },
+    }
+    .to_json();
+    // A shared queue, with the forgeries already on it under the run's id.
+    let queue_url = runtime().block_on(async {
+        let client = moto.client().await;
+        let url = client
+            .create_queue()
+            .queue_name("cnd-shared-e2e")
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        for body in [forged.as_str(), "this is not JSON"] {
+            client
+                .send_message()
+                .queue_url(&url)
+                .message_body(body)
+                .message_attributes(
+                    sqs::RUN_ID_ATTRIBUTE,
+                    MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(run.to_string())
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        url
+    });
+    let output = submit(
+        &moto,
+        &["-d", "16", "--pods", "2", "--json", "--queue-url", &queue_url, "--run-id", &run.to_string()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_ne!(result["worker"], "forger");
+    let nonce: u64 = result["nonce"].as_str().unwrap().parse().unwrap();
+    assert!(verify(&puzzle, nonce).golden);
+    assert_eq!(result["ignored_messages"], 2, "stderr: {}", stderr_of(&output));
+    // A shared queue is the user's: it stays.
+    let still_there = runtime().block_on(async {
+        let client = moto.client().await;
+        sqs::queue_url_for_name(&client, "cnd-shared-e2e").await.unwrap()
+    });
+    assert!(still_there.is_some());
+    assert_nothing_left(&moto, run);
+}
+
+#[test]
+fn an_empty_range_is_exhausted_quickly() {
+    let puzzle = Puzzle::with_default_block(30).unwrap();
+    assert!((0..3000).all(|n| !verify(&puzzle, n).golden), "the range must hold no golden nonce");
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let started = Instant::now();
+    let output = submit(
+        &moto,
+        &["-d", "30", "--range", "0..3000", "--pods", "2", "--json", "--run-id", &run.to_string()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(3), "stderr: {}", stderr_of(&output));
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "exhausted");
+    assert_eq!(result["hashes"], 3000);
+    assert_nothing_left(&moto, run);
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
+    let moto = MotoServer::start();
+    // A find before the kill lands would prove nothing: try again (rarely needed).
+    for _attempt in 0..3 {
+        let run = Uuid::new_v4();
+        let child = submit(&moto, &["-d", "26", "--pods", "2", "-v", "--json", "--run-id", &run.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let victim = wait_for_workers(run, 1)[0];
+        let _ = Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+        let output = wait_with_timeout(child, Duration::from_secs(300));
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+        assert_nothing_left(&moto, run);
+        if stderr.contains("starting it again") {
+            let nonce: u64 = json_of(&output)["nonce"].as_str().unwrap().parse().unwrap();
+            assert!(verify(&Puzzle::with_default_block(26).unwrap(), nonce).golden);
+            return;
+        }
+        eprintln!("the run ended before the kill landed; again");
+    }
+    panic!("the killed worker was never restarted");
+}
+
+#[test]
+fn sigint_exits_130_and_leaves_nothing_behind() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let child = submit(&moto, &["-d", "60", "--pods", "2", "--run-id", &run.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_workers(run, 2);
+    let started = Instant::now();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = wait_with_timeout(child, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(130), "stderr: {}", stderr_of(&output));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} to stop", started.elapsed());
+    assert_nothing_left(&moto, run);
+}
