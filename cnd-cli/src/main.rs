@@ -53,7 +53,7 @@ enum Command {
     /// Measure each hash backend's MH/s on this CPU.
     Bench(cmd::bench::BenchArgs),
     /// Search with many workers at once: pods on Kubernetes (or local processes), results over SQS.
-    Submit(cmd::submit::SubmitArgs),
+    Submit(Box<cmd::submit::SubmitArgs>),
     /// Delete the Jobs, pods and queues that runs left behind.
     Cleanup(cmd::cleanup::CleanupArgs),
 }
@@ -74,7 +74,7 @@ fn run() -> anyhow::Result<Exit> {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Bench(args) => cmd::bench::run(args),
-        Command::Submit(args) => cmd::submit::run(args),
+        Command::Submit(args) => cmd::submit::run(*args),
         Command::Cleanup(args) => cmd::cleanup::run(args),
     }
 }

@@ -25,7 +25,9 @@ fn worker_bin() -> &'static Path {
         if let Some(bin) = std::env::var_os("CND_WORKER_BIN") {
             return PathBuf::from(bin);
         }
-        let out_dir = Path::new(CLI).parent().expect("the binary is in a directory");
+        let out_dir = Path::new(CLI)
+            .parent()
+            .expect("the binary is in a directory");
         let target_dir = out_dir.parent().expect("target/<profile>");
         // Same profile as this test's cnd-cli: its artifacts land next to it.
         let profile = match out_dir.file_name().and_then(|n| n.to_str()) {
@@ -33,10 +35,20 @@ fn worker_bin() -> &'static Path {
             _ => "test",
         };
         let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace");
         let mut build = Command::new(cargo);
         build
-            .args(["build", "--quiet", "-p", "cnd-worker", "--profile", profile, "--target-dir"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "cnd-worker",
+                "--profile",
+                profile,
+                "--target-dir",
+            ])
             .arg(target_dir)
             .current_dir(workspace);
         // The variables cargo sets for a test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
@@ -47,9 +59,7 @@ fn worker_bin() -> &'static Path {
                 build.env_remove(&name);
             }
         }
-        let status = build
-            .status()
-            .expect("running cargo build -p cnd-worker");
+        let status = build.status().expect("running cargo build -p cnd-worker");
         assert!(status.success(), "cargo build -p cnd-worker failed");
         let bin = out_dir.join("cnd-worker");
         assert!(bin.is_file(), "no worker at {}", bin.display());
@@ -58,7 +68,10 @@ fn worker_bin() -> &'static Path {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// `cnd-cli submit --launcher local ARGS`, talking to `moto`.
@@ -98,7 +111,9 @@ fn stderr_of(output: &Output) -> String {
 /// Pids of the processes (workers) whose environment says they belong to `run`.
 fn processes_of(run: Uuid) -> Vec<u32> {
     let needle = format!("CND_RUN_ID={run}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -115,18 +130,27 @@ fn run_queue_exists(moto: &MotoServer, run: Uuid) -> bool {
     runtime().block_on(async {
         let client = moto.client().await;
         let queues = sqs::list_run_queues(&client).await.unwrap();
-        queues.iter().any(|url| url.ends_with(&sqs::queue_name(run)))
+        queues
+            .iter()
+            .any(|url| url.ends_with(&sqs::queue_name(run)))
     })
 }
 
 fn assert_nothing_left(moto: &MotoServer, run: Uuid) {
-    assert!(!run_queue_exists(moto, run), "the run's queue is still there");
+    assert!(
+        !run_queue_exists(moto, run),
+        "the run's queue is still there"
+    );
     // Killed workers are reaped by the master before it exits; allow /proc a moment.
     let deadline = Instant::now() + Duration::from_secs(2);
     while !processes_of(run).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(processes_of(run), Vec::<u32>::new(), "workers of the run still run");
+    assert_eq!(
+        processes_of(run),
+        Vec::<u32>::new(),
+        "workers of the run still run"
+    );
 }
 
 fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
@@ -135,7 +159,10 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let output = child.wait_with_output().unwrap();
-            panic!("cnd-cli did not end within {limit:?}; stderr: {}", stderr_of(&output));
+            panic!(
+                "cnd-cli did not end within {limit:?}; stderr: {}",
+                stderr_of(&output)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -149,7 +176,10 @@ fn wait_for_workers(run: Uuid, count: usize) -> Vec<u32> {
         if pids.len() >= count {
             return pids;
         }
-        assert!(Instant::now() < deadline, "the workers of {run} never started");
+        assert!(
+            Instant::now() < deadline,
+            "the workers of {run} never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -158,10 +188,26 @@ fn wait_for_workers(run: Uuid, count: usize) -> Vec<u32> {
 fn finds_a_golden_nonce_and_leaves_nothing_behind() {
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
-    let output = submit(&moto, &["-d", "14", "--pods", "3", "--json", "--run-id", &run.to_string()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr_of(&output));
+    let output = submit(
+        &moto,
+        &[
+            "-d",
+            "14",
+            "--pods",
+            "3",
+            "--json",
+            "--run-id",
+            &run.to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr_of(&output)
+    );
     let result = json_of(&output);
     assert_eq!(result["outcome"], "found");
     assert_eq!(result["run_id"], run.to_string());
@@ -226,20 +272,42 @@ fn forged_and_malformed_messages_are_ignored() {
     });
     let output = submit(
         &moto,
-        &["-d", "16", "--pods", "2", "--json", "--queue-url", &queue_url, "--run-id", &run.to_string()],
+        &[
+            "-d",
+            "16",
+            "--pods",
+            "2",
+            "--json",
+            "--queue-url",
+            &queue_url,
+            "--run-id",
+            &run.to_string(),
+        ],
     )
     .output()
     .unwrap();
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr_of(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr_of(&output)
+    );
     let result = json_of(&output);
     assert_ne!(result["worker"], "forger");
     let nonce: u64 = result["nonce"].as_str().unwrap().parse().unwrap();
     assert!(verify(&puzzle, nonce).golden);
-    assert_eq!(result["ignored_messages"], 2, "stderr: {}", stderr_of(&output));
+    assert_eq!(
+        result["ignored_messages"],
+        2,
+        "stderr: {}",
+        stderr_of(&output)
+    );
     // A shared queue is the user's: it stays.
     let still_there = runtime().block_on(async {
         let client = moto.client().await;
-        sqs::queue_url_for_name(&client, "cnd-shared-e2e").await.unwrap()
+        sqs::queue_url_for_name(&client, "cnd-shared-e2e")
+            .await
+            .unwrap()
     });
     assert!(still_there.is_some());
     assert_nothing_left(&moto, run);
@@ -248,19 +316,41 @@ fn forged_and_malformed_messages_are_ignored() {
 #[test]
 fn an_empty_range_is_exhausted_quickly() {
     let puzzle = Puzzle::with_default_block(30).unwrap();
-    assert!((0..3000).all(|n| !verify(&puzzle, n).golden), "the range must hold no golden nonce");
+    assert!(
+        (0..3000).all(|n| !verify(&puzzle, n).golden),
+        "the range must hold no golden nonce"
+    );
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
     worker_bin(); // built before the clock starts
     let started = Instant::now();
     let output = submit(
         &moto,
-        &["-d", "30", "--range", "0..3000", "--pods", "2", "--json", "--run-id", &run.to_string()],
+        &[
+            "-d",
+            "30",
+            "--range",
+            "0..3000",
+            "--pods",
+            "2",
+            "--json",
+            "--run-id",
+            &run.to_string(),
+        ],
     )
     .output()
     .unwrap();
-    assert_eq!(output.status.code(), Some(3), "stderr: {}", stderr_of(&output));
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
     let result = json_of(&output);
     assert_eq!(result["outcome"], "exhausted");
     assert_eq!(result["hashes"], 3000);
@@ -273,13 +363,27 @@ fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
     // A find before the kill lands would prove nothing: try again (rarely needed).
     for _attempt in 0..3 {
         let run = Uuid::new_v4();
-        let child = submit(&moto, &["-d", "26", "--pods", "2", "-v", "--json", "--run-id", &run.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = submit(
+            &moto,
+            &[
+                "-d",
+                "26",
+                "--pods",
+                "2",
+                "-v",
+                "--json",
+                "--run-id",
+                &run.to_string(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         let victim = wait_for_workers(run, 1)[0];
-        let _ = Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &victim.to_string()])
+            .status();
         let output = wait_with_timeout(child, Duration::from_secs(300));
         let stderr = stderr_of(&output);
         assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
@@ -298,17 +402,32 @@ fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
 fn sigint_exits_130_and_leaves_nothing_behind() {
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
-    let child = submit(&moto, &["-d", "60", "--pods", "2", "--run-id", &run.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = submit(
+        &moto,
+        &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     wait_for_workers(run, 2);
     let started = Instant::now();
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = wait_with_timeout(child, Duration::from_secs(30));
-    assert_eq!(output.status.code(), Some(130), "stderr: {}", stderr_of(&output));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} to stop", started.elapsed());
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        started.elapsed()
+    );
     assert_nothing_left(&moto, run);
 }

@@ -382,9 +382,16 @@ async fn stop_never_deletes_a_job_whose_name_was_taken() {
     launcher.launch(&spec(1, 1)).await.unwrap_err();
     launcher.stop().await.unwrap();
     let seen = seen.lock().unwrap();
-    assert!(!seen.iter().any(|r| r.method == "DELETE" && r.path.contains("/jobs/")), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.contains("/jobs/")),
+        "{seen:?}"
+    );
     // Its own pods (by run id) are still removed.
-    assert!(seen.iter().any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
+    assert!(seen
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
 }
 
 #[tokio::test]

@@ -18,7 +18,12 @@ use crate::exit::{usage, Exit};
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The run to clean up (its id, as `submit` printed it).
-    #[arg(long, value_name = "ID", conflicts_with = "all", required_unless_present = "all")]
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "all",
+        required_unless_present = "all"
+    )]
     run: Option<Uuid>,
 
     /// Every cnd run: all cnd Jobs and pods of the namespace, all `cnd-<uuid>` queues.

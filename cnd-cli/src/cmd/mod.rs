@@ -1,8 +1,8 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod cleanup;
 pub mod plan;
 pub mod run;
-pub mod verify;
-pub mod cleanup;
 pub mod submit;
+pub mod verify;

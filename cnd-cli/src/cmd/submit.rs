@@ -24,7 +24,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::args::{parse_duration, parse_positive, parse_probability, range_for, OutputArgs, PuzzleArgs};
+use crate::args::{
+    parse_duration, parse_positive, parse_probability, range_for, OutputArgs, PuzzleArgs,
+};
 use crate::exit::{usage, Exit};
 use crate::human;
 
@@ -187,10 +189,14 @@ fn cpu_cores(s: &str) -> Option<f64> {
 
 /// A Kubernetes memory quantity: `128Mi`, `1Gi`, `500M`, `1000000`.
 pub fn parse_memory(s: &str) -> Result<String, String> {
-    const SUFFIXES: &[&str] = &["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""];
+    const SUFFIXES: &[&str] = &[
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
     let ok = SUFFIXES.iter().any(|suffix| {
         s.strip_suffix(suffix).is_some_and(|n| {
-            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && n.parse::<u64>().is_ok_and(|v| v > 0)
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && n.parse::<u64>().is_ok_and(|v| v > 0)
         })
     });
     ok.then(|| s.to_string())
@@ -201,7 +207,8 @@ pub fn parse_memory(s: &str) -> Result<String, String> {
 pub fn parse_dns_label(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     ok.then(|| s.to_string()).ok_or_else(|| {
@@ -211,9 +218,12 @@ pub fn parse_dns_label(s: &str) -> Result<String, String> {
 
 /// A DNS-1123 subdomain (a service account name).
 pub fn parse_dns_subdomain(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| parse_dns_label(label).is_ok());
+    let ok =
+        !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| parse_dns_label(label).is_ok());
     ok.then(|| s.to_string()).ok_or_else(|| {
-        format!("{s:?} is not a valid service account name: lower-case letters, digits, '-' and '.'")
+        format!(
+            "{s:?} is not a valid service account name: lower-case letters, digits, '-' and '.'"
+        )
     })
 }
 
@@ -225,16 +235,22 @@ fn parse_image(s: &str) -> Result<String, String> {
 
 fn parse_queue_url(s: &str) -> Result<String, String> {
     let ok = (s.starts_with("https://") || s.starts_with("http://")) && s.len() > "https://".len();
-    ok.then(|| s.to_string())
-        .ok_or_else(|| format!("{s:?} is not a queue URL like https://sqs.eu-west-2.amazonaws.com/123456789012/cnd"))
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!(
+            "{s:?} is not a queue URL like https://sqs.eu-west-2.amazonaws.com/123456789012/cnd"
+        )
+    })
 }
 
 fn parse_queue_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 80
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then(|| s.to_string()).ok_or_else(|| {
-        format!("{s:?} is not an SQS queue name: letters, digits, '-' and '_', at most 80 characters")
+        format!(
+            "{s:?} is not an SQS queue name: letters, digits, '-' and '_', at most 80 characters"
+        )
     })
 }
 
@@ -248,7 +264,10 @@ struct Plan {
 pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
     let plan = plan(&args)?;
     if args.dry_run {
-        print!("{}", kubernetes::to_yaml(&kubernetes::manifests(&plan.spec, &plan.kube)));
+        print!(
+            "{}",
+            kubernetes::to_yaml(&kubernetes::manifests(&plan.spec, &plan.kube))
+        );
         return Ok(Exit::Success);
     }
     crate::cmd::run::warn_if_likely_empty(&plan.spec.puzzle, &plan.spec.range);
@@ -256,7 +275,8 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     // SIGINT and SIGTERM: the master notices within a second, cleans up, and we exit 130.
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -270,7 +290,9 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
     let puzzle = args.puzzle.puzzle()?;
     let range = range_for(&puzzle, args.range.as_deref())?;
     if args.dry_run && args.launcher != LauncherKind::Kubernetes {
-        return Err(usage("--dry-run prints Kubernetes manifests, so it needs --launcher kubernetes"));
+        return Err(usage(
+            "--dry-run prints Kubernetes manifests, so it needs --launcher kubernetes",
+        ));
     }
     let pods = match (args.pods, args.within, args.confidence) {
         (Some(pods), _, _) => pods,
@@ -279,7 +301,13 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
                 Some(rate) => rate,
                 None => default_rate_mhs(&args.cpu),
             };
-            let plan = stats::pods_for_deadline(puzzle.difficulty(), mhs * 1e6, within, confidence, range.len())?;
+            let plan = stats::pods_for_deadline(
+                puzzle.difficulty(),
+                mhs * 1e6,
+                within,
+                confidence,
+                range.len(),
+            )?;
             eprintln!(
                 "cnd-cli: {} pods at {mhs:.1} MH/s each find a nonce within {} with probability {} (expected after {})",
                 plan.pods,
@@ -298,7 +326,10 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         )));
     }
     if u128::from(shards) > range.len() {
-        return Err(usage(format!("--shards {shards} is more than the {} nonces of the range", range.len())));
+        return Err(usage(format!(
+            "--shards {shards} is more than the {} nonces of the range",
+            range.len()
+        )));
     }
     if args.workload == WorkloadKind::Pods && shards != pods {
         return Err(usage(format!(
@@ -306,7 +337,9 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         )));
     }
     if args.launcher == LauncherKind::Local && pods > 256 {
-        return Err(usage(format!("{pods} local workers is more than the 256 --launcher local supports")));
+        return Err(usage(format!(
+            "{pods} local workers is more than the 256 --launcher local supports"
+        )));
     }
     let run_id = args.run_id.unwrap_or_else(Uuid::new_v4);
     let queue_url = match &args.queue_url {
@@ -357,7 +390,13 @@ fn measure_core_mhs() -> Option<f64> {
         backend,
         deadline: Some(Instant::now() + Duration::from_millis(250)),
     };
-    let outcome = cnd_core::search(&puzzle, puzzle.space(), &options, &cnd_core::SearchControl::new()).ok()?;
+    let outcome = cnd_core::search(
+        &puzzle,
+        puzzle.space(),
+        &options,
+        &cnd_core::SearchControl::new(),
+    )
+    .ok()?;
     let (hashes, elapsed) = match outcome {
         cnd_core::SearchOutcome::TimedOut { hashes, elapsed } => (hashes, elapsed),
         _ => return None,
@@ -365,7 +404,11 @@ fn measure_core_mhs() -> Option<f64> {
     Some(human::per_sec(hashes, elapsed) / 1e6).filter(|r| *r > 0.0)
 }
 
-async fn submit(args: SubmitArgs, mut plan: Plan, interrupted: &AtomicBool) -> anyhow::Result<Exit> {
+async fn submit(
+    args: SubmitArgs,
+    mut plan: Plan,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Exit> {
     let sqs_client = sqs::client().await.context("setting up the SQS client")?;
     let mut channel = match (&args.queue_url, &args.queue_name) {
         (Some(url), _) => SqsChannel::shared(&sqs_client, url.clone(), plan.spec.run_id),
@@ -413,9 +456,14 @@ async fn submit(args: SubmitArgs, mut plan: Plan, interrupted: &AtomicBool) -> a
     }
     let deadline = spec.timeout.map(|t| Instant::now() + t);
     let mut live = Live::new(spec, !args.output.json);
-    let outcome = run_master(launcher.as_mut(), &mut channel, spec, deadline, interrupted, |event| {
-        live.on(event)
-    })
+    let outcome = run_master(
+        launcher.as_mut(),
+        &mut channel,
+        spec,
+        deadline,
+        interrupted,
+        |event| live.on(event),
+    )
     .await;
     live.finish();
     let outcome = outcome?;
@@ -475,7 +523,8 @@ impl Live {
     fn new(spec: &RunSpec, show: bool) -> Live {
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("a valid template"),
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .expect("a valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -502,7 +551,9 @@ impl Live {
                 self.shards_done = p.shards_done;
             }
             MasterEvent::Ignored(why) => self.say(&format!("ignored a message: {why}")),
-            MasterEvent::WorkerFailed { worker, error, .. } => self.say(&format!("worker {worker} failed: {error}")),
+            MasterEvent::WorkerFailed { worker, error, .. } => {
+                self.say(&format!("worker {worker} failed: {error}"))
+            }
             MasterEvent::CleanupFailed(what) => self.say(&format!(
                 "warning: {what}; run `cnd-cli cleanup --all` to remove what is left"
             )),
@@ -526,7 +577,9 @@ impl Live {
         let eta = if rate > 0.0 && (self.hashes as f64) < expected {
             format!(
                 "~{} to 2^{}",
-                human::duration(Duration::from_secs_f64(((expected - self.hashes as f64) / rate).min(1e15))),
+                human::duration(Duration::from_secs_f64(
+                    ((expected - self.hashes as f64) / rate).min(1e15)
+                )),
                 self.difficulty
             )
         } else {
@@ -593,8 +646,14 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, json: bool) {
             object.insert("leading_zeros".into(), json!(g.leading_zeros));
             object.insert("shard".into(), json!(g.shard));
             object.insert("worker".into(), json!(g.worker));
-            object.insert("worker_elapsed_ms".into(), json!(g.worker_elapsed.as_millis() as u64));
-            object.insert("received_after_ms".into(), json!(g.received_after.as_millis() as u64));
+            object.insert(
+                "worker_elapsed_ms".into(),
+                json!(g.worker_elapsed.as_millis() as u64),
+            );
+            object.insert(
+                "received_after_ms".into(),
+                json!(g.received_after.as_millis() as u64),
+            );
         }
         println!("{value}");
         return;
@@ -604,9 +663,15 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, json: bool) {
             println!("Golden nonce   {} (0x{:x})", g.nonce, g.nonce);
             println!("Hash           {}", to_hex(&g.hash));
             println!("Leading zeros  {} (needed {difficulty})", g.leading_zeros);
-            println!("Found by       {} (shard {} of {})", g.worker, g.shard, spec.shards);
+            println!(
+                "Found by       {} (shard {} of {})",
+                g.worker, g.shard, spec.shards
+            );
             println!("Time in pod    {}", human::duration(g.worker_elapsed));
-            println!("Received after {} (since submit)", human::duration(g.received_after));
+            println!(
+                "Received after {} (since submit)",
+                human::duration(g.received_after)
+            );
             print_work(&g.totals, spec);
         }
         MasterOutcome::Exhausted(t) => {
