@@ -14,6 +14,7 @@ import tarfile
 import time
 
 SPACE = 1 << 32  # 32-bit nonces, binary format: the defaults of SPEC §1
+RUN_ID_ATTRIBUTE = "cnd-run-id"  # cnd_cloud::sqs::RUN_ID_ATTRIBUTE
 
 
 class CheckFailed(Exception):
@@ -116,8 +117,9 @@ def check_report(args):
     body, attributes = receive_report(args)
     require(body.get("v") == 1, f"message version is {body.get('v')!r}, expected 1")
     require(body.get("run_id") == args.run_id, f"run_id is {body.get('run_id')!r}, expected {args.run_id}")
-    run_id_attributes = [a.get("StringValue") for a in attributes.values()]
-    require(args.run_id in run_id_attributes, f"no message attribute carries the run id (attributes: {attributes})")
+    attribute = attributes.get(RUN_ID_ATTRIBUTE, {})
+    require(attribute.get("DataType") == "String" and attribute.get("StringValue") == args.run_id,
+            f"message attribute {RUN_ID_ATTRIBUTE} is {attribute}, expected the String {args.run_id}")
     require(body.get("kind") == args.kind, f"kind is {body.get('kind')!r}, expected {args.kind} (error: {body.get('error')!r})")
     require(body.get("shard") == args.shard, f"shard is {body.get('shard')!r}, expected {args.shard}")
     if args.worker is not None:
@@ -247,7 +249,7 @@ def check_iam(args):
     require(worker == expected, f"worker policy grants {worker}, expected {expected}")
     master = statements(pathlib.Path(args.directory) / "master-policy.json")
     scoped = ("sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMessage", "sqs:DeleteQueue",
-              "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage")
+              "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:TagQueue")
     expected = sorted([(scoped, queues), (("sqs:ListQueues",), ("*",))])
     require(master == expected, f"master policy grants {master}, expected {expected}")
     print("IAM: worker", worker, "master", master)
