@@ -88,7 +88,7 @@ kit() { "$venv/bin/python" docker/testkit.py "$@"; }
 # --- Manifests and policies ---------------------------------------------------
 check "docker/k8s/*.yaml are valid Kubernetes 1.29 objects (strict) labelled app.kubernetes.io/name=cnd" \
   kit validate-k8s docker/k8s --version 1.29.0
-check "master RBAC: one namespaced Role, no wildcards, exactly jobs/pods create,get,list,watch,delete + events list" \
+check "master RBAC: one namespaced Role, no wildcards, exactly the verbs submit/status/stop/cleanup use" \
   kit check-rbac docker/k8s --namespace cnd
 check "IAM: worker may only SendMessage/GetQueueUrl on cnd-*, master only what it uses" \
   kit check-iam docker/iam

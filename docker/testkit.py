@@ -189,9 +189,8 @@ def validate_k8s(args):
 
 # The least privilege the master needs (docker/k8s/rbac-master.yaml says why for each).
 MASTER_RULES = {
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"create", "get", "list", "watch", "delete"},
-    ("", "events"): {"list"},
+    ("batch", "jobs"): {"create", "get", "list", "delete"},
+    ("", "pods"): {"create", "list", "watch", "delete", "deletecollection"},
 }
 
 
