@@ -30,6 +30,7 @@ pub mod search;
 pub mod shard;
 pub mod stats;
 pub mod verify;
+pub mod worker_config;
 
 pub use backend::{Backend, BackendError, Job, Template};
 pub use distributed::{ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus};
@@ -38,3 +39,4 @@ pub use report::{Report, ReportError, ReportKind};
 pub use search::{search, Found, SearchControl, SearchError, SearchOptions, SearchOutcome};
 pub use shard::{NonceRange, RangeError};
 pub use verify::{verify, Verification};
+pub use worker_config::{WorkerConfig, WorkerConfigError};

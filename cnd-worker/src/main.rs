@@ -1,1 +1,313 @@
-fn main() {}
+//! cnd-worker: searches one shard of a run and reports over SQS.
+//!
+//! Configured only by the environment of SPEC §4 (see `cnd_core::WorkerConfig`),
+//! plus `CND_PROGRESS_SECS` (seconds between `progress` reports, default 5),
+//! `CND_BACKEND` (force a hash backend) and `RUST_LOG` (log filter; logs go to stderr).
+//!
+//! Exit status:
+//! - `0`: the final report (`found` or `exhausted`) was delivered;
+//! - `1`: the search failed (a `failed` report was sent if possible), or the
+//!   final report could not be delivered;
+//! - `2`: a variable is missing or malformed; nothing was searched;
+//! - `143` / `130`: stopped by SIGTERM / SIGINT (128 + signal, as a shell reports
+//!   it). Deliberately not 0: a pod evicted mid-search must not count as a
+//!   completed shard, so an Indexed Job runs that shard again.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cnd_cloud::sqs::{self, RetryPolicy, SqsReportSender};
+use cnd_core::{
+    search, Backend, Report, ReportKind, SearchControl, SearchOptions, SearchOutcome, WorkerConfig,
+};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// The variable that sets the seconds between progress reports.
+const PROGRESS_ENV: &str = "CND_PROGRESS_SECS";
+
+/// What the environment asks for, checked before any work.
+struct Settings {
+    config: WorkerConfig,
+    backend: Backend,
+    progress_every: Duration,
+}
+
+fn main() -> ExitCode {
+    let settings = match read_settings() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("cnd-worker: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    // One thread for the SDK and the timers: the search has its own rayon
+    // threads, and a small runtime keeps the worker's memory small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            error!("could not start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match runtime.block_on(run(settings)) {
+        Ok(code) => code,
+        Err(err) => {
+            error!("{err:#}");
+            ExitCode::from(1)
+        }
+    };
+    // Dropping a runtime waits for its blocking tasks; a search thread that did
+    // not stop in time must not hold the exit up.
+    runtime.shutdown_background();
+    code
+}
+
+/// Reads and checks every variable; the error is one sentence naming the variable.
+fn read_settings() -> Result<Settings, String> {
+    let config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
+    let backend = Backend::from_env().map_err(|e| format!("CND_BACKEND: {e}"))?;
+    let progress_every = match std::env::var(PROGRESS_ENV) {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|secs| secs.is_finite() && *secs > 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| {
+                format!("{PROGRESS_ENV}={text:?} is not a positive number of seconds")
+            })?,
+        _ => Duration::from_secs(5),
+    };
+    Ok(Settings {
+        config,
+        backend,
+        progress_every,
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// How the worker was told to stop.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Term,
+    Int,
+}
+
+impl Stop {
+    fn exit_code(self) -> ExitCode {
+        match self {
+            Stop::Term => ExitCode::from(143),
+            Stop::Int => ExitCode::from(130),
+        }
+    }
+}
+
+/// Resolves when SIGTERM (Kubernetes deleting the pod) or SIGINT arrives.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("could not handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("could not handle SIGINT")?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Term,
+            _ = self.int.recv() => Stop::Int,
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    let Settings {
+        config,
+        backend,
+        progress_every,
+    } = settings;
+    // Installed first, so a SIGTERM during start-up is not the default (abrupt) death.
+    let mut signals = Signals::install()?;
+    let client = sqs::client_for_queue(&config.queue_url)
+        .await
+        .context("could not configure the SQS client")?;
+    let sender = SqsReportSender::new(&client, &config.queue_url);
+    info!(
+        run = %config.run_id,
+        shard = config.shard_index,
+        shards = config.shard_count,
+        nonces = %config.shard,
+        difficulty = config.puzzle.difficulty(),
+        threads = config.threads,
+        backend = %backend,
+        worker = %config.worker_name,
+        "searching"
+    );
+
+    let control = Arc::new(SearchControl::new());
+    let started = Instant::now();
+    let mut search_task = tokio::task::spawn_blocking({
+        let (puzzle, shard, control) = (config.puzzle.clone(), config.shard, Arc::clone(&control));
+        let options = SearchOptions {
+            threads: config.threads,
+            backend,
+            deadline: None,
+        };
+        move || search(&puzzle, shard, &options, &control)
+    });
+    let progress = tokio::spawn(send_progress(
+        sender.clone(),
+        config.clone(),
+        Arc::clone(&control),
+        started,
+        progress_every,
+    ));
+
+    let searched = tokio::select! {
+        joined = &mut search_task => joined,
+        stop = signals.next() => {
+            progress.abort();
+            return Ok(stop_search(stop, &control, search_task).await);
+        }
+    };
+    progress.abort();
+
+    let report = |kind| Report {
+        run_id: config.run_id,
+        shard: config.shard_index,
+        worker: config.worker_name.clone(),
+        hashes: control.hashes(),
+        elapsed_ms: millis(started.elapsed()),
+        kind,
+    };
+    let (final_report, success) = match searched {
+        Ok(Ok(SearchOutcome::Found(found))) => {
+            info!(nonce = found.nonce, leading_zeros = found.leading_zeros, hashes = found.hashes, elapsed = ?found.elapsed, "found a golden nonce");
+            let mut report = report(ReportKind::Found {
+                nonce: found.nonce,
+                hash: found.hash,
+            });
+            (report.hashes, report.elapsed_ms) = (found.hashes, millis(found.elapsed));
+            (report, true)
+        }
+        Ok(Ok(SearchOutcome::Exhausted { hashes, elapsed })) => {
+            info!(hashes, elapsed = ?elapsed, "no golden nonce in this shard");
+            let mut report = report(ReportKind::Exhausted);
+            (report.hashes, report.elapsed_ms) = (hashes, millis(elapsed));
+            (report, true)
+        }
+        // Only `stop_search` cancels, and there is no deadline: neither can happen here.
+        Ok(Ok(outcome @ (SearchOutcome::Cancelled { .. } | SearchOutcome::TimedOut { .. }))) => {
+            let error = format!("the search ended unexpectedly: {outcome:?}");
+            error!("{error}");
+            (report(ReportKind::Failed { error }), false)
+        }
+        Ok(Err(err)) => {
+            error!("the search could not run: {err}");
+            (
+                report(ReportKind::Failed {
+                    error: err.to_string(),
+                }),
+                false,
+            )
+        }
+        Err(err) => {
+            let error = format!("the search thread failed: {err}");
+            error!("{error}");
+            (report(ReportKind::Failed { error }), false)
+        }
+    };
+
+    tokio::select! {
+        sent = sender.send(&final_report) => match sent {
+            Ok(()) => {
+                info!(kind = final_report.kind.name(), "report delivered");
+                Ok(ExitCode::from(if success { 0 } else { 1 }))
+            }
+            Err(err) => {
+                error!("{err}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        stop = signals.next() => {
+            warn!("stopped while sending the {} report", final_report.kind.name());
+            Ok(stop.exit_code())
+        }
+    }
+}
+
+/// Cancels the search and waits for its threads (they stop within one chunk).
+async fn stop_search(
+    stop: Stop,
+    control: &SearchControl,
+    search_task: tokio::task::JoinHandle<Result<SearchOutcome, cnd_core::SearchError>>,
+) -> ExitCode {
+    info!(signal = ?stop, hashes = control.hashes(), "stopping: cancelling the search");
+    control.cancel();
+    // Bounded so a stuck thread cannot keep a deleted pod alive until SIGKILL.
+    if tokio::time::timeout(Duration::from_secs(2), search_task)
+        .await
+        .is_err()
+    {
+        warn!("the search did not stop within 2 s; exiting anyway");
+    }
+    stop.exit_code()
+}
+
+/// Sends a `progress` report every `every` until aborted. A lost progress report
+/// costs nothing, so it is tried briefly and never holds up the search.
+async fn send_progress(
+    sender: SqsReportSender,
+    config: WorkerConfig,
+    control: Arc<SearchControl>,
+    started: Instant,
+    every: Duration,
+) {
+    let sender = sender.with_retry(RetryPolicy {
+        tries: 3,
+        give_up_after: every,
+        ..RetryPolicy::default()
+    });
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let report = Report {
+            run_id: config.run_id,
+            shard: config.shard_index,
+            worker: config.worker_name.clone(),
+            hashes: control.hashes(),
+            elapsed_ms: millis(started.elapsed()),
+            kind: ReportKind::Progress,
+        };
+        match sender.send(&report).await {
+            Ok(()) => tracing::debug!(hashes = report.hashes, "progress reported"),
+            Err(err) => warn!("{err}"),
+        }
+    }
+}
+
+fn millis(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}

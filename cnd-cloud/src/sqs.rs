@@ -1,0 +1,830 @@
+//! Amazon SQS (or any SQS-compatible service) as the channel between workers and
+//! the master (SPEC §5, §8).
+//!
+//! - [`client`] builds an SQS client from the AWS SDK's own chain (`AWS_REGION`,
+//!   credentials, `AWS_ENDPOINT_URL_SQS`, profiles, IMDS/IRSA), with a rustls + ring
+//!   HTTPS client that trusts the system's CA store and also speaks plain `http://`.
+//! - [`SqsChannel`] is the master's [`ResultChannel`]: a per-run queue named
+//!   `cnd-<run id>` that it creates and deletes, or a shared queue it never deletes.
+//! - [`SqsReportSender`] is the worker's side: one report per message, with the
+//!   run id in the [`RUN_ID_ATTRIBUTE`] message attribute, retried with backoff.
+//! - [`list_run_queues`], [`queue_url_for_name`] and [`delete_queue`] are for `cleanup`.
+//!
+//! Every message carries the run id as the String message attribute `cnd-run-id`,
+//! so a master on a shared queue filters without parsing bodies: another run's
+//! messages are made visible again at once, never deleted.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, QueueAttributeName,
+};
+use aws_smithy_http_client::tls;
+use cnd_core::{ChannelError, Report, ResultChannel};
+use uuid::Uuid;
+
+pub use aws_sdk_sqs::Client;
+
+/// The message attribute (DataType `String`) that holds the run id of every report.
+pub const RUN_ID_ATTRIBUTE: &str = "cnd-run-id";
+
+/// The prefix of every per-run queue: `cnd-<run id>` (SPEC §8).
+pub const QUEUE_PREFIX: &str = "cnd-";
+
+/// The tag a per-run queue carries, with the run id as its value.
+pub const RUN_ID_TAG: &str = "cnd/run-id";
+
+/// The longest long poll SQS allows.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// How long a per-run queue keeps an unread message. Reports are read within
+/// seconds; a day is ample and keeps a forgotten queue from holding them for weeks.
+const RETENTION_SECS: &str = "86400";
+
+/// How long a received message stays hidden if the master dies before deleting it.
+const VISIBILITY_SECS: &str = "30";
+
+/// The name of the per-run queue of `run_id`: `cnd-<run id>`.
+pub fn queue_name(run_id: Uuid) -> String {
+    format!("{QUEUE_PREFIX}{run_id}")
+}
+
+/// The run id of a per-run queue's name or URL, if it is one.
+pub fn run_id_of_queue(name_or_url: &str) -> Option<Uuid> {
+    let name = name_or_url.rsplit('/').next()?;
+    let id = name.strip_prefix(QUEUE_PREFIX)?;
+    // Only the canonical hyphenated form that `queue_name` writes.
+    (id.len() == 36).then(|| Uuid::parse_str(id).ok()).flatten()
+}
+
+/// Why an SQS client could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// No AWS region is configured anywhere the SDK looks.
+    #[error("no AWS region is configured: set AWS_REGION (or a region in the AWS profile)")]
+    NoRegion,
+}
+
+/// The HTTP client for the SDK: rustls with ring (no aws-lc-rs C build), trusting
+/// the system's CA certificates (rustls-native-certs: `SSL_CERT_FILE`, else
+/// `/etc/ssl/certs` and the other usual places), and plain `http://` too.
+fn http_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// An SQS client configured by the AWS SDK's own chain: region, credentials and
+/// `AWS_ENDPOINT_URL_SQS` (for an SQS-compatible endpoint) from the environment,
+/// the profile files, or the instance/pod identity.
+pub async fn client() -> Result<Client, ClientError> {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await;
+    if config.region().is_none() {
+        return Err(ClientError::NoRegion);
+    }
+    Ok(Client::new(&config))
+}
+
+/// The region of an AWS SQS queue URL (`https://sqs.<region>.amazonaws.com/…` or
+/// the legacy `https://<region>.queue.amazonaws.com/…`), `None` for any other URL.
+pub fn region_of_queue_url(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', ':']).next()?;
+    let region = if let Some(tail) = host.strip_prefix("sqs.") {
+        tail.strip_suffix(".amazonaws.com")
+            .or_else(|| tail.strip_suffix(".amazonaws.com.cn"))?
+    } else {
+        host.strip_suffix(".queue.amazonaws.com")?
+    };
+    let valid = !region.is_empty()
+        && !region.contains('.')
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then(|| region.to_string())
+}
+
+/// Like [`client`], for talking to `queue_url`: when it is an AWS queue URL, its
+/// region is used. A queue lives in one region and the SDK sends every request
+/// to the configured region's endpoint, not to the URL's host, so a worker whose
+/// pod has another `AWS_REGION` (or none) would otherwise fail.
+pub async fn client_for_queue(queue_url: &str) -> Result<Client, ClientError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+    if let Some(region) = region_of_queue_url(queue_url) {
+        loader = loader.region(aws_sdk_sqs::config::Region::new(region));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ClientError::NoRegion);
+    }
+    Ok(Client::new(&config))
+}
+
+/// An error and its sources as one line, `outer: inner: innermost`.
+///
+/// Like the SDK's `DisplayErrorContext`, without the `Debug` dump it appends,
+/// and without repeating a source whose text its parent already shows.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !part.is_empty() && !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// What went wrong with one SDK call, reduced to what callers decide on.
+struct Failure {
+    /// The service was not reached or did not answer (connection, timeout, 5xx,
+    /// throttling): trying again may help.
+    transient: bool,
+    /// One sentence.
+    detail: String,
+    /// The service's error code, if it answered with one.
+    code: Option<String>,
+}
+
+impl Failure {
+    fn of<E>(err: &SdkError<E>) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match err {
+            SdkError::ServiceError(service) => {
+                let inner = service.err();
+                let status = service.raw().status().as_u16();
+                let code = inner.code().map(str::to_string);
+                let throttled = code.as_deref().is_some_and(|c| c.contains("Throttl"));
+                let detail = match (inner.code(), inner.message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    (Some(code), None) => code.to_string(),
+                    _ => format!("HTTP {status}: {}", error_chain(err)),
+                };
+                Failure {
+                    transient: status >= 500 || throttled,
+                    detail,
+                    code,
+                }
+            }
+            // Building the request failed: a bug or a bad configuration (no
+            // region, no credentials), which no retry fixes.
+            SdkError::ConstructionFailure(_) => Failure {
+                transient: false,
+                detail: error_chain(err),
+                code: None,
+            },
+            _ => Failure {
+                transient: true,
+                detail: error_chain(err),
+                code: None,
+            },
+        }
+    }
+
+    /// Whether the service said the queue does not exist.
+    fn no_such_queue(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist"))
+    }
+
+    fn into_channel_error(self, action: impl Into<String>, target: &str) -> ChannelError {
+        if self.transient {
+            ChannelError::Unreachable {
+                target: target.to_string(),
+                detail: self.detail,
+            }
+        } else {
+            ChannelError::Refused {
+                action: action.into(),
+                detail: self.detail,
+            }
+        }
+    }
+}
+
+/// The master's end of a run's reports on SQS.
+#[derive(Debug)]
+pub struct SqsChannel {
+    client: Client,
+    queue_url: String,
+    run_id: Uuid,
+    /// The queue was created for this run: every message on it is ours, and
+    /// `close` deletes it.
+    owned: bool,
+    closed: bool,
+}
+
+impl SqsChannel {
+    /// Creates the per-run queue `cnd-<run id>`, tagged `cnd/run-id=<run id>`;
+    /// [`close`](ResultChannel::close) deletes it.
+    pub async fn create_for_run(client: &Client, run_id: Uuid) -> Result<SqsChannel, ChannelError> {
+        let name = queue_name(run_id);
+        let out = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS)
+            .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_SECS)
+            .tags(RUN_ID_TAG, run_id.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::of(&e).into_channel_error(format!("creating queue {name}"), &name)
+            })?;
+        let queue_url = out.queue_url().ok_or_else(|| ChannelError::Refused {
+            action: format!("creating queue {name}"),
+            detail: "the service returned no queue URL".to_string(),
+        })?;
+        tracing::debug!(queue = queue_url, "created the run's queue");
+        Ok(SqsChannel {
+            client: client.clone(),
+            queue_url: queue_url.to_string(),
+            run_id,
+            owned: true,
+            closed: false,
+        })
+    }
+
+    /// Uses an existing queue shared with other runs: only messages whose
+    /// `cnd-run-id` attribute is `run_id` are taken; the queue is never deleted.
+    pub fn shared(client: &Client, queue_url: impl Into<String>, run_id: Uuid) -> SqsChannel {
+        SqsChannel {
+            client: client.clone(),
+            queue_url: queue_url.into(),
+            run_id,
+            owned: false,
+            closed: false,
+        }
+    }
+
+    /// The run whose messages this channel takes.
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+
+    /// Whether the queue was created for this run (and is deleted by `close`).
+    pub fn is_per_run(&self) -> bool {
+        self.owned
+    }
+
+    /// Makes other runs' messages visible again at once, so their master need not
+    /// wait out our visibility timeout. Best effort: if this fails they reappear
+    /// after the timeout anyway.
+    async fn release(&self, receipts: Vec<String>) {
+        let entries = receipts
+            .into_iter()
+            .enumerate()
+            .map(|(i, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        let result = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        match result {
+            Ok(out) if !out.failed().is_empty() => tracing::warn!(
+                queue = %self.queue_url,
+                failed = out.failed().len(),
+                "could not release some messages of other runs; they reappear after the visibility timeout"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(
+                queue = %self.queue_url,
+                error = %error_chain(&err),
+                "could not release messages of other runs; they reappear after the visibility timeout"
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ResultChannel for SqsChannel {
+    fn address(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// One long poll of up to `wait` (whole seconds, at most 20; under a second is
+    /// a short poll), then this run's messages are deleted and their bodies returned.
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, ChannelError> {
+        let wait_secs = wait.min(MAX_WAIT).as_secs() as i32;
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .wait_time_seconds(wait_secs)
+            .max_number_of_messages(10)
+            .message_attribute_names(RUN_ID_ATTRIBUTE)
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::of(&e).into_channel_error(
+                    format!("receiving from queue {}", self.queue_url),
+                    &self.queue_url,
+                )
+            })?;
+
+        let run_id = self.run_id.to_string();
+        let mut ours = Vec::new();
+        let mut others = Vec::new();
+        for message in out.messages() {
+            let Some(receipt) = message.receipt_handle() else {
+                continue;
+            };
+            let tagged = message
+                .message_attributes()
+                .and_then(|attributes| attributes.get(RUN_ID_ATTRIBUTE))
+                .and_then(|value| value.string_value());
+            // On a per-run queue everything is ours, even a body without the
+            // attribute: the master parses and rejects what is not a report.
+            if self.owned || tagged == Some(run_id.as_str()) {
+                ours.push((
+                    receipt.to_string(),
+                    message.body().unwrap_or("").to_string(),
+                ));
+            } else {
+                others.push(receipt.to_string());
+            }
+        }
+        if !others.is_empty() {
+            tracing::debug!(
+                count = others.len(),
+                "left other runs' messages on the shared queue"
+            );
+            self.release(others).await;
+        }
+        if ours.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let entries = ours
+            .iter()
+            .enumerate()
+            .map(|(i, (receipt, _))| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(receipt)
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        // If the delete fails the messages reappear after the visibility timeout
+        // and are delivered then: an error now loses nothing, and nothing is
+        // delivered twice.
+        let deleted = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::of(&e).into_channel_error(
+                    format!("deleting received messages from queue {}", self.queue_url),
+                    &self.queue_url,
+                )
+            })?;
+        let failed: Vec<&str> = deleted.failed().iter().map(|f| f.id()).collect();
+        if !failed.is_empty() {
+            tracing::warn!(
+                queue = %self.queue_url,
+                count = failed.len(),
+                "could not delete some received messages; they are delivered when they reappear"
+            );
+        }
+        Ok(ours
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.contains(&format!("m{i}").as_str()))
+            .map(|(_, (_, body))| body)
+            .collect())
+    }
+
+    async fn close(&mut self) -> Result<(), ChannelError> {
+        if !self.owned || self.closed {
+            return Ok(());
+        }
+        delete_queue(&self.client, &self.queue_url).await?;
+        self.closed = true;
+        tracing::debug!(queue = %self.queue_url, "deleted the run's queue");
+        Ok(())
+    }
+}
+
+/// How [`SqsReportSender`] retries: exponential backoff from `first_delay`,
+/// doubling up to `max_delay`, for at most `tries` tries and `give_up_after` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first failure.
+    pub first_delay: Duration,
+    /// The longest wait between tries.
+    pub max_delay: Duration,
+    /// Tries in all, at least 1.
+    pub tries: u32,
+    /// No try starts after this much time since the first.
+    pub give_up_after: Duration,
+    /// The longest one try may take (a connection that hangs counts as a failure).
+    pub try_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 100 ms doubling to 5 s, 10 tries, at most a minute: rides out a brief
+    /// network or throttling episode without keeping a finished worker alive long.
+    fn default() -> Self {
+        RetryPolicy {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            tries: 10,
+            give_up_after: Duration::from_secs(60),
+            try_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Why a report could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The queue service refused the message (no such queue, access denied):
+    /// retrying cannot help.
+    #[error("sending the {kind} report to {queue} was refused: {detail}")]
+    Refused {
+        /// The report's kind.
+        kind: &'static str,
+        /// The queue URL.
+        queue: String,
+        /// Why.
+        detail: String,
+    },
+    /// Every try failed to reach the queue service.
+    #[error("could not send the {kind} report to {queue} after {tries} tries: {detail}")]
+    Undelivered {
+        /// The report's kind.
+        kind: &'static str,
+        /// The queue URL.
+        queue: String,
+        /// Tries made.
+        tries: u32,
+        /// The last failure.
+        detail: String,
+    },
+}
+
+/// The worker's end: sends reports to the run's queue.
+#[derive(Debug, Clone)]
+pub struct SqsReportSender {
+    client: Client,
+    queue_url: String,
+    retry: RetryPolicy,
+}
+
+impl SqsReportSender {
+    /// A sender to `queue_url` with the default [`RetryPolicy`].
+    pub fn new(client: &Client, queue_url: impl Into<String>) -> SqsReportSender {
+        SqsReportSender {
+            client: client.clone(),
+            queue_url: queue_url.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The same sender with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> SqsReportSender {
+        self.retry = retry;
+        self
+    }
+
+    /// The queue reports go to.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Sends `report` as one message (SPEC §5) with its run id in the
+    /// [`RUN_ID_ATTRIBUTE`] attribute, retrying transient failures with backoff.
+    pub async fn send(&self, report: &Report) -> Result<(), SendError> {
+        let kind = report.kind.name();
+        let body = report.to_json();
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(report.run_id.to_string())
+            .build()
+            .expect("the data type is set");
+        let started = Instant::now();
+        let mut delay = self.retry.first_delay;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let request = self
+                .client
+                .send_message()
+                .queue_url(&self.queue_url)
+                .message_body(&body)
+                .message_attributes(RUN_ID_ATTRIBUTE, attribute.clone())
+                .send();
+            let failure = match tokio::time::timeout(self.retry.try_timeout, request).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(err)) => Failure::of(&err),
+                Err(_) => Failure {
+                    transient: true,
+                    detail: format!("no answer within {:?}", self.retry.try_timeout),
+                    code: None,
+                },
+            };
+            if !failure.transient {
+                return Err(SendError::Refused {
+                    kind,
+                    queue: self.queue_url.clone(),
+                    detail: failure.detail,
+                });
+            }
+            if tries >= self.retry.tries.max(1)
+                || started.elapsed() + delay > self.retry.give_up_after
+            {
+                return Err(SendError::Undelivered {
+                    kind,
+                    queue: self.queue_url.clone(),
+                    tries,
+                    detail: failure.detail,
+                });
+            }
+            tracing::warn!(
+                kind,
+                tries,
+                retry_in = ?delay,
+                error = %failure.detail,
+                "could not send a report; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.retry.max_delay);
+        }
+    }
+}
+
+/// The URLs of every per-run queue (`cnd-<uuid>`) the credentials can see, for
+/// `cleanup --all`. Other queues whose names start with `cnd-` (a shared queue
+/// such as `cnd-results`) are not listed, so cleanup never deletes them.
+pub async fn list_run_queues(client: &Client) -> Result<Vec<String>, ChannelError> {
+    let mut urls = Vec::new();
+    let mut next_token = None;
+    loop {
+        let out = client
+            .list_queues()
+            .queue_name_prefix(QUEUE_PREFIX)
+            // Without MaxResults, ListQueues returns at most 1000 and no token.
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| Failure::of(&e).into_channel_error("listing queues", "SQS"))?;
+        urls.extend(
+            out.queue_urls()
+                .iter()
+                .filter(|url| run_id_of_queue(url).is_some())
+                .cloned(),
+        );
+        match out.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            _ => return Ok(urls),
+        }
+    }
+}
+
+/// The URL of the queue named `name`, or `None` if there is no such queue.
+pub async fn queue_url_for_name(
+    client: &Client,
+    name: &str,
+) -> Result<Option<String>, ChannelError> {
+    match client.get_queue_url().queue_name(name).send().await {
+        Ok(out) => Ok(out.queue_url().map(str::to_string)),
+        Err(err) => {
+            let failure = Failure::of(&err);
+            if failure.no_such_queue() {
+                Ok(None)
+            } else {
+                Err(failure.into_channel_error(format!("looking up queue {name}"), name))
+            }
+        }
+    }
+}
+
+/// Deletes the queue at `url`; a queue that is already gone is not an error.
+pub async fn delete_queue(client: &Client, url: &str) -> Result<(), ChannelError> {
+    match client.delete_queue().queue_url(url).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let failure = Failure::of(&err);
+            if failure.no_such_queue() {
+                Ok(())
+            } else {
+                Err(failure.into_channel_error(format!("deleting queue {url}"), url))
+            }
+        }
+    }
+}
+
+/// A local SQS for tests: a `moto_server` process (`pip install 'moto[server]'`).
+#[cfg(feature = "test-support")]
+pub mod testing {
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use aws_config::retry::RetryConfig;
+    use aws_config::BehaviorVersion;
+    use aws_sdk_sqs::config::{Credentials, Region};
+
+    use super::Client;
+
+    /// The environment variable naming the `moto_server` binary (else it is looked up on `PATH`).
+    pub const MOTO_SERVER_ENV: &str = "CND_MOTO_SERVER";
+
+    /// How long a fresh moto server may take to answer.
+    const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// A `moto_server` on a free port of 127.0.0.1, killed on drop. Sets nothing
+    /// global: pass [`MotoServer::endpoint`] to what needs it.
+    #[derive(Debug)]
+    pub struct MotoServer {
+        child: Child,
+        port: u16,
+        log: PathBuf,
+    }
+
+    impl MotoServer {
+        /// Starts a server and waits until it accepts connections.
+        ///
+        /// # Panics
+        /// If `moto_server` cannot be found or does not start.
+        pub fn start() -> MotoServer {
+            let program = std::env::var_os(MOTO_SERVER_ENV).unwrap_or_else(|| "moto_server".into());
+            // The port is free when we look; another process could take it before
+            // moto binds, so try a few.
+            let mut last_error = String::new();
+            for _ in 0..3 {
+                let port = free_port();
+                let log = std::env::temp_dir().join(format!("cnd-moto-{port}.log"));
+                let log_file = std::fs::File::create(&log).expect("create the moto log file");
+                let spawned = Command::new(&program)
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdin(Stdio::null())
+                    // To a file, not a pipe: moto logs every request, and a pipe
+                    // nobody reads would fill up and stall it.
+                    .stdout(log_file.try_clone().expect("clone the log file"))
+                    .stderr(log_file)
+                    .spawn();
+                let child = match spawned {
+                    Ok(child) => child,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
+                        "moto_server not found ({}): install it with `pip install 'moto[server]'` (.ci/test does) or set {MOTO_SERVER_ENV}",
+                        program.to_string_lossy()
+                    ),
+                    Err(err) => panic!("could not start {}: {err}", program.to_string_lossy()),
+                };
+                let mut server = MotoServer { child, port, log };
+                match server.wait_until_up() {
+                    Ok(()) => return server,
+                    Err(err) => last_error = err,
+                }
+            }
+            panic!("moto_server did not start: {last_error}");
+        }
+
+        fn wait_until_up(&mut self) -> Result<(), String> {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+            let deadline = Instant::now() + START_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(format!(
+                        "it exited with {status}; see {}",
+                        self.log.display()
+                    ));
+                }
+                if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(format!(
+                "it did not answer on port {} within {START_TIMEOUT:?}; see {}",
+                self.port,
+                self.log.display()
+            ))
+        }
+
+        /// `http://127.0.0.1:PORT`.
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        /// An SQS client for this server.
+        pub async fn client(&self) -> Client {
+            client_for(&self.endpoint()).await
+        }
+    }
+
+    impl Drop for MotoServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+
+    /// An SQS client for `endpoint` with region `us-east-1` and static test
+    /// credentials, ignoring the environment. The SDK's own retries are off so a
+    /// test sees a failure at once (and [`super::SqsReportSender`]'s retries alone).
+    pub async fn client_for(endpoint: &str) -> Client {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(super::http_client())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        Client::new(&config)
+    }
+
+    /// A TCP port nothing listens on right now.
+    pub fn free_port() -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+        listener.local_addr().expect("local address").port()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_round_trip() {
+        let id = Uuid::new_v4();
+        let name = queue_name(id);
+        assert_eq!(name.len(), 40, "SQS allows 80");
+        assert_eq!(run_id_of_queue(&name), Some(id));
+        let url = format!("https://sqs.eu-west-2.amazonaws.com/123456789012/{name}");
+        assert_eq!(run_id_of_queue(&url), Some(id));
+        assert_eq!(run_id_of_queue("http://localhost/000/cnd-results"), None);
+        assert_eq!(run_id_of_queue(&format!("x-{id}")), None);
+        assert_eq!(run_id_of_queue(&format!("cnd-{}", id.simple())), None);
+    }
+
+    #[test]
+    fn regions_of_queue_urls() {
+        let region = |url| region_of_queue_url(url);
+        assert_eq!(
+            region("https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x").as_deref(),
+            Some("eu-west-2")
+        );
+        assert_eq!(
+            region("https://us-east-1.queue.amazonaws.com/123456789012/q").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            region("https://sqs.cn-north-1.amazonaws.com.cn/123/q").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region("http://127.0.0.1:5000/123456789012/cnd-x"), None);
+        assert_eq!(
+            region("http://sqs.localhost.localstack.cloud:4566/000/q"),
+            None
+        );
+        assert_eq!(region("not a url"), None);
+    }
+
+    #[test]
+    fn error_chains_are_one_line() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(error_chain(&outer), "refused");
+    }
+
+    #[test]
+    fn default_retry_is_bounded() {
+        let retry = RetryPolicy::default();
+        assert_eq!(retry.tries, 10);
+        assert!(retry.first_delay <= retry.max_delay);
+    }
+}

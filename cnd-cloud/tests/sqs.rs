@@ -1,0 +1,289 @@
+//! The SQS channel and sender against a real (moto) SQS over HTTP.
+//!
+//! Needs `moto_server` on PATH or in CND_MOTO_SERVER (`pip install 'moto[server]'`).
+
+use std::time::{Duration, Instant};
+
+use cnd_cloud::sqs::testing::{client_for, free_port, MotoServer};
+use cnd_cloud::sqs::{
+    delete_queue, list_run_queues, queue_name, queue_url_for_name, Client, RetryPolicy, SendError,
+    SqsChannel, SqsReportSender, RUN_ID_ATTRIBUTE,
+};
+use cnd_core::{ChannelError, Report, ReportKind, ResultChannel};
+use uuid::Uuid;
+
+fn report(run_id: Uuid, kind: ReportKind) -> Report {
+    Report {
+        run_id,
+        shard: 2,
+        worker: "test-worker".into(),
+        hashes: 1234,
+        elapsed_ms: 56,
+        kind,
+    }
+}
+
+fn found(run_id: Uuid) -> Report {
+    report(
+        run_id,
+        ReportKind::Found {
+            nonce: 1_074_435_534,
+            hash: [0; 32],
+        },
+    )
+}
+
+/// Receives until `count` bodies have come or a few long polls found nothing more.
+async fn receive_some(channel: &mut SqsChannel, count: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for _ in 0..5 {
+        bodies.extend(channel.receive(Duration::from_secs(1)).await.unwrap());
+        if bodies.len() >= count {
+            break;
+        }
+    }
+    bodies
+}
+
+async fn create_shared_queue(client: &Client, name: &str) -> String {
+    client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn per_run_queue_carries_a_report_and_is_deleted_on_close() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    assert!(
+        channel.address().ends_with(&queue_name(run_id)),
+        "{}",
+        channel.address()
+    );
+    assert!(channel.is_per_run());
+
+    let sent = found(run_id);
+    SqsReportSender::new(&client, channel.address())
+        .send(&sent)
+        .await
+        .unwrap();
+    let bodies = receive_some(&mut channel, 1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(Report::from_json(&bodies[0]).unwrap(), sent);
+    // Deleted on receipt: nothing comes twice.
+    assert!(channel.receive(Duration::ZERO).await.unwrap().is_empty());
+
+    let url = channel.address().to_string();
+    assert_eq!(list_run_queues(&client).await.unwrap(), vec![url.clone()]);
+    channel.close().await.unwrap();
+    channel.close().await.unwrap(); // twice is fine
+    assert!(list_run_queues(&client).await.unwrap().is_empty());
+    assert_eq!(
+        queue_url_for_name(&client, &queue_name(run_id))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_sender_sets_the_run_id_attribute() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let url = create_shared_queue(&client, "cnd-results").await;
+    let run_id = Uuid::new_v4();
+    SqsReportSender::new(&client, &url)
+        .send(&report(run_id, ReportKind::Progress))
+        .await
+        .unwrap();
+    let out = client
+        .receive_message()
+        .queue_url(&url)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let message = &out.messages()[0];
+    let attribute = &message.message_attributes().unwrap()[RUN_ID_ATTRIBUTE];
+    assert_eq!(attribute.data_type(), "String");
+    assert_eq!(attribute.string_value(), Some(run_id.to_string().as_str()));
+}
+
+#[tokio::test]
+async fn a_shared_queue_leaves_other_runs_messages_visible() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let url = create_shared_queue(&client, "cnd-shared").await;
+    let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    let sender = SqsReportSender::new(&client, &url);
+    sender.send(&found(theirs)).await.unwrap();
+    sender.send(&found(ours)).await.unwrap();
+    // A message without the attribute at all (not a cnd worker's).
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body("hello")
+        .send()
+        .await
+        .unwrap();
+
+    let mut channel = SqsChannel::shared(&client, &url, ours);
+    assert!(!channel.is_per_run());
+    let bodies = receive_some(&mut channel, 1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(Report::from_json(&bodies[0]).unwrap().run_id, ours);
+
+    // The other run's master still gets its report, and the stranger's message stays.
+    let mut their_channel = SqsChannel::shared(&client, &url, theirs);
+    let bodies = receive_some(&mut their_channel, 1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(Report::from_json(&bodies[0]).unwrap().run_id, theirs);
+    let out = client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<_> = out.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(left, vec!["hello"]);
+
+    // Closing a shared channel never deletes the queue.
+    channel.close().await.unwrap();
+    assert_eq!(
+        queue_url_for_name(&client, "cnd-shared").await.unwrap(),
+        Some(url)
+    );
+}
+
+#[tokio::test]
+async fn a_per_run_queue_delivers_even_a_non_report_body() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let mut channel = SqsChannel::create_for_run(&client, Uuid::new_v4())
+        .await
+        .unwrap();
+    client
+        .send_message()
+        .queue_url(channel.address())
+        .message_body("not json {")
+        .send()
+        .await
+        .unwrap();
+    // The master parses and rejects it; the channel only carries it.
+    assert_eq!(receive_some(&mut channel, 1).await, vec!["not json {"]);
+    channel.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn receive_with_nothing_to_get_comes_back_empty_after_the_wait() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let mut channel = SqsChannel::create_for_run(&client, Uuid::new_v4())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let bodies = channel.receive(Duration::from_secs(1)).await.unwrap();
+    assert!(bodies.is_empty());
+    // Not a timing assertion, a sanity bound: it returned, and not before a long poll.
+    eprintln!("an empty 1 s long poll took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(15));
+    channel.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sender_retries_then_fails_with_a_typed_error() {
+    let client = client_for(&format!("http://127.0.0.1:{}", free_port())).await;
+    let sender = SqsReportSender::new(&client, "http://127.0.0.1:1/000000000000/cnd-x").with_retry(
+        RetryPolicy {
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            tries: 4,
+            ..RetryPolicy::default()
+        },
+    );
+    let err = sender.send(&found(Uuid::new_v4())).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SendError::Undelivered {
+                tries: 4,
+                kind: "found",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("after 4 tries"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_queue_is_refused_not_retried() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let url = format!("{}/123456789012/cnd-{}", moto.endpoint(), Uuid::new_v4());
+    let err = SqsReportSender::new(&client, &url)
+        .send(&found(Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Refused { .. }), "{err:?}");
+
+    let mut channel = SqsChannel::shared(&client, &url, Uuid::new_v4());
+    let err = channel.receive(Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, ChannelError::Refused { .. }), "{err:?}");
+    // Deleting what is already gone is fine (cleanup runs more than once).
+    delete_queue(&client, &url).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_service_is_reported_as_unreachable() {
+    let client = client_for(&format!("http://127.0.0.1:{}", free_port())).await;
+    let mut channel = SqsChannel::shared(
+        &client,
+        "http://127.0.0.1:1/000000000000/cnd-x",
+        Uuid::new_v4(),
+    );
+    let err = channel.receive(Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, ChannelError::Unreachable { .. }), "{err:?}");
+    eprintln!("{err}");
+}
+
+#[tokio::test]
+async fn list_run_queues_finds_only_per_run_queues() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let runs = create_runs(&client, 3).await;
+    create_shared_queue(&client, "cnd-results").await;
+    create_shared_queue(&client, "other-queue").await;
+    let mut listed = list_run_queues(&client).await.unwrap();
+    listed.sort();
+    let mut expected: Vec<String> = runs.iter().map(|c| c.address().to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for url in &listed {
+        delete_queue(&client, url).await.unwrap();
+    }
+    assert!(list_run_queues(&client).await.unwrap().is_empty());
+}
+
+async fn create_runs(client: &Client, count: usize) -> Vec<SqsChannel> {
+    let mut channels = Vec::new();
+    for _ in 0..count {
+        channels.push(
+            SqsChannel::create_for_run(client, Uuid::new_v4())
+                .await
+                .unwrap(),
+        );
+    }
+    channels
+}

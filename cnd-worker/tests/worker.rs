@@ -1,0 +1,223 @@
+//! The worker binary end to end: SPEC §4 environment in, SPEC §5 reports out, over
+//! a real (moto) SQS. Needs `moto_server` on PATH or in CND_MOTO_SERVER.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cnd_cloud::sqs::testing::MotoServer;
+use cnd_cloud::sqs::SqsChannel;
+use cnd_core::{verify, NonceRange, Puzzle, Report, ReportKind, ResultChannel};
+use uuid::Uuid;
+
+/// The SPEC §4 environment for shard `index` of `shards`, D = `difficulty`.
+fn worker_env(
+    run_id: Uuid,
+    queue_url: &str,
+    endpoint: &str,
+    difficulty: u32,
+    shards: u64,
+    index: u64,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("CND_RUN_ID", run_id.to_string()),
+        ("CND_BLOCK", "COMSM0010cloud".into()),
+        ("CND_DIFFICULTY", difficulty.to_string()),
+        ("CND_SHARD_COUNT", shards.to_string()),
+        ("CND_SHARD_INDEX", index.to_string()),
+        ("CND_QUEUE_URL", queue_url.into()),
+        ("CND_THREADS", "2".into()),
+        ("CND_WORKER_NAME", format!("test-worker-{index}")),
+        ("AWS_ENDPOINT_URL_SQS", endpoint.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        // Keep the SDK away from the developer's own profile and instance metadata.
+        ("AWS_CONFIG_FILE", "/nonexistent".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+fn worker(env: &[(&'static str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cnd-worker"));
+    command
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+fn output(env: &[(&'static str, String)]) -> Output {
+    worker(env).output().expect("run cnd-worker")
+}
+
+/// Receives until a final (non-progress) report arrives, or panics after `patience`.
+async fn final_report(channel: &mut SqsChannel, patience: Duration) -> Report {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        for body in channel.receive(Duration::from_secs(2)).await.unwrap() {
+            let report = Report::from_json(&body).expect("the worker sends well-formed reports");
+            if report.kind != ReportKind::Progress {
+                return report;
+            }
+        }
+    }
+    panic!("no final report within {patience:?}");
+}
+
+#[tokio::test]
+async fn finds_a_golden_nonce_in_its_shard_and_reports_it() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    let env = worker_env(run_id, channel.address(), &moto.endpoint(), 12, 4, 2);
+
+    let sent_at = Instant::now();
+    let out = output(&env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let exited = sent_at.elapsed();
+
+    let report = final_report(&mut channel, Duration::from_secs(20)).await;
+    eprintln!(
+        "worker ran {exited:?}; report received {:?} after start",
+        sent_at.elapsed()
+    );
+    let puzzle = Puzzle::with_default_block(12).unwrap();
+    let shard = puzzle.space().shard(2, 4).unwrap();
+    assert_eq!(report.run_id, run_id);
+    assert_eq!(report.shard, 2);
+    assert_eq!(report.worker, "test-worker-2");
+    let ReportKind::Found { nonce, hash } = report.kind else {
+        panic!("expected found, got {report:?}");
+    };
+    assert!(shard.contains(nonce), "{nonce} not in {shard}");
+    let check = verify(&puzzle, nonce);
+    assert!(check.golden, "{nonce} is not golden");
+    assert_eq!(hash, check.hash);
+    channel.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_exhausted_range_is_reported_as_exhausted() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    // D = 40 in 1000 nonces: no golden nonce (the chance of one is 1000 / 2^40).
+    let mut env = worker_env(run_id, channel.address(), &moto.endpoint(), 40, 2, 1);
+    env.push(("CND_RANGE", "5000..6000".into()));
+    let out = output(&env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = final_report(&mut channel, Duration::from_secs(20)).await;
+    assert_eq!(report.kind, ReportKind::Exhausted);
+    assert_eq!(report.hashes, 500, "shard 1 of 2 of 1000 nonces");
+    assert_eq!(
+        NonceRange::new(5500, 5999).unwrap(),
+        "5000..6000"
+            .parse::<NonceRange>()
+            .unwrap()
+            .shard(1, 2)
+            .unwrap()
+    );
+    channel.close().await.unwrap();
+}
+
+#[test]
+fn a_missing_run_id_is_named_before_any_work() {
+    let mut env = worker_env(
+        Uuid::new_v4(),
+        "http://127.0.0.1:1/0/q",
+        "http://127.0.0.1:1",
+        12,
+        4,
+        2,
+    );
+    env.retain(|(name, _)| *name != "CND_RUN_ID");
+    let out = output(&env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CND_RUN_ID"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one sentence: {stderr}");
+}
+
+#[test]
+fn a_malformed_difficulty_is_named_with_its_value() {
+    let mut env = worker_env(
+        Uuid::new_v4(),
+        "http://127.0.0.1:1/0/q",
+        "http://127.0.0.1:1",
+        12,
+        4,
+        2,
+    );
+    env.retain(|(name, _)| *name != "CND_DIFFICULTY");
+    env.push(("CND_DIFFICULTY", "abc".into()));
+    let out = output(&env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CND_DIFFICULTY=\"abc\""), "{stderr}");
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_long_search_promptly() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    let mut env = worker_env(run_id, channel.address(), &moto.endpoint(), 60, 1, 0);
+    env.push(("CND_PROGRESS_SECS", "0.3".into()));
+    let mut child = worker(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Searching for real: a progress report with some hashes arrives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let progress = loop {
+        assert!(Instant::now() < deadline, "no progress report within 20 s");
+        let bodies = channel.receive(Duration::from_secs(1)).await.unwrap();
+        if let Some(report) = bodies
+            .iter()
+            .filter_map(|b| Report::from_json(b).ok())
+            .find(|r| r.kind == ReportKind::Progress && r.hashes > 0)
+        {
+            break report;
+        }
+    };
+    assert_eq!(progress.run_id, run_id);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let exit = wait_bounded(&mut child, Duration::from_secs(10));
+    let Some(exit) = exit else {
+        child.kill().unwrap();
+        panic!("the worker did not exit within 10 s of SIGTERM");
+    };
+    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+    assert_eq!(exit.code(), Some(143));
+    channel.close().await.unwrap();
+}
