@@ -17,7 +17,10 @@
 #       finds a golden nonce in shard 1 of 4 and reports it; the report is
 #       re-checked with hashlib. A second run, sharded like an Indexed Job
 #       (JOB_COMPLETION_INDEX), searches a shard with no golden nonce and
-#       reports it exhausted.
+#       reports it exhausted. Over HTTPS (moto with a test CA), the worker
+#       verifies the endpoint against the bundle at the image's CA path: it
+#       reports when the test CA is mounted there and refuses the endpoint
+#       with the image's own bundle.
 #
 # Without a Docker engine the image tests are skipped (exit 0), unless CI=true
 # or --require-docker, when that is a failure. Python packages go into a venv
@@ -57,11 +60,11 @@ finish() {
 }
 
 tag=cnd-worker:cnd-test
-moto_pid=
+moto_pids=()
 containers=()
 scratch=$(mktemp -d)
 cleanup() {
-  [[ -z $moto_pid ]] || kill "$moto_pid" 2>/dev/null
+  ((${#moto_pids[@]} == 0)) || kill "${moto_pids[@]}" 2>/dev/null
   ((${#containers[@]} == 0)) || docker rm -f "${containers[@]}" >/dev/null 2>&1
   [[ -n ${KEEP_IMAGE:-} ]] || docker image rm "$tag" >/dev/null 2>&1
   rm -rf "$scratch"
@@ -178,16 +181,27 @@ spec_env_without CND_SHARD_INDEX
 expect_refusal "CND_SHARD_INDEX=4 of 4" CND_SHARD_INDEX "${filtered[@]}" -e CND_SHARD_INDEX=4
 
 # (c) a real search against a local SQS
-port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-endpoint=http://127.0.0.1:$port
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$scratch/moto.log" 2>&1 &
-moto_pid=$!
-if ! queue_url=$(kit create-queue --endpoint "$endpoint" --name "cnd-$run_id" 2>&1); then
-  fail "moto SQS server on $endpoint answers and creates queue cnd-$run_id"
-  printf '%s\n' "$queue_url" | indent
-  tail -n 20 "$scratch/moto.log" | indent
-  finish
-fi
+# moto ENDPOINT_VAR QUEUE_VAR [moto_server options...]: starts a moto server on a free
+# loopback port and creates the run's queue on it; sets the two variables.
+moto() {
+  local -n endpoint_out=$1 queue_out=$2
+  shift 2
+  local port scheme=http ca=() url
+  port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  [[ " $* " != *" -c "* ]] || { scheme=https; ca=(--ca "$scratch/tls/ca.pem"); }
+  endpoint_out=$scheme://${host:-127.0.0.1}:$port
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" "$@" >"$scratch/moto-$port.log" 2>&1 &
+  moto_pids+=($!)
+  if url=$(kit create-queue --endpoint "$endpoint_out" --name "cnd-$run_id" "${ca[@]}" 2>&1); then
+    queue_out=$url
+  else
+    fail "moto SQS server on $endpoint_out answers and creates queue cnd-$run_id"
+    printf '%s\n' "$url" | indent
+    tail -n 20 "$scratch/moto-$port.log" | indent
+    finish
+  fi
+}
+moto endpoint queue_url
 sqs_env=(--network host -e "CND_QUEUE_URL=$queue_url" -e "AWS_ENDPOINT_URL_SQS=$endpoint")
 
 worker found "${spec_env[@]}" "${sqs_env[@]}" -e CND_WORKER_NAME=cnd-test-found
@@ -208,5 +222,24 @@ tail -n 5 "$scratch/exhausted.err" | indent
 check "queue holds an 'exhausted' report for shard $barren covering all of it" \
   kit check-report --endpoint "$endpoint" --queue-url "$queue_url" --run-id "$run_id" --kind exhausted \
   --block "$block" --difficulty 20 --shard "$barren" --shards 65536 --worker cnd-test-exhausted
+
+# HTTPS, as on AWS: the static binary resolves localhost through /etc/hosts
+# and verifies the endpoint against the bundle at the image's CA path (here a
+# test CA mounted over it); with the image's own bundle it must refuse it.
+kit make-tls "$scratch/tls"
+host=localhost moto tls_endpoint tls_queue_url -c "$scratch/tls/server.pem" -k "$scratch/tls/server.key"
+tls_env=(--network host -e "CND_QUEUE_URL=$tls_queue_url" -e "AWS_ENDPOINT_URL_SQS=$tls_endpoint")
+spec_env_without CND_SHARD_INDEX
+worker tls "${filtered[@]}" "${tls_env[@]}" -e CND_SHARD_INDEX=2 -e CND_WORKER_NAME=cnd-test-tls \
+  -v "$scratch/tls/ca.pem:/etc/ssl/certs/ca-certificates.crt:ro"
+check "worker (shard 2 of 4, SQS at $tls_endpoint, test CA at the image's CA path) exits 0 ($status)" test "$status" -eq 0
+tail -n 3 "$scratch/tls.err" | indent
+check "queue holds a 'found' report, sent over TLS, for shard 2 of 4" \
+  kit check-report --endpoint "$tls_endpoint" --ca "$scratch/tls/ca.pem" --queue-url "$tls_queue_url" \
+  --run-id "$run_id" --kind found --block "$block" --difficulty 16 --shard 2 --shards 4 --worker cnd-test-tls
+worker untrusted "${filtered[@]}" "${tls_env[@]}" -e CND_SHARD_INDEX=3
+check "worker refuses an endpoint whose certificate the image's CA bundle does not vouch for (exit $status)" \
+  bash -c '(($1 != 0 && $1 != 124 && $1 != 125)) && grep -m 1 -E "invalid peer certificate|UnknownIssuer" "$2"' \
+  _ "$status" "$scratch/untrusted.err"
 
 finish

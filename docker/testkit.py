@@ -67,7 +67,7 @@ def image_files(args):
 # --- SQS (moto) ---------------------------------------------------------------
 
 
-def sqs_client(endpoint):
+def sqs_client(endpoint, ca=None):
     import boto3
 
     return boto3.client(
@@ -76,12 +76,59 @@ def sqs_client(endpoint):
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
+        verify=ca if ca else True,
     )
+
+
+def make_tls(args):
+    """Writes a test CA (ca.pem) and a certificate for localhost signed by it (server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+
+    def certificate(subject, issuer, public_key, signing_key, extensions):
+        builder = x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+        builder = builder.public_key(public_key).serial_number(x509.random_serial_number())
+        builder = builder.not_valid_before(validity[0]).not_valid_after(validity[1])
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cnd test CA")])
+    ca = certificate(ca_name, ca_name, ca_key.public_key(), ca_key, [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                       encipher_only=False, decipher_only=False), True),
+    ])
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), ca_name,
+                         key.public_key(), ca_key, [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    ])
+    directory = pathlib.Path(args.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "server.pem").write_bytes(server.public_bytes(pem))
+    (directory / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    for name, mode in (("ca.pem", 0o644), ("server.pem", 0o644), ("server.key", 0o600)):
+        (directory / name).chmod(mode)  # the CA is read by the container's user 65532
 
 
 def create_queue(args):
     """Waits for the SQS endpoint to answer, creates the queue and prints its URL."""
-    client = sqs_client(args.endpoint)
+    client = sqs_client(args.endpoint, args.ca)
     deadline = time.monotonic() + args.wait
     while True:
         try:
@@ -96,7 +143,7 @@ def create_queue(args):
 
 def receive_report(args):
     """Reads the queue until the worker's final report (found/exhausted) arrives."""
-    client = sqs_client(args.endpoint)
+    client = sqs_client(args.endpoint, args.ca)
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         response = client.receive_message(
@@ -267,7 +314,12 @@ def main():
     p.add_argument("--endpoint", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--wait", type=float, default=30)
+    p.add_argument("--ca", help="CA bundle that verifies an https endpoint")
     p.set_defaults(run=create_queue)
+
+    p = commands.add_parser("make-tls")
+    p.add_argument("directory")
+    p.set_defaults(run=make_tls)
 
     p = commands.add_parser("check-report")
     p.add_argument("--endpoint", required=True)
@@ -280,6 +332,7 @@ def main():
     p.add_argument("--shards", type=int, required=True)
     p.add_argument("--worker")
     p.add_argument("--wait", type=float, default=15)
+    p.add_argument("--ca", help="CA bundle that verifies an https endpoint")
     p.set_defaults(run=check_report)
 
     p = commands.add_parser("barren-shard")
