@@ -59,7 +59,7 @@ finish() {
   exit
 }
 
-tag=cnd-worker:cnd-test
+tag=cnd-worker:test-$$  # one per run: concurrent runs must not share it
 moto_pids=()
 containers=()
 scratch=$(mktemp -d)
@@ -181,16 +181,20 @@ spec_env_without CND_SHARD_INDEX
 expect_refusal "CND_SHARD_INDEX=4 of 4" CND_SHARD_INDEX "${filtered[@]}" -e CND_SHARD_INDEX=4
 
 # (c) a real search against a local SQS
-# moto ENDPOINT_VAR QUEUE_VAR [moto_server options...]: starts a moto server on a free
-# loopback port and creates the run's queue on it; sets the two variables.
+# moto ENDPOINT_VAR QUEUE_VAR [TLS_DIR]: starts a moto server on a free loopback
+# port (https://localhost with TLS_DIR's certificate, else http://127.0.0.1)
+# and creates the run's queue on it; sets the two variables.
 moto() {
   local -n endpoint_out=$1 queue_out=$2
-  shift 2
-  local port scheme=http ca=() url
+  local tls=${3:-} port options=() ca=() url
   port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  [[ " $* " != *" -c "* ]] || { scheme=https; ca=(--ca "$scratch/tls/ca.pem"); }
-  endpoint_out=$scheme://${host:-127.0.0.1}:$port
-  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" "$@" >"$scratch/moto-$port.log" 2>&1 &
+  endpoint_out=http://127.0.0.1:$port
+  if [[ -n $tls ]]; then
+    endpoint_out=https://localhost:$port
+    options=(-c "$tls/server.pem" -k "$tls/server.key")
+    ca=(--ca "$tls/ca.pem")
+  fi
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" "${options[@]}" >"$scratch/moto-$port.log" 2>&1 &
   moto_pids+=($!)
   if url=$(kit create-queue --endpoint "$endpoint_out" --name "cnd-$run_id" "${ca[@]}" 2>&1); then
     queue_out=$url
@@ -227,7 +231,7 @@ check "queue holds an 'exhausted' report for shard $barren covering all of it" \
 # and verifies the endpoint against the bundle at the image's CA path (here a
 # test CA mounted over it); with the image's own bundle it must refuse it.
 kit make-tls "$scratch/tls"
-host=localhost moto tls_endpoint tls_queue_url -c "$scratch/tls/server.pem" -k "$scratch/tls/server.key"
+moto tls_endpoint tls_queue_url "$scratch/tls"
 tls_env=(--network host -e "CND_QUEUE_URL=$tls_queue_url" -e "AWS_ENDPOINT_URL_SQS=$tls_endpoint")
 spec_env_without CND_SHARD_INDEX
 worker tls "${filtered[@]}" "${tls_env[@]}" -e CND_SHARD_INDEX=2 -e CND_WORKER_NAME=cnd-test-tls \
