@@ -25,7 +25,7 @@
 # Without a Docker engine the image tests are skipped (exit 0), unless CI=true
 # or --require-docker, when that is a failure. Python packages go into a venv
 # under target/ (CND_TEST_VENV), made once and reused while
-# docker/test-requirements.txt is unchanged. The last line is "N passed, N failed".
+# .ci/requirements.txt is unchanged. The last line is "N passed, N failed".
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -72,8 +72,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- Python: a venv with pinned packages, reused between runs ---------------
-venv=${CND_TEST_VENV:-$repo/target/docker-test-venv}
-requirements=docker/test-requirements.txt
+venv=${CND_TEST_VENV:-$repo/target/test-venv}
+requirements=.ci/requirements.txt
 if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
   echo "==> installing $requirements into $venv"
   rm -rf "$venv"
