@@ -77,18 +77,19 @@ macro_rules! round {
     };
 }
 
-/// Eight rounds `$i .. $i + 8`, `$kw(i)` giving `K[i] + W[i]`.
+/// Eight rounds `$i .. $i + 8`, the macro `$kw!(i)` giving `K[i] + W[i]` (macros, not
+/// closures: a closure is compiled without the caller's target features and not inlined).
 macro_rules! rounds8 {
-    ($s:ident, $i:expr, $kw:expr) => {{
+    ($s:ident, $i:expr, $kw:ident) => {{
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = $s;
-        round!(a, b, c, d, e, f, g, h, $kw($i));
-        round!(h, a, b, c, d, e, f, g, $kw($i + 1));
-        round!(g, h, a, b, c, d, e, f, $kw($i + 2));
-        round!(f, g, h, a, b, c, d, e, $kw($i + 3));
-        round!(e, f, g, h, a, b, c, d, $kw($i + 4));
-        round!(d, e, f, g, h, a, b, c, $kw($i + 5));
-        round!(c, d, e, f, g, h, a, b, $kw($i + 6));
-        round!(b, c, d, e, f, g, h, a, $kw($i + 7));
+        round!(a, b, c, d, e, f, g, h, $kw!($i));
+        round!(h, a, b, c, d, e, f, g, $kw!($i + 1));
+        round!(g, h, a, b, c, d, e, f, $kw!($i + 2));
+        round!(f, g, h, a, b, c, d, e, $kw!($i + 3));
+        round!(e, f, g, h, a, b, c, d, $kw!($i + 4));
+        round!(d, e, f, g, h, a, b, c, $kw!($i + 5));
+        round!(c, d, e, f, g, h, a, b, $kw!($i + 6));
+        round!(b, c, d, e, f, g, h, a, $kw!($i + 7));
         $s = [a, b, c, d, e, f, g, h];
     }};
 }
@@ -122,41 +123,49 @@ unsafe fn compress_block<L: Lanes>(
     // SAFETY: the caller runs with L's target features (trait contract).
     unsafe {
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = st;
-        let kw = |i: usize, w: &[L; 16]| L::add(L::splat(K[i]), w[i]);
+        macro_rules! kw {
+            ($i:expr) => {
+                L::add(L::splat(K[$i]), w[$i])
+            };
+        }
         // Rounds 0..16: each skipped when before `from` (a well-predicted branch);
         // the names rotate statically, `st` was rotated to match round `from`.
         macro_rules! guarded8 {
             ($i:expr) => {
                 if from <= $i {
-                    round!(a, b, c, d, e, f, g, h, kw($i, w));
+                    round!(a, b, c, d, e, f, g, h, kw!($i));
                 }
                 if from <= $i + 1 {
-                    round!(h, a, b, c, d, e, f, g, kw($i + 1, w));
+                    round!(h, a, b, c, d, e, f, g, kw!($i + 1));
                 }
                 if from <= $i + 2 {
-                    round!(g, h, a, b, c, d, e, f, kw($i + 2, w));
+                    round!(g, h, a, b, c, d, e, f, kw!($i + 2));
                 }
                 if from <= $i + 3 {
-                    round!(f, g, h, a, b, c, d, e, kw($i + 3, w));
+                    round!(f, g, h, a, b, c, d, e, kw!($i + 3));
                 }
                 if from <= $i + 4 {
-                    round!(e, f, g, h, a, b, c, d, kw($i + 4, w));
+                    round!(e, f, g, h, a, b, c, d, kw!($i + 4));
                 }
                 if from <= $i + 5 {
-                    round!(d, e, f, g, h, a, b, c, kw($i + 5, w));
+                    round!(d, e, f, g, h, a, b, c, kw!($i + 5));
                 }
                 if from <= $i + 6 {
-                    round!(c, d, e, f, g, h, a, b, kw($i + 6, w));
+                    round!(c, d, e, f, g, h, a, b, kw!($i + 6));
                 }
                 if from <= $i + 7 {
-                    round!(b, c, d, e, f, g, h, a, kw($i + 7, w));
+                    round!(b, c, d, e, f, g, h, a, kw!($i + 7));
                 }
             };
         }
         guarded8!(0);
         guarded8!(8);
         let mut s = [a, b, c, d, e, f, g, h];
-        let mut kws = |i: usize| L::add(L::splat(K[i]), schedule(w, i));
+        macro_rules! kws {
+            ($i:expr) => {
+                L::add(L::splat(K[$i]), schedule(w, $i))
+            };
+        }
         rounds8!(s, 16, kws);
         rounds8!(s, 24, kws);
         rounds8!(s, 32, kws);
@@ -178,7 +187,11 @@ unsafe fn compress_const<L: Lanes>(chain: [L; 8], kw: &[u32; 64]) -> [L; 8] {
     // SAFETY: the caller runs with L's target features (trait contract).
     unsafe {
         let mut s = chain;
-        let k = |i: usize| L::splat(kw[i]);
+        macro_rules! k {
+            ($i:expr) => {
+                L::splat(kw[$i])
+            };
+        }
         rounds8!(s, 0, k);
         rounds8!(s, 8, k);
         rounds8!(s, 16, k);
@@ -252,12 +265,16 @@ unsafe fn second_h0<L: Lanes>(d: [L; 8]) -> L {
                 L::add(s0(w[i - 15]), w[i - 16]),
             );
         }
-        let kw = |i: usize| match i {
-            8 => s(K[8].wrapping_add(PAD8)),
-            9..=14 => s(K[i]),
-            15 => s(K[15].wrapping_add(LEN)),
-            _ => L::add(s(K[i]), w[i]),
-        };
+        macro_rules! kw {
+            ($i:expr) => {
+                match $i {
+                    8 => s(K[8].wrapping_add(PAD8)),
+                    9..=14 => s(K[$i]),
+                    15 => s(K[15].wrapping_add(LEN)),
+                    _ => L::add(s(K[$i]), w[$i]),
+                }
+            };
+        }
         // Round 0 from the IV: two adds.
         let t1 = L::add(w[0], s(R0_T1));
         let a1 = L::add(t1, s(R0_A));
@@ -265,13 +282,13 @@ unsafe fn second_h0<L: Lanes>(d: [L; 8]) -> L {
         // Names as rounds8! has them at round 1: (h, a, b, c, d, e, f, g) is (A..H).
         let (mut a, mut b, mut c, mut d) = (s(IV[0]), s(IV[1]), s(IV[2]), e1);
         let (mut e, mut f, mut g, mut h) = (s(IV[4]), s(IV[5]), s(IV[6]), a1);
-        round!(h, a, b, c, d, e, f, g, kw(1));
-        round!(g, h, a, b, c, d, e, f, kw(2));
-        round!(f, g, h, a, b, c, d, e, kw(3));
-        round!(e, f, g, h, a, b, c, d, kw(4));
-        round!(d, e, f, g, h, a, b, c, kw(5));
-        round!(c, d, e, f, g, h, a, b, kw(6));
-        round!(b, c, d, e, f, g, h, a, kw(7));
+        round!(h, a, b, c, d, e, f, g, kw!(1));
+        round!(g, h, a, b, c, d, e, f, kw!(2));
+        round!(f, g, h, a, b, c, d, e, kw!(3));
+        round!(e, f, g, h, a, b, c, d, kw!(4));
+        round!(d, e, f, g, h, a, b, c, kw!(5));
+        round!(c, d, e, f, g, h, a, b, kw!(6));
+        round!(b, c, d, e, f, g, h, a, kw!(7));
         let mut st = [a, b, c, d, e, f, g, h];
         rounds8!(st, 8, kw);
         rounds8!(st, 16, kw);
@@ -280,15 +297,15 @@ unsafe fn second_h0<L: Lanes>(d: [L; 8]) -> L {
         rounds8!(st, 40, kw);
         rounds8!(st, 48, kw);
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = st;
-        round!(a, b, c, d, e, f, g, h, kw(56));
-        round!(h, a, b, c, d, e, f, g, kw(57));
-        round!(g, h, a, b, c, d, e, f, kw(58));
-        round!(f, g, h, a, b, c, d, e, kw(59));
-        round!(e, f, g, h, a, b, c, d, kw(60));
-        round!(d, e, f, g, h, a, b, c, kw(61));
-        round!(c, d, e, f, g, h, a, b, kw(62));
+        round!(a, b, c, d, e, f, g, h, kw!(56));
+        round!(h, a, b, c, d, e, f, g, kw!(57));
+        round!(g, h, a, b, c, d, e, f, kw!(58));
+        round!(f, g, h, a, b, c, d, e, kw!(59));
+        round!(e, f, g, h, a, b, c, d, kw!(60));
+        round!(d, e, f, g, h, a, b, c, kw!(61));
+        round!(c, d, e, f, g, h, a, b, kw!(62));
         // Round 63: only the new `a` is needed (`e` after it feeds nothing we read).
-        let t1 = L::add(L::add(L::add(a, kw(63)), L::big_sigma1(f)), L::ch(f, g, h));
+        let t1 = L::add(L::add(L::add(a, kw!(63)), L::big_sigma1(f)), L::ch(f, g, h));
         let a64 = L::add(L::add(t1, L::big_sigma0(b)), L::maj(b, c, d));
         L::add(a64, s(IV[0]))
     }
