@@ -134,16 +134,13 @@ pub fn is_available() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-#[target_feature(enable = "avx2")]
-unsafe fn scan_avx2(t: &Template, start: u64, count: u32) -> Option<u64> {
-    // SAFETY: this function is compiled with AVX2 and only called when the CPU has it.
-    unsafe { lanes::scan::<Ymm>(t, start, count) }
-}
+/// The nonce loop compiled with AVX2, one instance per shape (see [`lanes::run`]).
+const RUNS: [lanes::RunFn; 17] = lanes::run_table!(Ymm, "avx2");
 
 /// [`ScanFn`](super::ScanFn) for the avx2 backend. Callers check [`is_available`]
 /// first (`Backend::from_name` does); without AVX2 it panics rather than fault.
 pub fn scan(t: &Template, start: u64, count: u32) -> Option<u64> {
     assert!(is_available(), "the avx2 backend needs AVX2");
     // SAFETY: AVX2 was detected just above.
-    unsafe { scan_avx2(t, start, count) }
+    unsafe { lanes::scan(t, start, count, &RUNS) }
 }

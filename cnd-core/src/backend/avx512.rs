@@ -125,16 +125,13 @@ pub fn is_available() -> bool {
     is_x86_feature_detected!("avx512f")
 }
 
-#[target_feature(enable = "avx512f")]
-unsafe fn scan_avx512(t: &Template, start: u64, count: u32) -> Option<u64> {
-    // SAFETY: this function is compiled with AVX-512F and only called when the CPU has it.
-    unsafe { lanes::scan::<Zmm>(t, start, count) }
-}
+/// The nonce loop compiled with AVX-512F, one instance per shape (see [`lanes::run`]).
+const RUNS: [lanes::RunFn; 17] = lanes::run_table!(Zmm, "avx512f");
 
 /// [`ScanFn`](super::ScanFn) for the avx512 backend. Callers check [`is_available`]
 /// first (`Backend::from_name` does); without AVX-512F it panics rather than fault.
 pub fn scan(t: &Template, start: u64, count: u32) -> Option<u64> {
     assert!(is_available(), "the avx512 backend needs AVX-512F");
     // SAFETY: AVX-512F was detected just above.
-    unsafe { scan_avx512(t, start, count) }
+    unsafe { lanes::scan(t, start, count, &RUNS) }
 }

@@ -111,7 +111,7 @@ unsafe fn schedule<L: Lanes>(w: &mut [L; 16], i: usize) -> L {
 /// Compresses one block whose words `w` vary per lane.
 ///
 /// `chain` is the state before the block (added back at the end); `st` the state
-/// before round `from`, rotated left by `from % 8` (see [`rotate_for`]); the rounds
+/// before round `from`, rotated left by `from % 8` (to match the round's names); the rounds
 /// before `from` are skipped, so `w[..from]` is never read.
 #[inline(always)]
 unsafe fn compress_block<L: Lanes>(
@@ -389,18 +389,207 @@ impl BinaryWord {
     }
 }
 
-/// The [`ScanFn`](super::ScanFn) body for lane type `L`.
+/// A message word of the nonce's block: the same in every lane (`C`) or not (`X`).
+/// In [`compress_single`] which is which is known at compile time, so the matches
+/// fold away and work on constant words is done once, on scalars.
+#[derive(Clone, Copy)]
+enum Word<L> {
+    C(u32),
+    X(L),
+}
+
+impl<L: Lanes> Word<L> {
+    #[inline(always)]
+    unsafe fn small_sigma0(self) -> Self {
+        match self {
+            Word::C(c) => Word::C(ssig0(c)),
+            // SAFETY: the caller runs with L's target features (trait contract).
+            Word::X(x) => Word::X(unsafe { L::small_sigma0(x) }),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn small_sigma1(self) -> Self {
+        match self {
+            Word::C(c) => Word::C(ssig1(c)),
+            // SAFETY: the caller runs with L's target features (trait contract).
+            Word::X(x) => Word::X(unsafe { L::small_sigma1(x) }),
+        }
+    }
+
+    /// `K + W` as lanes.
+    #[inline(always)]
+    unsafe fn plus_k(self, k: u32) -> L {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe {
+            match self {
+                Word::C(c) => L::splat(c.wrapping_add(k)),
+                Word::X(x) => L::add(x, L::splat(k)),
+            }
+        }
+    }
+
+    /// The sum of four words: constants summed on scalars, one splat added to the rest.
+    #[inline(always)]
+    unsafe fn sum4(terms: [Self; 4]) -> Self {
+        let mut constant = 0u32;
+        let mut any_constant = false;
+        let mut lanes: Option<L> = None;
+        for term in terms {
+            match term {
+                Word::C(c) => {
+                    constant = constant.wrapping_add(c);
+                    any_constant = true;
+                }
+                // SAFETY: the caller runs with L's target features (trait contract).
+                Word::X(x) => lanes = Some(lanes.map_or(x, |y| unsafe { L::add(y, x) })),
+            }
+        }
+        match lanes {
+            None => Word::C(constant),
+            // SAFETY: the caller runs with L's target features (trait contract).
+            Some(x) if any_constant => Word::X(unsafe { L::add(x, L::splat(constant)) }),
+            Some(x) => Word::X(x),
+        }
+    }
+}
+
+/// Compresses the nonce's block when only its word `V` differs between lanes (`wv`):
+/// `st` is the (scalar) state before round `V`, `words` the block's other words.
+/// Round `V` is two adds, and every schedule term that does not depend on word `V`
+/// is computed on scalars.
+#[inline(always)]
+#[allow(unused_comparisons, unused_assignments)] // `V < 0` in the generated rounds; the last schedule store
+unsafe fn compress_single<L: Lanes, const V: usize>(
+    chain: &[L; 8],
+    st: &[u32; 8],
+    words: &[u32; 16],
+    wv: L,
+) -> [L; 8] {
+    // SAFETY: the caller runs with L's target features (trait contract).
+    unsafe {
+        let [a, b, c, d, e, f, g, h] = *st;
+        let t1 = h
+            .wrapping_add(bsig1(e))
+            .wrapping_add((e & f) ^ (!e & g))
+            .wrapping_add(K[V]);
+        let to_a = t1.wrapping_add(bsig0(a).wrapping_add((a & b) ^ (a & c) ^ (b & c)));
+        let to_e = d.wrapping_add(t1);
+        let s = L::splat;
+        let mut after = [
+            L::add(wv, s(to_a)),
+            s(a),
+            s(b),
+            s(c),
+            L::add(wv, s(to_e)),
+            s(e),
+            s(f),
+            s(g),
+        ];
+        // The names rounds8! uses at round V + 1.
+        after.rotate_left((V + 1) % 8);
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = after;
+        let mut w: [Word<L>; 16] = std::array::from_fn(|i| {
+            if i == V {
+                Word::X(wv)
+            } else {
+                Word::C(words[i])
+            }
+        });
+        macro_rules! kw {
+            ($i:expr) => {
+                w[$i].plus_k(K[$i])
+            };
+        }
+        macro_rules! guarded8 {
+            ($i:expr) => {
+                if V < $i {
+                    round!(a, b, c, d, e, f, g, h, kw!($i));
+                }
+                if V < $i + 1 {
+                    round!(h, a, b, c, d, e, f, g, kw!($i + 1));
+                }
+                if V < $i + 2 {
+                    round!(g, h, a, b, c, d, e, f, kw!($i + 2));
+                }
+                if V < $i + 3 {
+                    round!(f, g, h, a, b, c, d, e, kw!($i + 3));
+                }
+                if V < $i + 4 {
+                    round!(e, f, g, h, a, b, c, d, kw!($i + 4));
+                }
+                if V < $i + 5 {
+                    round!(d, e, f, g, h, a, b, c, kw!($i + 5));
+                }
+                if V < $i + 6 {
+                    round!(c, d, e, f, g, h, a, b, kw!($i + 6));
+                }
+                if V < $i + 7 {
+                    round!(b, c, d, e, f, g, h, a, kw!($i + 7));
+                }
+            };
+        }
+        guarded8!(0);
+        guarded8!(8);
+        let mut st = [a, b, c, d, e, f, g, h];
+        macro_rules! kws {
+            ($i:expr) => {{
+                let x = Word::sum4([
+                    w[$i & 15],
+                    w[($i + 1) & 15].small_sigma0(),
+                    w[($i + 9) & 15],
+                    w[($i + 14) & 15].small_sigma1(),
+                ]);
+                w[$i & 15] = x;
+                x.plus_k(K[$i])
+            }};
+        }
+        rounds8!(st, 16, kws);
+        rounds8!(st, 24, kws);
+        rounds8!(st, 32, kws);
+        rounds8!(st, 40, kws);
+        rounds8!(st, 48, kws);
+        rounds8!(st, 56, kws);
+        let mut out = *chain;
+        for (x, y) in out.iter_mut().zip(st) {
+            *x = L::add(*x, y);
+        }
+        out
+    }
+}
+
+/// What [`run`] needs, prepared once per call by [`scan`] on scalars.
+pub(super) struct Setup {
+    /// The tail's words with the nonce bytes the whole run shares; varying bytes zero.
+    words: [u32; 32],
+    /// The encoded first nonce of the run, in the tail.
+    first_bytes: [u8; 128],
+    /// First and last message word (of the tail) holding varying nonce bytes.
+    v: usize,
+    e: usize,
+    /// The chaining value before the first block with varying words.
+    chain: [u32; 8],
+    /// The state before round `v % 16` of that block.
+    st: [u32; 8],
+    /// `K + W` of a trailing block with no varying word.
+    const_kw: Option<[u32; 64]>,
+}
+
+/// One entry of a backend's table of [`run`] instances: index `V < 16` for runs whose
+/// only varying word is word `V` of its block, 16 for any other shape.
+pub(super) type RunFn = unsafe fn(&Setup, &Template, u64, u32) -> Option<u64>;
+
+/// The [`ScanFn`](super::ScanFn) body for lane type `L`: prepares the call and hands it
+/// to the backend's specialised loop, `runs[V]`.
 ///
 /// # Safety
 ///
-/// The CPU must have `L`'s target features and the caller must be compiled with them.
+/// Every function of `runs` must be safe to call on this CPU.
 #[inline(always)]
-pub(super) unsafe fn scan<L: Lanes>(t: &Template, start: u64, count: u32) -> Option<u64> {
-    let lanes = L::N;
+pub(super) unsafe fn scan(t: &Template, start: u64, count: u32, runs: &[RunFn; 17]) -> Option<u64> {
     let off = t.nonce_offset;
-    let len = t.nonce_len;
-    let end = off + len;
-    assert!(count >= 1 && end <= 128 && lanes <= 16);
+    let end = off + t.nonce_len;
+    assert!(count >= 1 && end <= 128);
     let last = start + u64::from(count - 1);
 
     // The nonce bytes every nonce of the run shares are message constants.
@@ -414,8 +603,7 @@ pub(super) unsafe fn scan<L: Lanes>(t: &Template, start: u64, count: u32) -> Opt
     }
     let v = varying_from / 4;
     let e = (end - 1) / 4;
-    let nvar = e - v + 1;
-    debug_assert!(nvar <= MAX_VARYING);
+    debug_assert!(e - v < MAX_VARYING);
     let mut common = first_bytes;
     common[varying_from..end].fill(0);
     let mut words = [0u32; 32];
@@ -427,24 +615,70 @@ pub(super) unsafe fn scan<L: Lanes>(t: &Template, start: u64, count: u32) -> Opt
 
     // Scalar work once per call: blocks before the first varying word, and the
     // rounds of its block before it.
-    let first_block = v / 16;
-    let last_block = e / 16;
     let mut chain = t.midstate;
-    if first_block == 1 {
+    if v >= 16 {
         scalar_compress(&mut chain, &block(0));
     }
-    let from = v % 16;
     let mut st = chain;
-    scalar_rounds(&mut st, &block(first_block), from);
-    st.rotate_left(from % 8);
+    scalar_rounds(&mut st, &block(v / 16), v % 16);
     // A last block with no varying word: its whole schedule is a constant.
-    let const_block = (t.tail_blocks == 2 && last_block == 0).then(|| const_schedule(&block(1)));
-    let const_kw = const_block.unwrap_or([0; 64]);
+    let const_kw = (t.tail_blocks == 2 && e < 16).then(|| const_schedule(&block(1)));
+    let setup = Setup {
+        words,
+        first_bytes,
+        v,
+        e,
+        chain,
+        st,
+        const_kw,
+    };
+    let run = if v == e { runs[v % 16] } else { runs[16] };
+    // SAFETY: the caller vouches for `runs` on this CPU.
+    unsafe { run(&setup, t, start, count) }
+}
+
+/// The nonce loop, specialised for runs whose only varying word is word `V` of its
+/// block (`V < 16`) or generic (`V == 16`).
+///
+/// # Safety
+///
+/// The CPU must have `L`'s target features and the caller must be compiled with them.
+#[inline(always)]
+pub(super) unsafe fn run<L: Lanes, const V: usize>(
+    setup: &Setup,
+    t: &Template,
+    start: u64,
+    count: u32,
+) -> Option<u64> {
+    let lanes = L::N;
+    let off = t.nonce_offset;
+    let len = t.nonce_len;
+    let end = off + len;
+    assert!(count >= 1 && end <= 128 && lanes <= 16);
+    let &Setup {
+        ref words,
+        first_bytes,
+        v,
+        e,
+        chain,
+        st,
+        const_kw,
+    } = setup;
+    let nvar = (e - v + 1).min(MAX_VARYING);
+    let first_block = v / 16;
+    let last_block = e / 16;
+    let from = v % 16;
+    let const_kw_ref = const_kw.as_ref();
+    let block_words: [u32; 16] = words[(first_block * 16) & 16..][..16]
+        .try_into()
+        .expect("16 words");
 
     // SAFETY: the caller guarantees L's target features (this function's contract).
     unsafe {
         let chain_v = chain.map(|x| L::splat(x));
-        let st_v = st.map(|x| L::splat(x));
+        let mut st_rotated = st;
+        st_rotated.rotate_left(from % 8);
+        let st_v = st_rotated.map(|x| L::splat(x));
         let words_v = words.map(|x| L::splat(x));
         let max = t.first_word_max();
         let binary = t.format == NonceFormat::Binary;
@@ -471,7 +705,7 @@ pub(super) unsafe fn scan<L: Lanes>(t: &Template, start: u64, count: u32) -> Opt
             if binary && lo.checked_add(lanes as u32 - 1).is_some() {
                 let hi = (base >> 32) as u32;
                 let lo_v = L::add(L::splat(lo), iota);
-                for k in 0..nvar.min(MAX_VARYING) {
+                for k in 0..nvar {
                     let shape = shapes[k];
                     let fixed = L::splat(words[(v + k) & 31] | shape.hi_part(hi));
                     var[k] = L::or(
@@ -486,36 +720,42 @@ pub(super) unsafe fn scan<L: Lanes>(t: &Template, start: u64, count: u32) -> Opt
                         t.write_nonce(nonce, &mut buf);
                     }
                     let chunks = buf.as_chunks::<4>().0;
-                    for k in 0..nvar.min(MAX_VARYING) {
+                    for k in 0..nvar {
                         lane_words[k][lane] = u32::from_be_bytes(chunks[(v + k) & 31]);
                     }
                     if !binary {
                         increment_decimal(&mut buf[off..end]);
                     }
                 }
-                for k in 0..nvar.min(MAX_VARYING) {
+                for k in 0..nvar {
                     var[k] = L::load(&lane_words[k]);
                 }
             }
 
             // The first hash.
-            let mut h = chain_v;
-            let mut state = st_v;
-            let mut round_from = from;
-            for b in first_block..=last_block {
-                let mut w: [L; 16] = words_v[(b * 16) & 16..][..16].try_into().expect("16 words");
-                for k in 0..nvar.min(MAX_VARYING) {
-                    let word = v + k;
-                    if word / 16 == b {
-                        w[word & 15] = var[k];
+            let mut h;
+            if V < 16 {
+                h = compress_single::<L, V>(&chain_v, &st, &block_words, var[0]);
+            } else {
+                h = chain_v;
+                let mut state = st_v;
+                let mut round_from = from;
+                for b in first_block..=last_block {
+                    let mut w: [L; 16] =
+                        words_v[(b * 16) & 16..][..16].try_into().expect("16 words");
+                    for k in 0..nvar {
+                        let word = v + k;
+                        if word / 16 == b {
+                            w[word & 15] = var[k];
+                        }
                     }
+                    h = compress_block(&h, state, &mut w, round_from);
+                    state = h;
+                    round_from = 0;
                 }
-                h = compress_block(&h, state, &mut w, round_from);
-                state = h;
-                round_from = 0;
             }
-            if const_block.is_some() {
-                h = compress_const(h, &const_kw);
+            if let Some(kw) = const_kw_ref {
+                h = compress_const(h, kw);
             }
 
             // The second hash's first word decides.
@@ -539,3 +779,41 @@ pub(super) unsafe fn scan<L: Lanes>(t: &Template, start: u64, count: u32) -> Opt
         None
     }
 }
+
+/// A backend's table of [`run`] instances, each compiled with its target features:
+/// `run_table!(Zmm, "avx512f")`.
+macro_rules! run_table {
+    ($lanes:ty, $features:literal) => {{
+        #[target_feature(enable = $features)]
+        unsafe fn run<const V: usize>(
+            setup: &lanes::Setup,
+            t: &Template,
+            start: u64,
+            count: u32,
+        ) -> Option<u64> {
+            // SAFETY: compiled with the backend's features; only reached through the
+            // backend's `scan`, after run-time detection.
+            unsafe { lanes::run::<$lanes, V>(setup, t, start, count) }
+        }
+        [
+            run::<0> as lanes::RunFn,
+            run::<1>,
+            run::<2>,
+            run::<3>,
+            run::<4>,
+            run::<5>,
+            run::<6>,
+            run::<7>,
+            run::<8>,
+            run::<9>,
+            run::<10>,
+            run::<11>,
+            run::<12>,
+            run::<13>,
+            run::<14>,
+            run::<15>,
+            run::<16>,
+        ]
+    }};
+}
+pub(super) use run_table;
