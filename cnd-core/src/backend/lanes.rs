@@ -235,48 +235,58 @@ const LEN: u32 = 256;
 /// The second hash of a 32-byte digest `d`, only as far as its first word
 /// `H0 = IV0 + a` after round 64.
 #[inline(always)]
+#[allow(unused_assignments)] // the ring's last store
 unsafe fn second_h0<L: Lanes>(d: [L; 8]) -> L {
     // SAFETY: the caller runs with L's target features (trait contract).
     unsafe {
         let s = L::splat;
         let (s0, s1) = (L::small_sigma0, L::small_sigma1);
-        let mut w = [s(0); 64];
-        w[..8].copy_from_slice(&d);
-        // Words 16..32 with the constant words folded in.
-        w[16] = L::add(s0(w[1]), w[0]);
-        w[17] = L::add(L::add(s0(w[2]), w[1]), s(ssig1(LEN)));
-        w[18] = L::add(L::add(s1(w[16]), s0(w[3])), w[2]);
-        w[19] = L::add(L::add(s1(w[17]), s0(w[4])), w[3]);
-        w[20] = L::add(L::add(s1(w[18]), s0(w[5])), w[4]);
-        w[21] = L::add(L::add(s1(w[19]), s0(w[6])), w[5]);
-        w[22] = L::add(L::add(s1(w[20]), s0(w[7])), L::add(w[6], s(LEN)));
-        w[23] = L::add(L::add(s1(w[21]), w[16]), L::add(w[7], s(ssig0(PAD8))));
-        w[24] = L::add(L::add(s1(w[22]), w[17]), s(PAD8));
-        w[25] = L::add(s1(w[23]), w[18]);
-        w[26] = L::add(s1(w[24]), w[19]);
-        w[27] = L::add(s1(w[25]), w[20]);
-        w[28] = L::add(s1(w[26]), w[21]);
-        w[29] = L::add(s1(w[27]), w[22]);
-        w[30] = L::add(L::add(s1(w[28]), w[23]), s(ssig0(LEN)));
-        w[31] = L::add(L::add(s1(w[29]), w[24]), L::add(s0(w[16]), s(LEN)));
-        for i in 32..64 {
-            w[i] = L::add(
-                L::add(s1(w[i - 2]), w[i - 7]),
-                L::add(s0(w[i - 15]), w[i - 16]),
-            );
+        // A 16-word ring, W[j] in slot j % 16, each word computed when its round
+        // needs it (an array of all 64 costs a 4 KiB memset per vector).
+        let mut w = [
+            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[0], d[0], d[0], d[0], d[0], d[0],
+            d[0], d[0],
+        ];
+        macro_rules! at {
+            ($j:expr) => {
+                w[($j) & 15]
+            };
+        }
+        // W[i], i >= 16, with the constant words 8..=15 folded in.
+        macro_rules! sched {
+            ($i:expr) => {{
+                let x = match $i {
+                    16 => L::add(s0(at!(1)), at!(0)),
+                    17 => L::add(L::add(s0(at!(2)), at!(1)), s(ssig1(LEN))),
+                    18..=21 => L::add(L::add(s1(at!($i - 2)), s0(at!($i - 15))), at!($i - 16)),
+                    22 => L::add(L::add(s1(at!(20)), s0(at!(7))), L::add(at!(6), s(LEN))),
+                    23 => L::add(L::add(s1(at!(21)), at!(16)), L::add(at!(7), s(ssig0(PAD8)))),
+                    24 => L::add(L::add(s1(at!(22)), at!(17)), s(PAD8)),
+                    25..=29 => L::add(s1(at!($i - 2)), at!($i - 7)),
+                    30 => L::add(L::add(s1(at!(28)), at!(23)), s(ssig0(LEN))),
+                    31 => L::add(L::add(s1(at!(29)), at!(24)), L::add(s0(at!(16)), s(LEN))),
+                    _ => L::add(
+                        L::add(s1(at!($i - 2)), at!($i - 7)),
+                        L::add(s0(at!($i - 15)), at!($i - 16)),
+                    ),
+                };
+                at!($i) = x;
+                x
+            }};
         }
         macro_rules! kw {
             ($i:expr) => {
                 match $i {
+                    0..=7 => L::add(s(K[$i]), at!($i)),
                     8 => s(K[8].wrapping_add(PAD8)),
                     9..=14 => s(K[$i]),
                     15 => s(K[15].wrapping_add(LEN)),
-                    _ => L::add(s(K[$i]), w[$i]),
+                    _ => L::add(s(K[$i]), sched!($i)),
                 }
             };
         }
         // Round 0 from the IV: two adds.
-        let t1 = L::add(w[0], s(R0_T1));
+        let t1 = L::add(d[0], s(R0_T1));
         let a1 = L::add(t1, s(R0_A));
         let e1 = L::add(t1, s(IV[3]));
         // Names as rounds8! has them at round 1: (h, a, b, c, d, e, f, g) is (A..H).
