@@ -205,7 +205,7 @@ pub fn parse_difficulty(s: &str) -> Result<u32, PuzzleError> {
 /// Decodes block hex (`--block-hex`, `CND_BLOCK_HEX`); an empty string is an empty block.
 pub fn parse_block_hex(s: &str) -> Result<Vec<u8>, PuzzleError> {
     let digits = s.trim().as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(PuzzleError::BlockHex(s.to_string(), "odd number of digits"));
     }
     digits

@@ -730,8 +730,8 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
                         t.write_nonce(nonce, &mut buf);
                     }
                     let chunks = buf.as_chunks::<4>().0;
-                    for k in 0..nvar {
-                        lane_words[k][lane] = u32::from_be_bytes(chunks[(v + k) & 31]);
+                    for (k, words) in lane_words.iter_mut().enumerate().take(nvar) {
+                        words[lane] = u32::from_be_bytes(chunks[(v + k) & 31]);
                     }
                     if !binary {
                         increment_decimal(&mut buf[off..end]);
@@ -753,10 +753,10 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
                 for b in first_block..=last_block {
                     let mut w: [L; 16] =
                         words_v[(b * 16) & 16..][..16].try_into().expect("16 words");
-                    for k in 0..nvar {
+                    for (k, &x) in var.iter().enumerate().take(nvar) {
                         let word = v + k;
                         if word / 16 == b {
-                            w[word & 15] = var[k];
+                            w[word & 15] = x;
                         }
                     }
                     h = compress_block(&h, state, &mut w, round_from);
