@@ -3,19 +3,25 @@
 //! One vector holds one 32-bit SHA-256 word for `N` nonces (lanes). The loop is
 //! written once, generic over [`Lanes`]; each backend implements the few word
 //! operations (add, the four sigma functions, Ch, Maj, compare) with the best
-//! instructions its CPU has, and instantiates [`scan`] inside a
-//! `#[target_feature]` function so everything here inlines into straight-line code.
+//! instructions its CPU has and builds, with [`run_table!`], a table of [`run`]
+//! instances compiled with its `#[target_feature]`s, so everything here inlines
+//! into straight-line code. [`scan`] prepares a call on scalars and picks the instance.
 //!
 //! What is done once per call rather than per nonce:
 //! - the message words the nonces of the call share (the template's bytes, the
-//!   nonce bytes common to the whole run) are splatted once;
+//!   nonce bytes common to the whole run) are constants;
 //! - a tail block that holds no varying nonce byte is compressed once (when it
 //!   comes first) or has its whole message schedule precomputed (when it comes last);
 //! - in the first block holding varying bytes, the rounds before the first varying
 //!   word run once on scalars, the vector loop starts at that round;
+//! - when one word `V` of that block holds all the varying bytes (binary nonces, and
+//!   the 2^16-nonce runs `search` hands out, nearly always), `run::<V>` knows at
+//!   compile time which words are constant: round `V` is two adds and every message
+//!   schedule term without word `V` is computed on scalars ([`compress_single`]);
 //! - the second hash's constant words (8..15: padding and length) are folded into
 //!   its schedule and round constants, its round 0 starts from the IV, and only
-//!   `H0 = IV0 + a` is computed at the end.
+//!   `H0 = IV0 + a` is computed at the end (the leading zeros are in H0, so the
+//!   round-61 shortcut of Bitcoin miners, which test H7, does not apply).
 
 use super::scalar::{compress as scalar_compress, K};
 use super::{Template, IV};
