@@ -16,8 +16,8 @@ pub struct PuzzleShape {
     pub block: Option<String>,
 
     /// The block as hex bytes (any length, may be empty), instead of --block.
-    #[arg(long, value_name = "HEX", value_parser = parse_block_hex)]
-    pub block_hex: Option<Vec<u8>>,
+    #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+    pub block_hex: Option<BlockHex>,
 
     /// Nonce width in bits: the space searched is 0 .. 2^bits.
     #[arg(long, value_name = "32|64", default_value = "32", value_parser = parse_nonce_bits)]
@@ -33,7 +33,7 @@ impl PuzzleShape {
     /// The block bytes: --block-hex, else --block, else the default block.
     pub fn block(&self) -> Vec<u8> {
         match (&self.block_hex, &self.block) {
-            (Some(bytes), _) => bytes.clone(),
+            (Some(BlockHex(bytes)), _) => bytes.clone(),
             (None, Some(text)) => text.as_bytes().to_vec(),
             (None, None) => DEFAULT_BLOCK.as_bytes().to_vec(),
         }
@@ -43,6 +43,14 @@ impl PuzzleShape {
     pub fn puzzle(&self, difficulty: u32) -> Result<Puzzle, cnd_core::PuzzleError> {
         Puzzle::new(self.block(), difficulty, self.nonce_bits, self.nonce_format)
     }
+}
+
+/// Block bytes given as hex (a newtype so clap takes one value, not a list).
+#[derive(Debug, Clone)]
+pub struct BlockHex(pub Vec<u8>);
+
+fn parse_hex(s: &str) -> Result<BlockHex, String> {
+    parse_block_hex(s).map(BlockHex).map_err(|e| e.to_string())
 }
 
 /// A whole puzzle: its shape and a difficulty.

@@ -1,5 +1,7 @@
 //! Timestamped logs on stderr via tracing; `RUST_LOG` overrides the default level.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Starts logging: `warn` by default, `info` with -v, `debug` with -vv, or `RUST_LOG`.
@@ -14,5 +16,6 @@ pub fn init(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -29,7 +29,7 @@ pub struct PlanArgs {
     range: Option<String>,
 
     /// MH/s of one pod. [default: measured on this machine for half a second, all cores]
-    #[arg(long, value_name = "MHS_PER_POD", value_parser = parse_positive)]
+    #[arg(long, value_name = "MHS_PER_POD", value_parser = parse_positive, allow_negative_numbers = true)]
     rate: Option<f64>,
 
     /// The deadline to plan for, e.g. 30s, 10m, 2h.

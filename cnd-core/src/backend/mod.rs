@@ -10,8 +10,16 @@ use std::str::FromStr;
 
 use crate::puzzle::{decimal_digits, NonceFormat, Puzzle};
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod scalar;
 pub mod sha2_compress;
+#[cfg(target_arch = "x86_64")]
+pub mod shani;
 
 /// The environment variable that forces a backend (tests, benchmarks).
 pub const BACKEND_ENV: &str = "CND_BACKEND";
@@ -46,17 +54,32 @@ pub enum Backend {
     Scalar,
     /// The `sha2` crate's `compress256` on pre-padded blocks, with a midstate.
     Sha2,
+    /// x86-64 SHA extensions (SHA-NI), several independent nonces interleaved.
+    Shani,
+    /// x86-64 AVX2: 8 nonces per vector.
+    Avx2,
+    /// x86-64 AVX-512F: 16 nonces per vector.
+    Avx512,
 }
 
 impl Backend {
     /// Every backend, fastest first.
-    pub const ALL: &'static [Backend] = &[Backend::Sha2, Backend::Scalar];
+    pub const ALL: &'static [Backend] = &[
+        Backend::Avx512,
+        Backend::Shani,
+        Backend::Avx2,
+        Backend::Sha2,
+        Backend::Scalar,
+    ];
 
     /// The name used by `CND_BACKEND`, `--backend` and reports.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
             Backend::Sha2 => "sha2",
+            Backend::Shani => "shani",
+            Backend::Avx2 => "avx2",
+            Backend::Avx512 => "avx512",
         }
     }
 
@@ -64,6 +87,14 @@ impl Backend {
     pub fn is_available(self) -> bool {
         match self {
             Backend::Scalar | Backend::Sha2 => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Shani => shani::is_available(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => avx2::is_available(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => avx512::is_available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Shani | Backend::Avx2 | Backend::Avx512 => false,
         }
     }
 
@@ -86,9 +117,9 @@ impl Backend {
         let backend = match name.trim() {
             "scalar" => Backend::Scalar,
             "sha2" => Backend::Sha2,
-            "shani" => return Err(BackendError::Unsupported("shani")),
-            "avx2" => return Err(BackendError::Unsupported("avx2")),
-            "avx512" => return Err(BackendError::Unsupported("avx512")),
+            "shani" => Backend::Shani,
+            "avx2" => Backend::Avx2,
+            "avx512" => Backend::Avx512,
             other => return Err(BackendError::Unknown(other.to_string())),
         };
         if backend.is_available() {
@@ -106,13 +137,29 @@ impl Backend {
         }
     }
 
-    /// This backend's implementation of [`ScanFn`].
+    /// This backend's implementation of [`ScanFn`]. Only call it for a backend that
+    /// [`is_available`](Self::is_available): the SIMD ones panic on a CPU without
+    /// their instructions.
     pub fn scan_fn(self) -> ScanFn {
         match self {
             Backend::Scalar => scalar::scan,
             Backend::Sha2 => sha2_compress::scan,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Shani => shani::scan,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => avx2::scan,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => avx512::scan,
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Shani | Backend::Avx2 | Backend::Avx512 => unsupported,
         }
     }
+}
+
+/// The [`ScanFn`] of a backend this build has no code for.
+#[cfg(not(target_arch = "x86_64"))]
+fn unsupported(_: &Template, _: u64, _: u32) -> Option<u64> {
+    panic!("this hash backend needs an x86-64 CPU")
 }
 
 impl FromStr for Backend {

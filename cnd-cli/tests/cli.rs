@@ -1,0 +1,295 @@
+//! The command line as a user meets it: answers, exit codes, and one clear sentence per mistake.
+
+use std::process::{Command, Output};
+
+fn cnd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnd-cli"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("CND_BACKEND")
+        .output()
+        .expect("cnd-cli runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exit 2 with stderr naming `needle`, and nothing on stdout.
+fn assert_bad_input(args: &[&str], needle: &str) {
+    let out = cnd(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(needle),
+        "{args:?}: stderr {:?} lacks {needle:?}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{args:?} printed a result");
+}
+
+#[test]
+fn run_finds_hashlibs_smallest_golden_nonce() {
+    let out = cnd(&["run", "-d", "16"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Golden nonce   133050"), "{text}");
+    assert!(
+        text.contains("0000a77c6f4fa81ede0bb05ea58430a21d2bceeb80660c573e678a703d006afd"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_json_is_one_object_with_the_spec_fields() {
+    let out = cnd(&["run", "-d", "12", "--json", "--threads", "2"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["outcome"], "found");
+    assert_eq!(v["nonce"], "2670");
+    assert_eq!(
+        v["hash"],
+        "0003d5d54500fb070ca7a9982fe6591df6e3bbbe2e14d84b532c2de51d3e4ffc"
+    );
+    assert_eq!(v["leading_zeros"], 14);
+    assert!(v["hashes"].as_u64().unwrap() >= 2671);
+    assert!(v["elapsed_ms"].is_u64());
+}
+
+#[test]
+fn decimal_and_64_bit_nonces_match_hashlib() {
+    let out = cnd(&["run", "-d", "16", "--nonce-format", "decimal", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["nonce"], "9248");
+    let out = cnd(&["run", "-d", "18", "--nonce-bits", "64", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["nonce"], "951771");
+}
+
+#[test]
+fn an_exhausted_range_exits_3() {
+    let out = cnd(&["run", "-d", "40", "--range", "0..5000", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["outcome"], "exhausted");
+    assert_eq!(v["hashes"], 5000);
+}
+
+#[test]
+fn a_timeout_exits_4() {
+    let out = cnd(&[
+        "run",
+        "-d",
+        "256",
+        "--nonce-bits",
+        "64",
+        "--timeout",
+        "200ms",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["outcome"], "timed_out");
+}
+
+#[test]
+fn verify_exits_0_for_golden_and_3_for_not_golden() {
+    let golden = cnd(&["verify", "-d", "16", "--nonce", "133050"]);
+    assert_eq!(golden.status.code(), Some(0));
+    assert!(stdout(&golden).contains("golden"));
+    let not = cnd(&["verify", "-d", "16", "--nonce", "133049", "--json"]);
+    assert_eq!(not.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_str(stdout(&not).trim()).unwrap();
+    assert_eq!(v["golden"], false);
+}
+
+#[test]
+fn block_hex_is_the_same_puzzle_as_its_text() {
+    let out = cnd(&[
+        "verify",
+        "--block-hex",
+        "434f4d534d30303130636c6f7564",
+        "-d",
+        "16",
+        "--nonce",
+        "133050",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn plan_says_a_32_bit_space_is_likely_empty_at_d_38() {
+    let out = cnd(&["plan", "-d", "38", "--rate", "50", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let empty = v["probability_space_empty"].as_f64().unwrap();
+    assert!((empty - 0.9845).abs() < 0.001, "{empty}");
+    assert!(stderr(&out).contains("no golden nonce"), "{}", stderr(&out));
+}
+
+#[test]
+fn plan_picks_pods_for_a_deadline() {
+    // D = 30 at 10 MH/s per pod: 95% needs ~3.2e9 hashes, 60 s gives 6e8 per pod: 6 pods.
+    let out = cnd(&[
+        "plan",
+        "-d",
+        "30",
+        "--rate",
+        "10",
+        "--within",
+        "60s",
+        "--confidence",
+        "0.95",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["plan"]["pods"], 6);
+    assert!(v["plan"]["confidence"].as_f64().unwrap() >= 0.95);
+}
+
+#[test]
+fn bench_json_lists_each_backend() {
+    let out = cnd(&["bench", "--seconds", "0.2", "--threads", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let names: Vec<&str> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"scalar") && names.contains(&"sha2"),
+        "{names:?}"
+    );
+    assert!(v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["mhs"].as_f64().unwrap() > 0.0));
+}
+
+#[test]
+fn difficulty_above_256_is_refused() {
+    assert_bad_input(&["run", "-d", "257"], "between 0 and 256");
+}
+
+#[test]
+fn difficulty_that_is_not_a_number_is_refused() {
+    assert_bad_input(&["run", "-d", "twelve"], "--difficulty");
+}
+
+#[test]
+fn nonce_bits_other_than_32_or_64_are_refused() {
+    assert_bad_input(&["run", "-d", "8", "--nonce-bits", "16"], "use 32 or 64");
+}
+
+#[test]
+fn unknown_nonce_format_is_refused() {
+    assert_bad_input(
+        &["run", "-d", "8", "--nonce-format", "hex"],
+        "binary or decimal",
+    );
+}
+
+#[test]
+fn invalid_block_hex_is_refused() {
+    assert_bad_input(
+        &["run", "-d", "8", "--block-hex", "abc"],
+        "odd number of digits",
+    );
+    assert_bad_input(&["run", "-d", "8", "--block-hex", "zz"], "not a hex digit");
+}
+
+#[test]
+fn empty_range_is_refused() {
+    assert_bad_input(
+        &["run", "-d", "8", "--range", "10..10"],
+        "empty or reversed",
+    );
+}
+
+#[test]
+fn reversed_range_is_refused() {
+    assert_bad_input(&["run", "-d", "8", "--range", "10..5"], "empty or reversed");
+}
+
+#[test]
+fn range_outside_the_space_is_refused() {
+    assert_bad_input(
+        &["run", "-d", "8", "--range", "0..4294967297"],
+        "past the nonce space",
+    );
+}
+
+#[test]
+fn range_that_is_not_numbers_is_refused() {
+    assert_bad_input(&["run", "-d", "8", "--range", "a..b"], "START..END");
+}
+
+#[test]
+fn zero_threads_is_refused() {
+    assert_bad_input(&["run", "-d", "8", "--threads", "0"], "at least 1");
+}
+
+#[test]
+fn threads_that_are_not_a_number_are_refused() {
+    assert_bad_input(&["run", "-d", "8", "--threads", "many"], "--threads");
+}
+
+#[test]
+fn a_timeout_that_is_not_a_duration_is_refused() {
+    assert_bad_input(&["run", "-d", "8", "--timeout", "soon"], "--timeout");
+}
+
+#[test]
+fn verify_nonce_outside_the_space_is_refused() {
+    assert_bad_input(&["verify", "-d", "8", "--nonce", "4294967296"], "--nonce");
+    assert_bad_input(&["verify", "-d", "8", "--nonce", "-1"], "--nonce");
+}
+
+#[test]
+fn plan_confidence_outside_0_1_is_refused() {
+    assert_bad_input(
+        &["plan", "-d", "20", "--rate", "1", "--confidence", "1.5"],
+        "strictly between 0 and 1",
+    );
+}
+
+#[test]
+fn plan_rate_that_is_not_positive_is_refused() {
+    assert_bad_input(&["plan", "-d", "20", "--rate", "-3"], "--rate");
+}
+
+#[test]
+fn unknown_backend_is_refused() {
+    assert_bad_input(
+        &["run", "-d", "8", "--backend", "turbo"],
+        "unknown hash backend",
+    );
+}
+
+#[test]
+fn unknown_backend_in_the_environment_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnd-cli"))
+        .args(["run", "-d", "8"])
+        .env("CND_BACKEND", "gpu")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("\"gpu\""), "{}", stderr(&out));
+}
+
+#[test]
+fn help_teaches_the_first_commands() {
+    let out = cnd(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for needle in ["cnd-cli run -d 24", "Exit codes", "verify", "plan", "bench"] {
+        assert!(text.contains(needle), "--help lacks {needle:?}");
+    }
+}

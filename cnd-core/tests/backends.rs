@@ -1,0 +1,203 @@
+//! Every backend this CPU can run agrees with `scalar`, the reference, on random
+//! puzzles and ranges: block lengths 0..=200 (the nonce anywhere in its block, across
+//! a block boundary), binary and decimal nonces, 32 and 64 bits, low and high D,
+//! lane-unaligned runs, the top of the space and decimal digit-count boundaries.
+
+use cnd_core::backend::{scalar, Backend, BackendError, Job, ScanFn};
+use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
+use proptest::prelude::*;
+
+/// The backends under test: every available one except the reference itself.
+fn backends() -> Vec<Backend> {
+    Backend::available()
+        .into_iter()
+        .filter(|&b| b != Backend::Scalar)
+        .collect()
+}
+
+/// Checks `backend` against `scalar` on `start .. start + count` of `puzzle`.
+fn check(puzzle: &Puzzle, backend: Backend, start: u64, count: u32) -> Result<(), TestCaseError> {
+    let job = Job::new(puzzle);
+    let want = job.scan(scalar::scan as ScanFn, start, count);
+    let got = job.scan(backend.scan_fn(), start, count);
+    prop_assert_eq!(
+        got,
+        want,
+        "{} on {:?} from {} count {}",
+        backend,
+        puzzle,
+        start,
+        count
+    );
+    if let Some(nonce) = got {
+        let check = verify(puzzle, nonce);
+        prop_assert!(check.golden);
+        prop_assert!(check.leading_zeros >= puzzle.difficulty());
+    }
+    Ok(())
+}
+
+/// A run inside the space `0..=max`: anywhere, at its top, or around a power of ten.
+fn run(max: u64) -> impl Strategy<Value = (u64, u32)> {
+    let anywhere = (0..=max, 1u32..=300);
+    let top = (0u64..400, 1u32..=300).prop_map(move |(back, count)| (max - back.min(max), count));
+    let power = (1u32..=19, 0u64..300, 1u32..=300)
+        .prop_map(move |(exp, back, count)| (10u64.pow(exp).saturating_sub(back).min(max), count));
+    prop_oneof![anywhere, top, power].prop_map(move |(start, count)| {
+        let count = u64::from(count).min((max - start).saturating_add(1)) as u32;
+        (start, count)
+    })
+}
+
+fn puzzle() -> impl Strategy<Value = Puzzle> {
+    let difficulty = prop_oneof![8 => 0u32..=16, 1 => 17u32..=40, 1 => Just(256u32)];
+    let bits = prop_oneof![Just(NonceBits::B32), Just(NonceBits::B64)];
+    let format = prop_oneof![Just(NonceFormat::Binary), Just(NonceFormat::Decimal)];
+    (
+        proptest::collection::vec(any::<u8>(), 0..=200),
+        difficulty,
+        bits,
+        format,
+    )
+        .prop_map(|(block, d, bits, format)| Puzzle::new(block, d, bits, format).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn simd_backends_match_scalar(
+        (puzzle, (start, count)) in puzzle().prop_flat_map(|p| {
+            let max = p.nonce_bits().max_nonce();
+            (Just(p), run(max))
+        })
+    ) {
+        for backend in backends() {
+            check(&puzzle, backend, start, count)?;
+        }
+    }
+}
+
+/// Every golden nonce of a range, found by restarting the scan after each one: checks
+/// the first-word test on every lane, not only the first hit of a run.
+fn all_golden(job: &Job, scan: ScanFn, start: u64, count: u32) -> Vec<u64> {
+    let last = start + u64::from(count - 1);
+    let mut found = Vec::new();
+    let mut from = start;
+    while let Some(n) = job.scan(scan, from, (last - from + 1) as u32) {
+        found.push(n);
+        if n == last {
+            break;
+        }
+        from = n + 1;
+    }
+    found
+}
+
+#[test]
+fn every_golden_nonce_of_a_range_matches_scalar() {
+    let shapes: &[(&[u8], NonceBits, NonceFormat, u64)] = &[
+        (b"COMSM0010cloud", NonceBits::B32, NonceFormat::Binary, 0),
+        (
+            b"COMSM0010cloud",
+            NonceBits::B32,
+            NonceFormat::Binary,
+            u64::from(u32::MAX) - 3000,
+        ),
+        (
+            b"COMSM0010cloud",
+            NonceBits::B64,
+            NonceFormat::Binary,
+            (1 << 32) - 1500,
+        ),
+        (
+            b"COMSM0010cloud",
+            NonceBits::B64,
+            NonceFormat::Decimal,
+            9_999_999_000,
+        ),
+        (
+            &[0x5a; 61],
+            NonceBits::B64,
+            NonceFormat::Binary,
+            u64::MAX - 3000,
+        ),
+        (
+            &[0xa5; 53],
+            NonceBits::B64,
+            NonceFormat::Decimal,
+            99_998_500,
+        ),
+        (
+            &[7; 200],
+            NonceBits::B32,
+            NonceFormat::Decimal,
+            4_294_964_000,
+        ),
+    ];
+    for &(block, bits, format, start) in shapes {
+        let puzzle = Puzzle::new(block, 4, bits, format).unwrap();
+        let job = Job::new(&puzzle);
+        let count = 3001;
+        let want = all_golden(&job, scalar::scan, start, count);
+        assert!(
+            want.len() > 100,
+            "D = 4 leaves about one nonce in 16 golden"
+        );
+        for backend in backends() {
+            let got = all_golden(&job, backend.scan_fn(), start, count);
+            assert_eq!(got, want, "{backend} on {puzzle:?}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_backend_is_unsupported_and_an_available_one_parses() {
+    for &backend in Backend::ALL {
+        let parsed = Backend::from_name(backend.name());
+        if backend.is_available() {
+            assert_eq!(parsed, Ok(backend));
+            assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
+        } else {
+            assert_eq!(parsed, Err(BackendError::Unsupported(backend.name())));
+            let message = parsed.unwrap_err().to_string();
+            assert!(message.contains(backend.name()) && message.contains("not supported"));
+        }
+    }
+    assert!(Backend::available().contains(&Backend::Scalar));
+    assert_eq!(Backend::best(), Backend::available()[0]);
+}
+
+#[test]
+fn unknown_backend_names_are_errors() {
+    for name in ["", "avx", "AVX512", "sha-ni", "gpu", "scalar2"] {
+        assert_eq!(
+            Backend::from_name(name),
+            Err(BackendError::Unknown(name.trim().to_string())),
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
+fn simd_backends_exist_on_x86_64() {
+    // Names are part of the contract even where the CPU lacks them.
+    for name in ["shani", "avx2", "avx512"] {
+        assert!(Backend::ALL.iter().any(|b| b.name() == name));
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(
+            Backend::Avx512.is_available(),
+            is_x86_feature_detected!("avx512f")
+        );
+        assert_eq!(
+            Backend::Avx2.is_available(),
+            is_x86_feature_detected!("avx2")
+        );
+        assert_eq!(
+            Backend::Shani.is_available(),
+            is_x86_feature_detected!("sha") && is_x86_feature_detected!("sse4.1")
+        );
+    }
+}
