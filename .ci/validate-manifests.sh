@@ -8,7 +8,7 @@
 #
 #   VENV=path    a virtualenv to use (created, with kubernetes-validate, if needed);
 #                default target/venv
-#   CND_CLI=path the cnd-cli binary; default: built with `cargo build -p cnd-cli`
+#   CND_CLI=path the cnd-cli binary; default: built here (test profile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,9 @@ fi
 
 CLI=${CND_CLI:-}
 if [ -z "$CLI" ]; then
-    cargo build --quiet -p cnd-cli
+    # The profile and features of `cargo test --workspace --all-features`, which
+    # .ci/test runs first: its artifacts are reused instead of a second build.
+    cargo build --quiet --profile test --workspace --all-features --bin cnd-cli
     CLI=target/debug/cnd-cli
 fi
 

@@ -40,15 +40,10 @@ fn worker_bin() -> &'static Path {
             .expect("the workspace");
         let mut build = Command::new(cargo);
         build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "cnd-worker",
-                "--profile",
-                profile,
-                "--target-dir",
-            ])
+            // The features of `cargo test --workspace --all-features` (what CI runs),
+            // so the dependencies it compiled are reused, not built again.
+            .args(["build", "--quiet", "--workspace", "--all-features"])
+            .args(["--bin", "cnd-worker", "--profile", profile, "--target-dir"])
             .arg(target_dir)
             .current_dir(workspace);
         // The variables cargo sets for a test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
