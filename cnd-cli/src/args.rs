@@ -102,7 +102,7 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let duration = match t.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 && secs < 1e12 => Duration::from_secs_f64(secs),
+        Ok(secs) if (0.0..1e12).contains(&secs) => Duration::from_secs_f64(secs),
         Ok(_) => return Err(format!("{s:?} is not a usable number of seconds")),
         Err(_) => humantime::parse_duration(t)
             .map_err(|e| format!("{s:?} is not a duration like 90s, 5m or 1h30m ({e})"))?,
