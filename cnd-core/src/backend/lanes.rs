@@ -609,14 +609,7 @@ pub(super) unsafe fn scan(t: &Template, start: u64, count: u32, runs: &[RunFn; 1
     let last = start + u64::from(count - 1);
 
     // The nonce bytes every nonce of the run shares are message constants.
-    let mut first_bytes = t.tail_bytes;
-    t.write_nonce(start, &mut first_bytes);
-    let mut last_bytes = t.tail_bytes;
-    t.write_nonce(last, &mut last_bytes);
-    let mut varying_from = off;
-    while varying_from + 1 < end && first_bytes[varying_from] == last_bytes[varying_from] {
-        varying_from += 1;
-    }
+    let (first_bytes, varying_from) = t.run_bytes(start, last);
     let v = varying_from / 4;
     let e = (end - 1) / 4;
     debug_assert!(e - v < MAX_VARYING);

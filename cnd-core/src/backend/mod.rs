@@ -261,6 +261,23 @@ impl Template {
         }
     }
 
+    /// The tail with `start` written in, and the offset of the first nonce byte
+    /// that changes between `start` and `last`: the bytes before it are shared by
+    /// every nonce of the run, so SIMD backends treat them as message constants.
+    /// The offset is at most the nonce's last byte.
+    pub fn run_bytes(&self, start: u64, last: u64) -> ([u8; 128], usize) {
+        let end = self.nonce_offset + self.nonce_len;
+        let mut first_bytes = self.tail_bytes;
+        self.write_nonce(start, &mut first_bytes);
+        let mut last_bytes = self.tail_bytes;
+        self.write_nonce(last, &mut last_bytes);
+        let mut varying_from = self.nonce_offset;
+        while varying_from + 1 < end && first_bytes[varying_from] == last_bytes[varying_from] {
+            varying_from += 1;
+        }
+        (first_bytes, varying_from)
+    }
+
     /// The largest value the hash's first word may have for the nonce to be a
     /// candidate: every golden nonce passes; for `D <= 32` every candidate is golden.
     pub fn first_word_max(&self) -> u32 {

@@ -17,8 +17,8 @@ pub(crate) const K: [u32; 64] = [
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ];
 
-/// SHA-256's compression function on one block of 16 big-endian words.
-pub fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
+/// SHA-256's message schedule: the 64 words `W[t]` of one block.
+pub fn schedule(block: &[u32; 16]) -> [u32; 64] {
     let mut w = [0u32; 64];
     w[..16].copy_from_slice(block);
     for i in 16..64 {
@@ -29,6 +29,12 @@ pub fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
             .wrapping_add(w[i - 7])
             .wrapping_add(s1);
     }
+    w
+}
+
+/// SHA-256's compression function on one block of 16 big-endian words.
+pub fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
+    let w = schedule(block);
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
     for i in 0..64 {
         let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);

@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::scalar::{compress as scalar_compress, K};
+use super::scalar::{compress as scalar_compress, schedule, K};
 use super::{Template, IV};
 use crate::puzzle::NonceFormat;
 
@@ -161,14 +161,7 @@ unsafe fn scan_shani(t: &Template, start: u64, count: u32) -> Option<u64> {
     let last = start + u64::from(count - 1);
 
     // Nonce bytes shared by the whole run are constants of the call.
-    let mut first_bytes = t.tail_bytes;
-    t.write_nonce(start, &mut first_bytes);
-    let mut last_bytes = t.tail_bytes;
-    t.write_nonce(last, &mut last_bytes);
-    let mut varying_from = off;
-    while varying_from + 1 < end && first_bytes[varying_from] == last_bytes[varying_from] {
-        varying_from += 1;
-    }
+    let (first_bytes, varying_from) = t.run_bytes(start, last);
     let v = varying_from / 4;
     let e = (end - 1) / 4;
     let mut words = Words {
@@ -193,16 +186,8 @@ unsafe fn scan_shani(t: &Template, start: u64, count: u32) -> Option<u64> {
         let k4: [__m128i; 16] = std::array::from_fn(|g| quad(&K[4 * g..]));
         // A trailing block with no varying word: precompute K + W for all 64 rounds.
         let const_kw = if t.tail_blocks == 2 && last_block == 0 {
-            let mut w = [0u32; 64];
-            w[..16].copy_from_slice(&words.words[16..]);
-            for i in 16..64 {
-                let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-                let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-                w[i] = w[i - 16]
-                    .wrapping_add(s0)
-                    .wrapping_add(w[i - 7])
-                    .wrapping_add(s1);
-            }
+            let block: &[u32; 16] = words.words[16..].try_into().expect("16 words");
+            let mut w = schedule(block);
             for (x, k) in w.iter_mut().zip(K) {
                 *x = x.wrapping_add(k);
             }
