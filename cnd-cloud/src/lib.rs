@@ -8,6 +8,30 @@
 //! - [`kubernetes`]: [`kubernetes::KubeLauncher`] (one Indexed Job, or bare pods,
 //!   watched with kube-runtime), the manifests for `--dry-run`, and `cleanup`.
 //! - [`local`]: [`local::LocalLauncher`], `cnd-worker` processes on this machine.
+//!
+//! The master (`cnd_core::master::run_master`) drives one launcher and one channel;
+//! `cnd-cli submit` picks which. The manifests need no cluster:
+//!
+//! ```
+//! use cnd_cloud::kubernetes::{manifests, to_yaml, KubeOptions};
+//! use cnd_core::{Puzzle, RunSpec};
+//!
+//! let puzzle = Puzzle::with_default_block(30).unwrap();
+//! let spec = RunSpec {
+//!     run_id: uuid::Uuid::new_v4(),
+//!     range: puzzle.space(),
+//!     puzzle,
+//!     shards: 16,
+//!     parallelism: 4,
+//!     queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/cnd-results".into(),
+//!     timeout: None,
+//! };
+//! let job = &manifests(&spec, &KubeOptions::default())[0];
+//! assert_eq!(job["kind"], "Job");
+//! assert_eq!(job["spec"]["completionMode"], "Indexed");
+//! assert_eq!(job["spec"]["completions"], 16);
+//! assert!(to_yaml(&[job.clone()]).contains("cnd/run-id"));
+//! ```
 
 #![warn(missing_docs)]
 

@@ -6,8 +6,10 @@
 //! chosen at run time and returns the smallest golden nonce ([`SearchOutcome`]);
 //! [`verify`] checks one nonce independently of the backends. [`NonceRange::shard`]
 //! splits a space for many workers, [`stats`] says how much work a run needs,
-//! and the [`Launcher`] / [`ResultChannel`] traits are what a distributed master
-//! is written against; `cnd-cloud` implements them for Kubernetes and SQS.
+//! and the [`Launcher`] / [`ResultChannel`] traits are what the distributed
+//! master ([`master::run_master`]) is written against; `cnd-cloud` implements
+//! them for Kubernetes, SQS and local processes, [`memory`] for tests. A
+//! worker reads its [`worker_config`] from the environment and sends [`Report`]s.
 //!
 //! ```
 //! use cnd_core::{search, verify, Puzzle, SearchControl, SearchOptions, SearchOutcome};
