@@ -98,17 +98,28 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
     }
 }
 
+/// The longest duration a flag accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// A duration: `90s`, `5m`, `1h30m`, or a plain number of seconds; more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let duration = match t.parse::<f64>() {
-        Ok(secs) if (0.0..1e12).contains(&secs) => Duration::from_secs_f64(secs),
+        Ok(secs) if (0.0..1e12).contains(&secs) && secs <= MAX_DURATION.as_secs_f64() => {
+            Duration::from_secs_f64(secs)
+        }
         Ok(_) => return Err(format!("{s:?} is not a usable number of seconds")),
         Err(_) => humantime::parse_duration(t)
             .map_err(|e| format!("{s:?} is not a duration like 90s, 5m or 1h30m ({e})"))?,
     };
     if duration.is_zero() {
         return Err(format!("the duration {s:?} must be longer than zero"));
+    }
+    // Adding an unbounded duration to `Instant::now()` overflows and panics.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "the duration {s:?} is longer than the 366 days allowed"
+        ));
     }
     Ok(duration)
 }
@@ -142,5 +153,20 @@ pub fn range_for(puzzle: &Puzzle, range: Option<&str>) -> Result<NonceRange, cnd
     match range {
         Some(text) => NonceRange::parse_within(text, &puzzle.space()),
         None => Ok(puzzle.space()),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_beyond_a_year_are_refused_not_panics() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("366days"), Ok(MAX_DURATION));
+        assert!(parse_duration("500000000000years").is_err());
+        assert!(parse_duration("367days").is_err());
+        assert!(parse_duration("99999999999").is_err());
+        assert!(parse_duration("0").is_err());
     }
 }

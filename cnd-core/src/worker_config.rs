@@ -37,6 +37,9 @@ pub const RANGE: &str = "CND_RANGE";
 pub const QUEUE_URL: &str = "CND_QUEUE_URL";
 /// Search threads.
 pub const THREADS: &str = "CND_THREADS";
+/// The most threads a worker accepts: each costs a stack, so a typo such as
+/// `CND_THREADS=100000` would exhaust a small pod's memory before it searched.
+pub const MAX_THREADS: usize = 4096;
 /// The name reported back.
 pub const WORKER_NAME: &str = "CND_WORKER_NAME";
 
@@ -100,8 +103,8 @@ pub enum WorkerConfigError {
         /// What is wrong with it.
         source: RangeError,
     },
-    /// `CND_THREADS` is zero or not a whole number.
-    #[error("CND_THREADS={0:?} is not a thread count: use a whole number of at least 1")]
+    /// `CND_THREADS` is zero, above [`MAX_THREADS`] or not a whole number.
+    #[error("CND_THREADS={0:?} is not a thread count: use a whole number from 1 to 4096")]
     Threads(String),
 }
 
@@ -218,7 +221,7 @@ impl WorkerConfig {
 
         let threads = match get(THREADS) {
             Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => n,
+                Ok(n) if (1..=MAX_THREADS).contains(&n) => n,
                 _ => return Err(WorkerConfigError::Threads(v)),
             },
             // std's available_parallelism respects cgroup v2 CPU quotas on Linux, so a
@@ -489,6 +492,11 @@ mod tests {
             })
         ));
         assert!(matches!(with(&[(THREADS, Some("0"))]), Err(E::Threads(_))));
+        assert!(matches!(
+            with(&[(THREADS, Some("100000"))]),
+            Err(E::Threads(_))
+        ));
+        assert!(matches!(with(&[(THREADS, Some("4096"))]), Ok(_)));
     }
 
     fn puzzle_strategy() -> impl Strategy<Value = Puzzle> {
