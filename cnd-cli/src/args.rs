@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use cnd_core::puzzle::{parse_block_hex, parse_difficulty};
+use cnd_core::worker_config::MAX_THREADS;
 use cnd_core::{NonceBits, NonceFormat, NonceRange, Puzzle, DEFAULT_BLOCK};
 
 /// What the nonce is appended to, and how (everything but the difficulty).
@@ -92,7 +93,9 @@ fn parse_nonce_format(s: &str) -> Result<NonceFormat, String> {
 pub fn parse_threads(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("the thread count must be at least 1".to_string()),
-        Ok(n) if n > 4096 => Err(format!("{n} threads is more than the 4096 supported")),
+        Ok(n) if n > MAX_THREADS => Err(format!(
+            "{n} threads is more than the {MAX_THREADS} supported"
+        )),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number of threads")),
     }
@@ -105,9 +108,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let duration = match t.parse::<f64>() {
-        Ok(secs) if (0.0..1e12).contains(&secs) && secs <= MAX_DURATION.as_secs_f64() => {
-            Duration::from_secs_f64(secs)
-        }
+        Ok(secs) if (0.0..1e12).contains(&secs) => Duration::from_secs_f64(secs),
         Ok(_) => return Err(format!("{s:?} is not a usable number of seconds")),
         Err(_) => humantime::parse_duration(t)
             .map_err(|e| format!("{s:?} is not a duration like 90s, 5m or 1h30m ({e})"))?,

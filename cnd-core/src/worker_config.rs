@@ -37,8 +37,9 @@ pub const RANGE: &str = "CND_RANGE";
 pub const QUEUE_URL: &str = "CND_QUEUE_URL";
 /// Search threads.
 pub const THREADS: &str = "CND_THREADS";
-/// The most threads a worker accepts: each costs a stack, so a typo such as
-/// `CND_THREADS=100000` would exhaust a small pod's memory before it searched.
+/// The most search threads a worker (`CND_THREADS`) or the CLI (`--threads`)
+/// accepts: each costs a stack, so a typo such as 100000 would exhaust a small
+/// pod's memory before it searched.
 pub const MAX_THREADS: usize = 4096;
 /// The name reported back.
 pub const WORKER_NAME: &str = "CND_WORKER_NAME";
@@ -104,7 +105,7 @@ pub enum WorkerConfigError {
         source: RangeError,
     },
     /// `CND_THREADS` is zero, above [`MAX_THREADS`] or not a whole number.
-    #[error("CND_THREADS={0:?} is not a thread count: use a whole number from 1 to 4096")]
+    #[error("CND_THREADS={0:?} is not a thread count: use a whole number from 1 to {MAX_THREADS}")]
     Threads(String),
 }
 
