@@ -160,8 +160,9 @@ expect_refusal() {
 
 # (b) refusals, before any network
 run_id=$("$venv/bin/python" -c 'import uuid; print(uuid.uuid4())')
+run_key=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(32))')
 block=COMSM0010cloud
-spec_env=(-e "CND_RUN_ID=$run_id" -e "CND_BLOCK=$block" -e CND_DIFFICULTY=16 -e CND_SHARD_COUNT=4
+spec_env=(-e "CND_RUN_ID=$run_id" -e "CND_RUN_KEY=$run_key" -e "CND_BLOCK=$block" -e CND_DIFFICULTY=16 -e CND_SHARD_COUNT=4
   -e CND_SHARD_INDEX=1 -e "CND_QUEUE_URL=http://127.0.0.1:9/000000000000/cnd-$run_id"
   -e AWS_REGION=us-east-1 -e AWS_ACCESS_KEY_ID=test -e AWS_SECRET_ACCESS_KEY=test)
 # spec_env_without VAR...: spec_env less the given variables, in $filtered.
@@ -179,6 +180,8 @@ expect_refusal "CND_DIFFICULTY unset" CND_DIFFICULTY "${filtered[@]}"
 expect_refusal "CND_DIFFICULTY=abc" CND_DIFFICULTY "${filtered[@]}" -e CND_DIFFICULTY=abc
 spec_env_without CND_SHARD_INDEX
 expect_refusal "CND_SHARD_INDEX=4 of 4" CND_SHARD_INDEX "${filtered[@]}" -e CND_SHARD_INDEX=4
+spec_env_without CND_RUN_KEY
+expect_refusal "CND_RUN_KEY unset" CND_RUN_KEY "${filtered[@]}"
 
 # (c) a real search against a local SQS
 # moto ENDPOINT_VAR QUEUE_VAR [TLS_DIR]: starts a moto server on a free loopback
@@ -212,7 +215,7 @@ worker found "${spec_env[@]}" "${sqs_env[@]}" -e CND_WORKER_NAME=cnd-test-found
 check "worker (D=16, shard 1 of 4, SQS at $endpoint) exits 0 ($status)" test "$status" -eq 0
 tail -n 5 "$scratch/found.err" | indent
 check "queue holds a 'found' report for run $run_id whose nonce is golden and lies in shard 1 of 4" \
-  kit check-report --endpoint "$endpoint" --queue-url "$queue_url" --run-id "$run_id" --kind found \
+  kit check-report --endpoint "$endpoint" --queue-url "$queue_url" --run-id "$run_id" --run-key "$run_key" --kind found \
   --block "$block" --difficulty 16 --shard 1 --shards 4 --worker cnd-test-found
 
 # Exhausted: 2^16 shards of 2^16 nonces at D=20; the first shard with no golden
@@ -224,7 +227,7 @@ worker exhausted "${filtered[@]}" "${sqs_env[@]}" -e CND_DIFFICULTY=20 -e CND_SH
 check "worker (D=20, JOB_COMPLETION_INDEX=$barren of 65536 shards, no golden nonce) exits 0 ($status)" test "$status" -eq 0
 tail -n 5 "$scratch/exhausted.err" | indent
 check "queue holds an 'exhausted' report for shard $barren covering all of it" \
-  kit check-report --endpoint "$endpoint" --queue-url "$queue_url" --run-id "$run_id" --kind exhausted \
+  kit check-report --endpoint "$endpoint" --queue-url "$queue_url" --run-id "$run_id" --run-key "$run_key" --kind exhausted \
   --block "$block" --difficulty 20 --shard "$barren" --shards 65536 --worker cnd-test-exhausted
 
 # HTTPS, as on AWS: the static binary resolves localhost through /etc/hosts
@@ -240,7 +243,7 @@ check "worker (shard 2 of 4, SQS at $tls_endpoint, test CA at the image's CA pat
 tail -n 3 "$scratch/tls.err" | indent
 check "queue holds a 'found' report, sent over TLS, for shard 2 of 4" \
   kit check-report --endpoint "$tls_endpoint" --ca "$scratch/tls/ca.pem" --queue-url "$tls_queue_url" \
-  --run-id "$run_id" --kind found --block "$block" --difficulty 16 --shard 2 --shards 4 --worker cnd-test-tls
+  --run-id "$run_id" --run-key "$run_key" --kind found --block "$block" --difficulty 16 --shard 2 --shards 4 --worker cnd-test-tls
 worker untrusted "${filtered[@]}" "${tls_env[@]}" -e CND_SHARD_INDEX=3
 check "worker refuses an endpoint whose certificate the image's CA bundle does not vouch for (exit $status)" \
   bash -c '(($1 != 0 && $1 != 124 && $1 != 125)) && grep -m 1 -E "invalid peer certificate|UnknownIssuer" "$2"' \

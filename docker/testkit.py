@@ -7,6 +7,7 @@ are re-hashed with hashlib and shard bounds recomputed from SPEC §1-2.
 
 import argparse
 import hashlib
+import hmac
 import json
 import pathlib
 import sys
@@ -15,6 +16,7 @@ import time
 
 SPACE = 1 << 32  # 32-bit nonces, binary format: the defaults of SPEC §1
 RUN_ID_ATTRIBUTE = "cnd-run-id"  # cnd_cloud::sqs::RUN_ID_ATTRIBUTE
+SIGNATURE_ATTRIBUTE = "cnd-signature"  # cnd_core::SIGNATURE_ATTRIBUTE
 
 
 class CheckFailed(Exception):
@@ -156,12 +158,17 @@ def receive_report(args):
             body = json.loads(message["Body"])
             print("message:", json.dumps(body), "attributes:", json.dumps(message.get("MessageAttributes", {})))
             if body.get("kind") in ("found", "exhausted", "failed"):
-                return body, message.get("MessageAttributes", {})
+                return message["Body"], body, message.get("MessageAttributes", {})
     raise CheckFailed(f"no found/exhausted message on {args.queue_url} within {args.wait}s")
 
 
 def check_report(args):
-    body, attributes = receive_report(args)
+    raw, body, attributes = receive_report(args)
+    # SPEC §5: HMAC-SHA256 of the body's exact bytes under the run's key, by Python's hmac.
+    expected = hmac.new(bytes.fromhex(args.run_key), raw.encode(), hashlib.sha256).hexdigest()
+    signature = attributes.get(SIGNATURE_ATTRIBUTE, {})
+    require(signature.get("DataType") == "String" and signature.get("StringValue") == expected,
+            f"message attribute {SIGNATURE_ATTRIBUTE} is {signature}, expected the String {expected}")
     require(body.get("v") == 1, f"message version is {body.get('v')!r}, expected 1")
     require(body.get("run_id") == args.run_id, f"run_id is {body.get('run_id')!r}, expected {args.run_id}")
     attribute = attributes.get(RUN_ID_ATTRIBUTE, {})
@@ -238,6 +245,8 @@ def validate_k8s(args):
 MASTER_RULES = {
     ("batch", "jobs"): {"create", "get", "list", "delete"},
     ("", "pods"): {"create", "list", "watch", "delete", "deletecollection"},
+    # The run's key: written and removed, never read (no get/list/watch).
+    ("", "secrets"): {"create", "patch", "delete", "deletecollection"},
 }
 
 
@@ -325,6 +334,7 @@ def main():
     p.add_argument("--endpoint", required=True)
     p.add_argument("--queue-url", required=True)
     p.add_argument("--run-id", required=True)
+    p.add_argument("--run-key", required=True, help="CND_RUN_KEY, 64 hex digits")
     p.add_argument("--kind", choices=["found", "exhausted"], required=True)
     p.add_argument("--block", required=True)
     p.add_argument("--difficulty", type=int, required=True)

@@ -19,8 +19,10 @@ pub enum Exit {
     Exhausted = 3,
     /// The time limit passed first.
     TimedOut = 4,
-    /// Interrupted by SIGINT or SIGTERM; everything created was removed.
+    /// Interrupted by SIGINT (Ctrl-C); everything created was removed.
     Interrupted = 130,
+    /// Stopped by SIGTERM; everything created was removed.
+    Terminated = 143,
 }
 
 impl From<Exit> for ExitCode {

@@ -12,6 +12,7 @@ mod cmd;
 mod exit;
 mod human;
 mod logging;
+mod signals;
 
 use exit::Exit;
 
@@ -30,7 +31,8 @@ use exit::Exit;
 ///   cnd-cli cleanup --all             remove what interrupted runs left
 ///
 /// Exit codes: 0 found · 1 error · 2 bad usage or input · 3 exhausted (no golden
-/// nonce) · 4 timed out · 130 interrupted. Logs go to stderr (-v, -vv, RUST_LOG).
+/// nonce) · 4 timed out · 130 interrupted (SIGINT) · 143 stopped (SIGTERM).
+/// Logs go to stderr (-v, -vv, RUST_LOG).
 #[derive(Debug, Parser)]
 #[command(name = "cnd-cli", version, verbatim_doc_comment, max_term_width = 100)]
 struct Cli {

@@ -222,18 +222,31 @@ fn forged_and_malformed_messages_are_ignored() {
     let run = Uuid::new_v4();
     let puzzle = Puzzle::with_default_block(16).unwrap();
     let not_golden = (0..).find(|&n| !verify(&puzzle, n).golden).unwrap();
-    let forged = Report {
-        run_id: run,
-        shard: 0,
-        worker: "forger".into(),
-        hashes: 1,
-        elapsed_ms: 1,
-        kind: ReportKind::Found {
+    let forge = |shard: u64, hashes: u64, kind: ReportKind| {
+        Report {
+            run_id: run,
+            shard,
+            worker: "forger".into(),
+            hashes,
+            elapsed_ms: 1,
+            kind,
+        }
+        .to_json()
+    };
+    let forged = forge(
+        0,
+        1,
+        ReportKind::Found {
             nonce: not_golden,
             hash: [0; 32],
         },
-    }
-    .to_json();
+    );
+    // The attack of issue 8: "exhausted" for every shard, each with its exact
+    // length, under the run's id (which anyone who can read a pod spec knows).
+    // Without the run's key they must not end the run.
+    let exhausted: Vec<String> = (0..2)
+        .map(|shard| forge(shard, 1 << 31, ReportKind::Exhausted))
+        .collect();
     // A shared queue, with the forgeries already on it under the run's id.
     let queue_url = runtime().block_on(async {
         let client = moto.client().await;
@@ -246,7 +259,12 @@ fn forged_and_malformed_messages_are_ignored() {
             .queue_url()
             .unwrap()
             .to_string();
-        for body in [forged.as_str(), "this is not JSON"] {
+        for body in [
+            exhausted[0].as_str(),
+            exhausted[1].as_str(),
+            forged.as_str(),
+            "this is not JSON",
+        ] {
             client
                 .send_message()
                 .queue_url(&url)
@@ -293,7 +311,7 @@ fn forged_and_malformed_messages_are_ignored() {
     assert!(verify(&puzzle, nonce).golden);
     assert_eq!(
         result["ignored_messages"],
-        2,
+        4,
         "stderr: {}",
         stderr_of(&output)
     );
@@ -393,8 +411,9 @@ fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
     panic!("the killed worker was never restarted");
 }
 
-#[test]
-fn sigint_exits_130_and_leaves_nothing_behind() {
+/// Starts a long run, sends `signal` to the master once its workers run, and
+/// checks the exit code, the time to stop, and that nothing is left.
+fn stops_on(signal: &str, code: i32) {
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
     let child = submit(
@@ -408,21 +427,31 @@ fn sigint_exits_130_and_leaves_nothing_behind() {
     wait_for_workers(run, 2);
     let started = Instant::now();
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let output = wait_with_timeout(child, Duration::from_secs(30));
     assert_eq!(
         output.status.code(),
-        Some(130),
-        "stderr: {}",
+        Some(code),
+        "SIG{signal}: stderr: {}",
         stderr_of(&output)
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "took {:?} to stop",
+        "took {:?} to stop on SIG{signal}",
         started.elapsed()
     );
     assert_nothing_left(&moto, run);
+}
+
+#[test]
+fn sigint_exits_130_and_leaves_nothing_behind() {
+    stops_on("INT", 130);
+}
+
+#[test]
+fn sigterm_exits_143_and_leaves_nothing_behind() {
+    stops_on("TERM", 143);
 }

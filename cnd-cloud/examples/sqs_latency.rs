@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cnd_cloud::sqs::testing::MotoServer;
 use cnd_cloud::sqs::{SqsChannel, SqsReportSender};
-use cnd_core::{Report, ReportKind, ResultChannel};
+use cnd_core::{Report, ReportKind, ResultChannel, RunKey};
 use uuid::Uuid;
 
 #[tokio::main(flavor = "current_thread")]
@@ -20,7 +20,7 @@ async fn main() {
     let client = moto.client().await;
     let run_id = Uuid::new_v4();
     let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
-    let sender = SqsReportSender::new(&client, channel.address());
+    let sender = SqsReportSender::new(&client, channel.address(), RunKey::generate().unwrap());
     let report = Report {
         run_id,
         shard: 0,

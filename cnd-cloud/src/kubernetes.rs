@@ -6,6 +6,13 @@
 //! `activeDeadlineSeconds` and a `ttlSecondsAfterFinished`, bare pods an
 //! `activeDeadlineSeconds`, so a master killed with SIGKILL leaks nothing for long.
 //!
+//! The run's report key (`CND_RUN_KEY`, SPEC §5) travels in a per-run Secret
+//! named like the Job, never as a literal in a pod spec. It is created first (so
+//! no pod starts without it), then made a dependent of the Job (or of every
+//! bare pod) through owner references, so the garbage collector removes it with
+//! them even if the master dies; `stop` deletes it at once. The master only ever
+//! creates, patches and deletes it: it needs no get/list/watch on Secrets.
+//!
 //! AWS credentials never travel in a manifest. Workers get them from the SDK's
 //! chain in the pod (IRSA / EKS Pod Identity through `--service-account`, or the
 //! node's instance profile); only non-secret settings such as `AWS_REGION` and
@@ -22,11 +29,13 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
@@ -41,6 +50,9 @@ pub const LABEL_NAME: (&str, &str) = ("app.kubernetes.io/name", "cnd");
 pub const LABEL_COMPONENT: (&str, &str) = ("app.kubernetes.io/component", "worker");
 /// The label that holds the run id.
 pub const LABEL_RUN_ID: &str = "cnd/run-id";
+
+/// The entry of the run's Secret that holds `CND_RUN_KEY`.
+pub const SECRET_KEY: &str = "run-key";
 
 /// The user the worker image runs as (distroless `nonroot`).
 pub const WORKER_UID: i64 = 65532;
@@ -167,6 +179,20 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
             ..EnvVar::default()
         })
         .collect();
+    // The run's key from the run's Secret: a literal here would show in
+    // `kubectl get -o yaml` to anyone who may read pods.
+    env.push(EnvVar {
+        name: cnd_core::worker_config::RUN_KEY.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: spec.name(),
+                key: SECRET_KEY.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
     // The pod's own name, so reports say which pod found the nonce.
     env.push(EnvVar {
         name: "CND_WORKER_NAME".into(),
@@ -226,6 +252,26 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
             ..Container::default()
         }],
         ..PodSpec::default()
+    }
+}
+
+/// The run's Secret: its report key under [`SECRET_KEY`], with the run's labels.
+/// Owner references are added once its owners exist (see [`KubeLauncher`]).
+pub fn secret_manifest(spec: &RunSpec, options: &KubeOptions) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(spec.name()),
+            namespace: namespace(options),
+            labels: Some(labels(spec.run_id)),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        immutable: Some(true),
+        data: Some(BTreeMap::from([(
+            SECRET_KEY.to_string(),
+            ByteString(spec.run_key.to_hex().into_bytes()),
+        )])),
+        ..Secret::default()
     }
 }
 
@@ -290,16 +336,18 @@ pub fn pod_manifest(spec: &RunSpec, options: &KubeOptions, shard: u64) -> Pod {
     }
 }
 
-/// What a run creates, as JSON objects: one Job, or one pod per shard.
+/// What a run creates, as JSON objects: its Secret, then one Job or one pod per shard.
 pub fn manifests(spec: &RunSpec, options: &KubeOptions) -> Vec<serde_json::Value> {
     let to_value =
         |r: Result<serde_json::Value, serde_json::Error>| r.expect("k8s-openapi objects serialize");
-    match options.workload {
+    let secret = to_value(serde_json::to_value(secret_manifest(spec, options)));
+    let workers: Vec<serde_json::Value> = match options.workload {
         Workload::Job => vec![to_value(serde_json::to_value(job_manifest(spec, options)))],
         Workload::Pods => (0..spec.shards)
             .map(|shard| to_value(serde_json::to_value(pod_manifest(spec, options, shard))))
             .collect(),
-    }
+    };
+    std::iter::once(secret).chain(workers).collect()
 }
 
 /// Manifests as one YAML stream (`---` between documents), for `kubectl apply -f`.
@@ -328,7 +376,7 @@ pub fn launch_error(action: &str, namespace: &str, error: kube::Error) -> Launch
                 action: action.to_string(),
                 detail: format!(
                     "forbidden: {}; the user or service account running cnd needs RBAC permission \
-                     for jobs and pods in namespace {namespace} (see docker/k8s/rbac.yaml)",
+                     for jobs, pods and secrets in namespace {namespace} (see docker/k8s/rbac-master.yaml)",
                     status.message
                 ),
             },
@@ -369,6 +417,8 @@ pub struct KubeLauncher {
     /// Whether the Job named after the run may be ours to delete: not when its
     /// creation was refused because another object already has the name.
     owns_job: bool,
+    /// The same for the run's Secret.
+    owns_secret: bool,
     pods: Option<Store<Pod>>,
     watcher: Option<JoinHandle<()>>,
     watch_error: Arc<Mutex<Option<String>>>,
@@ -392,6 +442,7 @@ impl KubeLauncher {
             options,
             run: None,
             owns_job: false,
+            owns_secret: false,
             pods: None,
             watcher: None,
             watch_error: Arc::default(),
@@ -404,6 +455,42 @@ impl KubeLauncher {
 
     fn pod_api(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.options.namespace)
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.options.namespace)
+    }
+
+    /// Creates the run's Secret, before any pod that reads it.
+    async fn create_secret(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
+        let ns = self.options.namespace.clone();
+        let action = format!("creating secret {} in namespace {ns}", spec.name());
+        self.owns_secret = true;
+        let secret = secret_manifest(spec, &self.options);
+        if let Err(e) = self.secrets().create(&PostParams::default(), &secret).await {
+            self.owns_secret = !matches!(&e, kube::Error::Api(status) if status.code == 409);
+            return Err(launch_error(&action, &ns, e));
+        }
+        tracing::debug!(secret = %spec.name(), "secret created");
+        Ok(())
+    }
+
+    /// Makes the Secret a dependent of `owners`, so the garbage collector
+    /// deletes it once they are all gone, even if the master is gone too.
+    async fn hand_secret_to(
+        &self,
+        spec: &RunSpec,
+        owners: Vec<OwnerReference>,
+    ) -> Result<(), LaunchError> {
+        let ns = &self.options.namespace;
+        let patch = serde_json::json!({ "metadata": { "ownerReferences": owners } });
+        self.secrets()
+            .patch(&spec.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| {
+                launch_error(&format!("giving secret {} its owners", spec.name()), ns, e)
+            })?;
+        Ok(())
     }
 
     /// Watches this run's pods into a store that `status` reads.
@@ -435,20 +522,27 @@ impl Launcher for KubeLauncher {
     async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
         self.run = Some(spec.clone());
         let ns = self.options.namespace.clone();
-        match self.options.workload {
+        self.create_secret(spec).await?;
+        let owners = match self.options.workload {
             Workload::Job => {
                 let job = job_manifest(spec, &self.options);
                 let action = format!("creating job {} in namespace {ns}", spec.name());
                 // Ours unless refused as a duplicate: a timeout may still have created it.
                 self.owns_job = true;
-                if let Err(e) = self.jobs().create(&PostParams::default(), &job).await {
-                    self.owns_job = !matches!(&e, kube::Error::Api(status) if status.code == 409);
-                    return Err(launch_error(&action, &ns, e));
-                }
+                let created = match self.jobs().create(&PostParams::default(), &job).await {
+                    Ok(created) => created,
+                    Err(e) => {
+                        self.owns_job =
+                            !matches!(&e, kube::Error::Api(status) if status.code == 409);
+                        return Err(launch_error(&action, &ns, e));
+                    }
+                };
                 tracing::info!(job = %spec.name(), namespace = %ns, "job created");
+                vec![owner_reference("batch/v1", "Job", &created.metadata)?]
             }
             Workload::Pods => {
                 let api = self.pod_api();
+                let mut owners = Vec::new();
                 for shard in 0..spec.shards {
                     let pod = pod_manifest(spec, &self.options, shard);
                     let action = format!("creating the pod of shard {shard} in namespace {ns}");
@@ -457,10 +551,13 @@ impl Launcher for KubeLauncher {
                         .await
                         .map_err(|e| launch_error(&action, &ns, e))?;
                     tracing::debug!(pod = ?created.metadata.name, shard, "pod created");
+                    owners.push(owner_reference("v1", "Pod", &created.metadata)?);
                 }
                 tracing::info!(pods = spec.shards, namespace = %ns, "pods created");
+                owners
             }
-        }
+        };
+        self.hand_secret_to(spec, owners).await?;
         self.start_watch(spec.run_id);
         Ok(())
     }
@@ -509,6 +606,8 @@ impl Launcher for KubeLauncher {
             return Ok(());
         };
         let ns = self.options.namespace.clone();
+        // Every step is tried whatever the others did; the error names all that failed.
+        let mut failed = Vec::new();
         if self.options.workload == Workload::Job && self.owns_job {
             // Background propagation: a plain DELETE of a Job orphans its pods.
             match self
@@ -518,13 +617,11 @@ impl Launcher for KubeLauncher {
             {
                 Ok(_) => tracing::info!(job = %run.name(), "job deleted"),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(launch_error(
-                        &format!("deleting job {}", run.name()),
-                        &ns,
-                        e,
-                    ))
-                }
+                Err(e) => failed.push(launch_error(
+                    &format!("deleting job {}", run.name()),
+                    &ns,
+                    e,
+                )),
             }
         }
         // Also the pods themselves, at once (bare pods, and a Job's pods that the
@@ -537,15 +634,58 @@ impl Launcher for KubeLauncher {
         {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                return Err(launch_error(
-                    &format!("deleting the pods of {}", run.name()),
+            Err(e) => failed.push(launch_error(
+                &format!("deleting the pods of {}", run.name()),
+                &ns,
+                e,
+            )),
+        }
+        if self.owns_secret {
+            match self
+                .secrets()
+                .delete(&run.name(), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => failed.push(launch_error(
+                    &format!("deleting secret {}", run.name()),
                     &ns,
                     e,
-                ));
+                )),
             }
         }
-        Ok(())
+        match failed.len() {
+            0 => Ok(()),
+            1 => Err(failed.remove(0)),
+            _ => Err(LaunchError::Other(
+                failed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        }
+    }
+}
+
+/// An owner reference to a just-created object (its uid comes from the API server).
+fn owner_reference(
+    api_version: &str,
+    kind: &str,
+    metadata: &ObjectMeta,
+) -> Result<OwnerReference, LaunchError> {
+    match (&metadata.name, &metadata.uid) {
+        (Some(name), Some(uid)) => Ok(OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.clone(),
+            uid: uid.clone(),
+            ..OwnerReference::default()
+        }),
+        _ => Err(LaunchError::Other(format!(
+            "the API server returned a {kind} without a name or uid"
+        ))),
     }
 }
 
@@ -656,6 +796,8 @@ pub struct Cleaned {
     pub jobs: Vec<String>,
     /// Names of the pods deleted.
     pub pods: Vec<String>,
+    /// Names of the run key Secrets deleted.
+    pub secrets: Vec<String>,
 }
 
 /// Deletes the Jobs (with their pods) and pods of one run, or of every cnd run,
@@ -692,6 +834,22 @@ pub async fn cleanup(
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(launch_error(&format!("deleting pod {name}"), namespace, e)),
         }
+    }
+    // By label, in one call: the master may not list Secrets (or read them).
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match secrets
+        .delete_collection(&DeleteParams::background(), &lp)
+        .await
+    {
+        Ok(deleted) => cleaned.secrets.extend(
+            deleted
+                .left()
+                .into_iter()
+                .flat_map(|list| list.items)
+                .filter_map(|s| s.metadata.name),
+        ),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(launch_error("deleting cnd secrets", namespace, e)),
     }
     Ok(cleaned)
 }

@@ -70,6 +70,7 @@ fn server(pods: Vec<Value>, job: Option<Value>) -> Answer {
         Some(match (seen.method.as_str(), seen.path.as_str()) {
             ("POST", path) => {
                 let mut object = seen.body.clone();
+                object["metadata"]["uid"] = json!(Uuid::new_v4().to_string());
                 if path.ends_with("/pods") {
                     let generated = format!(
                         "{}x{}",
@@ -89,7 +90,16 @@ fn server(pods: Vec<Value>, job: Option<Value>) -> Answer {
                 200,
                 json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": job.iter().cloned().collect::<Vec<_>>()}),
             ),
+            ("PATCH", path) if path.contains("/secrets/") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": path.rsplit('/').next()}}),
+            ),
             ("DELETE", path) if path.ends_with("/pods") => (200, pod_list(vec![])),
+            ("DELETE", path) if path.ends_with("/secrets") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {},
+                       "items": [{"metadata": {"name": "cnd-deadbeef"}}]}),
+            ),
             ("DELETE", _) => (
                 200,
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
@@ -112,6 +122,7 @@ fn spec(shards: u64, parallelism: u64) -> RunSpec {
         shards,
         parallelism,
         queue_url: "https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x".into(),
+        run_key: cnd_core::RunKey::from_bytes([0xc5; 32]),
         timeout: Some(Duration::from_secs(600)),
     }
 }
@@ -199,7 +210,20 @@ async fn launch_creates_one_indexed_job_and_watches_its_pods() {
     let mut launcher = KubeLauncher::new(client, options.clone());
     launcher.launch(&spec).await.unwrap();
 
-    let create = seen.lock().unwrap()[0].clone();
+    // First the Secret with the run's key, so no pod starts without it.
+    let secret = seen.lock().unwrap()[0].clone();
+    assert_eq!(secret.method, "POST");
+    assert_eq!(secret.path, "/api/v1/namespaces/cnd-test/secrets");
+    assert_eq!(secret.body["metadata"]["name"], spec.name());
+    assert_labels(&secret.body["metadata"], spec.run_id);
+    assert_eq!(secret.body["immutable"], true);
+    // python3 -c "import base64;print(base64.b64encode(b'c5'*32).decode())": the key's hex, base64.
+    assert_eq!(
+        secret.body["data"]["run-key"],
+        "YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNQ=="
+    );
+
+    let create = seen.lock().unwrap()[1].clone();
     assert_eq!(create.method, "POST");
     assert_eq!(create.path, "/apis/batch/v1/namespaces/cnd-test/jobs");
     let job = &create.body;
@@ -228,6 +252,29 @@ async fn launch_creates_one_indexed_job_and_watches_its_pods() {
         !env.contains_key("CND_SHARD_INDEX"),
         "an Indexed Job gives JOB_COMPLETION_INDEX"
     );
+    // The key comes from the Secret, and is nowhere in the Job itself.
+    assert_eq!(
+        env["CND_RUN_KEY"]["secretKeyRef"],
+        json!({"name": spec.name(), "key": "run-key", "optional": false})
+    );
+    assert!(!job.to_string().contains(&"c5".repeat(32)));
+
+    // Then the Secret is handed to the Job, whose uid the API server gave it.
+    let job_uid = {
+        let seen = seen.lock().unwrap();
+        let patch = seen.iter().find(|r| r.method == "PATCH").unwrap().clone();
+        assert_eq!(
+            patch.path,
+            format!("/api/v1/namespaces/cnd-test/secrets/{}", spec.name())
+        );
+        let owners = patch.body["metadata"]["ownerReferences"].clone();
+        assert_eq!(owners.as_array().unwrap().len(), 1, "{owners}");
+        assert_eq!(owners[0]["kind"], "Job");
+        assert_eq!(owners[0]["apiVersion"], "batch/v1");
+        assert_eq!(owners[0]["name"], spec.name());
+        owners[0]["uid"].as_str().unwrap().to_string()
+    };
+    assert_eq!(job_uid.len(), 36);
 
     // The watcher lists the run's pods by label.
     wait_for(&seen, |s| {
@@ -265,7 +312,7 @@ async fn pods_mode_creates_one_pod_per_shard() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|r| r.method == "POST")
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
         .cloned()
         .collect();
     assert_eq!(creates.len(), 3);
@@ -284,6 +331,22 @@ async fn pods_mode_creates_one_pod_per_shard() {
             shard.to_string()
         );
     }
+    // The Secret belongs to every pod: the garbage collector removes it after the last.
+    let patch = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.method == "PATCH")
+        .cloned()
+        .unwrap();
+    let owners = patch.body["metadata"]["ownerReferences"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(owners.len(), 3);
+    assert!(owners
+        .iter()
+        .all(|o| o["kind"] == "Pod" && o["apiVersion"] == "v1"));
     launcher.stop().await.unwrap();
 }
 
@@ -314,7 +377,11 @@ async fn stop_deletes_the_job_in_the_background_and_the_pods_and_is_idempotent()
         "{:?}",
         deletes[1]
     );
-    assert_eq!(deletes.len(), 4);
+    assert_eq!(
+        deletes[2].path,
+        format!("/api/v1/namespaces/cnd-test/secrets/{}", spec.name())
+    );
+    assert_eq!(deletes.len(), 6);
 }
 
 #[tokio::test]
@@ -337,7 +404,7 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
             status_body(
                 403,
                 "Forbidden",
-                "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"",
+                "secrets is forbidden: User \"dev\" cannot create resource \"secrets\"",
             ),
         ))
     });
@@ -347,7 +414,7 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
     let LaunchError::Refused { action, detail } = &error else {
         panic!("{error:?}")
     };
-    assert!(action.contains("creating job"), "{action}");
+    assert!(action.contains("creating secret"), "{action}");
     assert!(
         detail.contains("RBAC") && detail.contains("cnd-test"),
         "{detail}"
@@ -374,7 +441,9 @@ async fn conflict_is_refused_as_already_existing() {
 #[tokio::test]
 async fn stop_never_deletes_a_job_whose_name_was_taken() {
     let answer: Answer = Box::new(|seen| match seen.method.as_str() {
-        "POST" => Some((409, status_body(409, "AlreadyExists", "already exists"))),
+        "POST" if seen.path.ends_with("/jobs") => {
+            Some((409, status_body(409, "AlreadyExists", "already exists")))
+        }
         _ => server(vec![], None)(seen),
     });
     let (client, seen) = mock(answer);
@@ -388,8 +457,38 @@ async fn stop_never_deletes_a_job_whose_name_was_taken() {
             .any(|r| r.method == "DELETE" && r.path.contains("/jobs/")),
         "{seen:?}"
     );
-    // Its own pods (by run id) are still removed.
+    // Its own pods (by run id) and its own Secret are still removed.
     assert!(seen
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
+    assert!(seen
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.contains("/secrets/")));
+}
+
+#[tokio::test]
+async fn stop_tries_every_step_and_names_each_failure() {
+    let answer: Answer = Box::new(|seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("DELETE", path) if path.contains("/jobs/") => {
+            Some((500, status_body(500, "InternalError", "etcd timeout")))
+        }
+        ("DELETE", path) if path.contains("/secrets/") => {
+            Some((500, status_body(500, "InternalError", "etcd gone")))
+        }
+        _ => server(vec![], None)(seen),
+    });
+    let (client, seen) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec(1, 1)).await.unwrap();
+    let error = launcher.stop().await.unwrap_err().to_string();
+    assert!(
+        error.contains("deleting job") && error.contains("deleting secret"),
+        "{error}"
+    );
+    // The pods were deleted although the Job's delete failed first.
+    assert!(seen
+        .lock()
+        .unwrap()
         .iter()
         .any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
 }
@@ -502,6 +601,7 @@ async fn cleanup_deletes_jobs_and_pods_by_label() {
     let cleaned = cleanup(&client, "cnd-test", None).await.unwrap();
     assert_eq!(cleaned.jobs, vec!["cnd-deadbeef"]);
     assert_eq!(cleaned.pods, vec!["cnd-deadbeef-0-xyz"]);
+    assert_eq!(cleaned.secrets, vec!["cnd-deadbeef"]);
     let seen = seen.lock().unwrap();
     let lists: Vec<&Seen> = seen.iter().filter(|r| r.method == "GET").collect();
     assert!(
@@ -515,6 +615,21 @@ async fn cleanup_deletes_jobs_and_pods_by_label() {
         .find(|r| r.method == "DELETE" && r.path.contains("/jobs/"))
         .unwrap();
     assert_eq!(job_delete.body["propagationPolicy"], "Background");
+    // Secrets by label in one deletecollection: the master may not list them.
+    let secrets = seen
+        .iter()
+        .find(|r| r.path == "/api/v1/namespaces/cnd-test/secrets")
+        .unwrap();
+    assert_eq!(secrets.method, "DELETE");
+    assert!(
+        secrets
+            .query
+            .contains("labelSelector=app.kubernetes.io%2Fname%3Dcnd"),
+        "{secrets:?}"
+    );
+    assert!(!seen
+        .iter()
+        .any(|r| r.method == "GET" && r.path.contains("/secrets")));
 }
 
 #[tokio::test]
@@ -529,7 +644,7 @@ async fn a_hundred_pods_of_manifests_and_api_calls() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|r| r.method == "POST")
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
         .count();
     assert_eq!(creates, 100);
     println!("creating 100 bare pods (manifests + mock API calls) took {elapsed:?}");
@@ -540,11 +655,14 @@ async fn a_hundred_pods_of_manifests_and_api_calls() {
 fn manifests_serialize_to_yaml_documents() {
     let spec = spec(3, 3);
     let yaml = to_yaml(&manifests(&spec, &options(Workload::Pods)));
-    assert_eq!(yaml.matches("\n---\n").count(), 2);
+    // The Secret, then three pods.
+    assert_eq!(yaml.matches("\n---\n").count(), 3);
+    assert!(yaml.starts_with("apiVersion: v1\n"), "{yaml}");
+    assert!(yaml.contains("kind: Secret"));
     assert!(yaml.contains("generateName:"));
     let job_yaml = to_yaml(&manifests(&spec, &options(Workload::Job)));
     assert!(job_yaml.contains("completionMode: Indexed"));
-    assert!(!job_yaml.contains("---"));
+    assert_eq!(job_yaml.matches("---").count(), 1);
 }
 
 #[test]

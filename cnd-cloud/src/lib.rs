@@ -24,9 +24,12 @@
 //!     shards: 16,
 //!     parallelism: 4,
 //!     queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/cnd-results".into(),
+//!     run_key: cnd_core::RunKey::generate().unwrap(),
 //!     timeout: None,
 //! };
-//! let job = &manifests(&spec, &KubeOptions::default())[0];
+//! let all = manifests(&spec, &KubeOptions::default());
+//! assert_eq!(all[0]["kind"], "Secret"); // the run's report key, first
+//! let job = &all[1];
 //! assert_eq!(job["kind"], "Job");
 //! assert_eq!(job["spec"]["completionMode"], "Indexed");
 //! assert_eq!(job["spec"]["completions"], 16);

@@ -249,6 +249,9 @@ impl Launcher for LocalLauncher {
             .threads
             .unwrap_or_else(|| threads_per_worker(spec.parallelism));
         let mut env = spec.worker_env();
+        // A plain variable is safe here: only this user (and root) can read a
+        // process's environment.
+        env.push(spec.key_env());
         env.push(("CND_THREADS".into(), threads.to_string()));
         env.extend(self.options.extra_env.iter().cloned());
         let recipe = Recipe {
@@ -320,6 +323,7 @@ mod tests {
             shards,
             parallelism,
             queue_url: "file:///dev/null".into(),
+            run_key: cnd_core::RunKey::from_bytes([3; 32]),
             timeout: None,
         }
     }
@@ -357,7 +361,7 @@ mod tests {
         let bin = script(
             &dir,
             &format!(
-                "echo \"$CND_SHARD_INDEX $CND_WORKER_NAME $CND_THREADS $CND_SHARD_COUNT $CND_RUN_ID\" >> {}; sleep 0.1",
+                "echo \"$CND_SHARD_INDEX $CND_WORKER_NAME $CND_THREADS $CND_SHARD_COUNT $CND_RUN_ID $CND_RUN_KEY\" >> {}; sleep 0.1",
                 log.display()
             ),
         );
@@ -380,7 +384,7 @@ mod tests {
             .collect();
         lines.sort();
         let expected: Vec<String> = (0..5)
-            .map(|s| format!("{s} local-{s} 3 5 {}", spec.run_id))
+            .map(|s| format!("{s} local-{s} 3 5 {} {}", spec.run_id, "03".repeat(32)))
             .collect();
         assert_eq!(lines, expected);
     }

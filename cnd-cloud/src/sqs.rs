@@ -7,7 +7,8 @@
 //! - [`SqsChannel`] is the master's [`ResultChannel`]: a per-run queue named
 //!   `cnd-<run id>` that it creates and deletes, or a shared queue it never deletes.
 //! - [`SqsReportSender`] is the worker's side: one report per message, with the
-//!   run id in the [`RUN_ID_ATTRIBUTE`] message attribute, retried with backoff.
+//!   run id in the [`RUN_ID_ATTRIBUTE`] message attribute and its signature under
+//!   the run's key in [`SIGNATURE_ATTRIBUTE`] (SPEC §5), retried with backoff.
 //! - [`list_run_queues`], [`queue_url_for_name`] and [`delete_queue`] are for `cleanup`.
 //!
 //! Every message carries the run id as the String message attribute `cnd-run-id`,
@@ -24,7 +25,9 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, QueueAttributeName,
 };
 use aws_smithy_http_client::tls;
-use cnd_core::{ChannelError, Report, ResultChannel};
+use cnd_core::{ChannelError, Message, Report, ResultChannel, RunKey};
+
+pub use cnd_core::SIGNATURE_ATTRIBUTE;
 use uuid::Uuid;
 
 pub use aws_sdk_sqs::Client;
@@ -328,7 +331,7 @@ impl ResultChannel for SqsChannel {
 
     /// One long poll of up to `wait` (whole seconds, at most 20; under a second is
     /// a short poll), then this run's messages are deleted and their bodies returned.
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, ChannelError> {
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
         let wait_secs = wait.min(MAX_WAIT).as_secs() as i32;
         let out = self
             .client
@@ -337,6 +340,7 @@ impl ResultChannel for SqsChannel {
             .wait_time_seconds(wait_secs)
             .max_number_of_messages(10)
             .message_attribute_names(RUN_ID_ATTRIBUTE)
+            .message_attribute_names(SIGNATURE_ATTRIBUTE)
             .send()
             .await
             .map_err(|e| {
@@ -353,16 +357,21 @@ impl ResultChannel for SqsChannel {
             let Some(receipt) = message.receipt_handle() else {
                 continue;
             };
-            let tagged = message
-                .message_attributes()
-                .and_then(|attributes| attributes.get(RUN_ID_ATTRIBUTE))
-                .and_then(|value| value.string_value());
+            let attribute = |name| {
+                message
+                    .message_attributes()
+                    .and_then(|attributes| attributes.get(name))
+                    .and_then(|value| value.string_value())
+            };
             // On a per-run queue everything is ours, even a body without the
-            // attribute: the master parses and rejects what is not a report.
-            if self.owned || tagged == Some(run_id.as_str()) {
+            // attribute: the master checks and rejects what is not a report.
+            if self.owned || attribute(RUN_ID_ATTRIBUTE) == Some(run_id.as_str()) {
                 ours.push((
                     receipt.to_string(),
-                    message.body().unwrap_or("").to_string(),
+                    Message {
+                        body: message.body().unwrap_or("").to_string(),
+                        signature: attribute(SIGNATURE_ATTRIBUTE).map(str::to_string),
+                    },
                 ));
             } else {
                 others.push(receipt.to_string());
@@ -418,7 +427,7 @@ impl ResultChannel for SqsChannel {
             .into_iter()
             .enumerate()
             .filter(|(i, _)| !failed.contains(&format!("m{i}").as_str()))
-            .map(|(_, (_, body))| body)
+            .map(|(_, (_, message))| message)
             .collect())
     }
 
@@ -491,20 +500,22 @@ pub enum SendError {
     },
 }
 
-/// The worker's end: sends reports to the run's queue.
+/// The worker's end: signs reports with the run's key and sends them to the run's queue.
 #[derive(Debug, Clone)]
 pub struct SqsReportSender {
     client: Client,
     queue_url: String,
+    key: RunKey,
     retry: RetryPolicy,
 }
 
 impl SqsReportSender {
-    /// A sender to `queue_url` with the default [`RetryPolicy`].
-    pub fn new(client: &Client, queue_url: impl Into<String>) -> SqsReportSender {
+    /// A sender to `queue_url` that signs with `key`, with the default [`RetryPolicy`].
+    pub fn new(client: &Client, queue_url: impl Into<String>, key: RunKey) -> SqsReportSender {
         SqsReportSender {
             client: client.clone(),
             queue_url: queue_url.into(),
+            key,
             retry: RetryPolicy::default(),
         }
     }
@@ -521,27 +532,49 @@ impl SqsReportSender {
     }
 
     /// Sends `report` as one message (SPEC §5) with its run id in the
-    /// [`RUN_ID_ATTRIBUTE`] attribute, retrying transient failures with backoff.
+    /// [`RUN_ID_ATTRIBUTE`] attribute and its signature in [`SIGNATURE_ATTRIBUTE`],
+    /// retrying transient failures with backoff.
     pub async fn send(&self, report: &Report) -> Result<(), SendError> {
-        let kind = report.kind.name();
-        let body = report.to_json();
-        let attribute = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(report.run_id.to_string())
-            .build()
-            .expect("the data type is set");
+        self.send_message(
+            report.kind.name(),
+            report.run_id,
+            &Message::signed(&self.key, report.to_json()),
+        )
+        .await
+    }
+
+    /// Sends a message as it is (tests use this to play a forger).
+    pub async fn send_message(
+        &self,
+        kind: &'static str,
+        run_id: Uuid,
+        message: &Message,
+    ) -> Result<(), SendError> {
+        let string = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("the data type is set")
+        };
+        let attribute = string(&run_id.to_string());
+        let signature = message.signature.as_deref().map(string);
+        let body = &message.body;
         let started = Instant::now();
         let mut delay = self.retry.first_delay;
         let mut tries = 0;
         loop {
             tries += 1;
-            let request = self
+            let mut request = self
                 .client
                 .send_message()
                 .queue_url(&self.queue_url)
-                .message_body(&body)
-                .message_attributes(RUN_ID_ATTRIBUTE, attribute.clone())
-                .send();
+                .message_body(body)
+                .message_attributes(RUN_ID_ATTRIBUTE, attribute.clone());
+            if let Some(signature) = &signature {
+                request = request.message_attributes(SIGNATURE_ATTRIBUTE, signature.clone());
+            }
+            let request = request.send();
             let failure = match tokio::time::timeout(self.retry.try_timeout, request).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(err)) => Failure::of(&err),

@@ -7,10 +7,18 @@ use std::time::{Duration, Instant};
 use cnd_cloud::sqs::testing::{client_for, free_port, MotoServer};
 use cnd_cloud::sqs::{
     delete_queue, list_run_queues, queue_name, queue_url_for_name, Client, RetryPolicy, SendError,
-    SqsChannel, SqsReportSender, RUN_ID_ATTRIBUTE,
+    SqsChannel, SqsReportSender, RUN_ID_ATTRIBUTE, SIGNATURE_ATTRIBUTE,
 };
-use cnd_core::{ChannelError, Report, ReportKind, ResultChannel};
+use cnd_core::{ChannelError, Message, Report, ReportKind, ResultChannel, RunKey};
 use uuid::Uuid;
+
+fn key() -> RunKey {
+    RunKey::from_bytes([0x5a; 32])
+}
+
+fn sender(client: &Client, url: &str) -> SqsReportSender {
+    SqsReportSender::new(client, url, key())
+}
 
 fn report(run_id: Uuid, kind: ReportKind) -> Report {
     Report {
@@ -33,8 +41,8 @@ fn found(run_id: Uuid) -> Report {
     )
 }
 
-/// Receives until `count` bodies have come or a few long polls found nothing more.
-async fn receive_some(channel: &mut SqsChannel, count: usize) -> Vec<String> {
+/// Receives until `count` messages have come or a few long polls found nothing more.
+async fn receive_some(channel: &mut SqsChannel, count: usize) -> Vec<Message> {
     let mut bodies = Vec::new();
     for _ in 0..5 {
         bodies.extend(channel.receive(Duration::from_secs(1)).await.unwrap());
@@ -71,13 +79,16 @@ async fn per_run_queue_carries_a_report_and_is_deleted_on_close() {
     assert!(channel.is_per_run());
 
     let sent = found(run_id);
-    SqsReportSender::new(&client, channel.address())
+    sender(&client, channel.address())
         .send(&sent)
         .await
         .unwrap();
     let bodies = receive_some(&mut channel, 1).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
-    assert_eq!(Report::from_json(&bodies[0]).unwrap(), sent);
+    assert_eq!(Report::from_json(&bodies[0].body).unwrap(), sent);
+    // The signature travels beside the body and checks out under the run's key.
+    let signature = bodies[0].signature.as_deref().expect("signed");
+    assert!(key().verify(&bodies[0].body, signature));
     // Deleted on receipt: nothing comes twice.
     assert!(channel.receive(Duration::ZERO).await.unwrap().is_empty());
 
@@ -95,12 +106,12 @@ async fn per_run_queue_carries_a_report_and_is_deleted_on_close() {
 }
 
 #[tokio::test]
-async fn the_sender_sets_the_run_id_attribute() {
+async fn the_sender_sets_the_run_id_and_signature_attributes() {
     let moto = MotoServer::start();
     let client = moto.client().await;
     let url = create_shared_queue(&client, "cnd-results").await;
     let run_id = Uuid::new_v4();
-    SqsReportSender::new(&client, &url)
+    sender(&client, &url)
         .send(&report(run_id, ReportKind::Progress))
         .await
         .unwrap();
@@ -116,6 +127,12 @@ async fn the_sender_sets_the_run_id_attribute() {
     let attribute = &message.message_attributes().unwrap()[RUN_ID_ATTRIBUTE];
     assert_eq!(attribute.data_type(), "String");
     assert_eq!(attribute.string_value(), Some(run_id.to_string().as_str()));
+    let signature = &message.message_attributes().unwrap()[SIGNATURE_ATTRIBUTE];
+    assert_eq!(signature.data_type(), "String");
+    assert_eq!(
+        signature.string_value(),
+        Some(key().sign(message.body().unwrap()).as_str())
+    );
 }
 
 #[tokio::test]
@@ -124,7 +141,7 @@ async fn a_shared_queue_leaves_other_runs_messages_visible() {
     let client = moto.client().await;
     let url = create_shared_queue(&client, "cnd-shared").await;
     let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
-    let sender = SqsReportSender::new(&client, &url);
+    let sender = sender(&client, &url);
     sender.send(&found(theirs)).await.unwrap();
     sender.send(&found(ours)).await.unwrap();
     // A message without the attribute at all (not a cnd worker's).
@@ -140,13 +157,13 @@ async fn a_shared_queue_leaves_other_runs_messages_visible() {
     assert!(!channel.is_per_run());
     let bodies = receive_some(&mut channel, 1).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
-    assert_eq!(Report::from_json(&bodies[0]).unwrap().run_id, ours);
+    assert_eq!(Report::from_json(&bodies[0].body).unwrap().run_id, ours);
 
     // The other run's master still gets its report, and the stranger's message stays.
     let mut their_channel = SqsChannel::shared(&client, &url, theirs);
     let bodies = receive_some(&mut their_channel, 1).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
-    assert_eq!(Report::from_json(&bodies[0]).unwrap().run_id, theirs);
+    assert_eq!(Report::from_json(&bodies[0].body).unwrap().run_id, theirs);
     let out = client
         .receive_message()
         .queue_url(&url)
@@ -180,8 +197,11 @@ async fn a_per_run_queue_delivers_even_a_non_report_body() {
         .send()
         .await
         .unwrap();
-    // The master parses and rejects it; the channel only carries it.
-    assert_eq!(receive_some(&mut channel, 1).await, vec!["not json {"]);
+    // The master checks and rejects it; the channel only carries it.
+    assert_eq!(
+        receive_some(&mut channel, 1).await,
+        vec![Message::unsigned("not json {")]
+    );
     channel.close().await.unwrap();
 }
 
@@ -204,14 +224,12 @@ async fn receive_with_nothing_to_get_comes_back_empty_after_the_wait() {
 #[tokio::test]
 async fn the_sender_retries_then_fails_with_a_typed_error() {
     let client = client_for(&format!("http://127.0.0.1:{}", free_port())).await;
-    let sender = SqsReportSender::new(&client, "http://127.0.0.1:1/000000000000/cnd-x").with_retry(
-        RetryPolicy {
-            first_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(40),
-            tries: 4,
-            ..RetryPolicy::default()
-        },
-    );
+    let sender = sender(&client, "http://127.0.0.1:1/000000000000/cnd-x").with_retry(RetryPolicy {
+        first_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(40),
+        tries: 4,
+        ..RetryPolicy::default()
+    });
     let err = sender.send(&found(Uuid::new_v4())).await.unwrap_err();
     assert!(
         matches!(
@@ -232,7 +250,7 @@ async fn a_missing_queue_is_refused_not_retried() {
     let moto = MotoServer::start();
     let client = moto.client().await;
     let url = format!("{}/123456789012/cnd-{}", moto.endpoint(), Uuid::new_v4());
-    let err = SqsReportSender::new(&client, &url)
+    let err = sender(&client, &url)
         .send(&found(Uuid::new_v4()))
         .await
         .unwrap_err();

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::puzzle::{to_hex, Puzzle};
+use crate::run_key::RunKey;
 use crate::shard::NonceRange;
+use crate::worker_config::RUN_KEY;
 
 /// Everything a launcher needs to start the workers of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct RunSpec {
     pub parallelism: u64,
     /// Where workers send reports (`CND_QUEUE_URL`).
     pub queue_url: String,
+    /// The key workers sign their reports with (`CND_RUN_KEY`, SPEC §5). Not part
+    /// of [`RunSpec::worker_env`]: each launcher hands it over its own safe way.
+    pub run_key: RunKey,
     /// The run's time limit; launchers that can (a Job's `activeDeadlineSeconds`)
     /// make workers end by themselves after it, even if the master is gone.
     pub timeout: Option<Duration>,
@@ -71,9 +76,43 @@ impl RunSpec {
         env
     }
 
+    /// `CND_RUN_KEY`, for launchers that pass it as a plain variable (local
+    /// processes); on Kubernetes it comes from the run's Secret instead.
+    pub fn key_env(&self) -> (String, String) {
+        (RUN_KEY.to_string(), self.run_key.to_hex())
+    }
+
     /// `CND_SHARD_INDEX` for workers started one per shard (not by an Indexed Job).
     pub fn shard_env(shard: u64) -> (String, String) {
         ("CND_SHARD_INDEX".to_string(), shard.to_string())
+    }
+}
+
+/// One message as a channel received it: untrusted until the master checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The body, exactly as sent (the signature covers these bytes).
+    pub body: String,
+    /// The `cnd-signature` that came with it, if any.
+    pub signature: Option<String>,
+}
+
+impl Message {
+    /// A body with no signature (what a forger without the key can send).
+    pub fn unsigned(body: impl Into<String>) -> Message {
+        Message {
+            body: body.into(),
+            signature: None,
+        }
+    }
+
+    /// A body signed with `key`, as a worker sends it.
+    pub fn signed(key: &RunKey, body: impl Into<String>) -> Message {
+        let body = body.into();
+        Message {
+            signature: Some(key.sign(&body)),
+            body,
+        }
     }
 }
 
@@ -164,10 +203,11 @@ pub trait Launcher: Send {
 /// Contract:
 /// - `address` is what workers are given as `CND_QUEUE_URL`.
 /// - `receive` waits at most `wait` (it may return earlier, and empty) and
-///   returns the raw bodies of messages that belong to this run, already removed
-///   from the channel so they are never delivered twice. Messages of other runs
-///   on a shared channel are left for their owners. Bodies are untrusted: the
-///   master parses and verifies them.
+///   returns the messages that belong to this run, body and signature as
+///   received, already removed from the channel so they are never delivered
+///   twice. Messages of other runs on a shared channel are left for their
+///   owners. Messages are untrusted: the master checks signatures, parses and
+///   verifies them.
 /// - `close` removes what the channel created for the run (a per-run queue) and
 ///   nothing else; it is safe to call more than once.
 #[async_trait]
@@ -175,7 +215,7 @@ pub trait ResultChannel: Send {
     /// Where workers send their reports.
     fn address(&self) -> &str;
     /// This run's messages that arrive within `wait`.
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, ChannelError>;
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError>;
     /// Removes what the channel created for this run.
     async fn close(&mut self) -> Result<(), ChannelError>;
 }

@@ -29,6 +29,7 @@ pub mod master;
 pub mod memory;
 pub mod puzzle;
 pub mod report;
+pub mod run_key;
 pub mod search;
 pub mod shard;
 pub mod stats;
@@ -36,10 +37,13 @@ pub mod verify;
 pub mod worker_config;
 
 pub use backend::{Backend, BackendError, Job, Template};
-pub use distributed::{ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus};
+pub use distributed::{
+    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
+};
 pub use master::{run_master, Golden, Ignored, MasterError, MasterEvent, MasterOutcome, Totals};
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};
+pub use run_key::{RunKey, RunKeyError, SIGNATURE_ATTRIBUTE};
 pub use search::{search, Found, SearchControl, SearchError, SearchOptions, SearchOutcome};
 pub use shard::{NonceRange, RangeError};
 pub use verify::{verify, Verification};

@@ -6,10 +6,14 @@
 //! second paces the loop, so it runs under tokio, a test's tiny executor, or
 //! anything else that can poll a future.
 //!
-//! Reports are untrusted input (SPEC §5): a malformed one, another run's, one
-//! for a shard that does not exist, or a `found` whose nonce is outside its
-//! shard, not golden, or whose hash is not the nonce's, is ignored with a
-//! warning and a [`MasterEvent::Ignored`]; it never ends the run.
+//! Reports are untrusted input (SPEC §5). A message without a valid signature
+//! under the run's [`RunKey`](crate::RunKey) is dropped before it is parsed, so
+//! no one without the key can change an answer. Then a malformed report,
+//! another run's, one for a shard that does not exist, an `exhausted` that did
+//! not count its whole shard, or a `found` whose nonce is outside its shard,
+//! not golden, or whose hash is not the nonce's, is ignored with a warning and
+//! a [`MasterEvent::Ignored`]; it never ends the run. A shard's hash count is
+//! never taken for more than the shard's length.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::distributed::{
-    ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus,
+    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
 };
 use crate::puzzle::to_hex;
 use crate::report::{Report, ReportError, ReportKind};
@@ -103,6 +107,11 @@ pub struct Progress {
 /// Why a message was ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ignored {
+    /// The message has no `cnd-signature`: it is not from a worker of this run.
+    Unsigned,
+    /// The `cnd-signature` is not the body's under the run's key: a forgery, or
+    /// a message altered on the way.
+    BadSignature,
     /// Not a well-formed report.
     Malformed(ReportError),
     /// A report of another run (on a shared queue, or a stale message).
@@ -113,6 +122,16 @@ pub enum Ignored {
         shard: u64,
         /// Shards of the run.
         shards: u64,
+    },
+    /// An `exhausted` report whose hash count is not its shard's length: it
+    /// cannot have searched the whole shard.
+    ShortExhausted {
+        /// The shard reported.
+        shard: u64,
+        /// The hashes it claims.
+        hashes: u64,
+        /// The shard's length.
+        expected: u64,
     },
     /// A `found` nonce outside the reporting shard's range.
     OutsideShard {
@@ -143,6 +162,19 @@ pub enum Ignored {
 impl fmt::Display for Ignored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Ignored::Unsigned => write!(f, "message without a signature (not from this run's workers)"),
+            Ignored::BadSignature => write!(
+                f,
+                "message with a wrong signature (forged, altered, or signed for another run)"
+            ),
+            Ignored::ShortExhausted {
+                shard,
+                hashes,
+                expected,
+            } => write!(
+                f,
+                "exhausted report for shard {shard} counts {hashes} hashes, but the shard has {expected} nonces"
+            ),
             Ignored::Malformed(e) => write!(f, "{e}"),
             Ignored::OtherRun(id) => write!(f, "report of another run ({id})"),
             Ignored::NoSuchShard { shard, shards } => {
@@ -427,8 +459,8 @@ async fn drive(
             }
         };
 
-        for body in bodies {
-            if let Some(golden) = take(spec, &mut tally, &body, started, on_event) {
+        for message in bodies {
+            if let Some(golden) = take(spec, &mut tally, &message, started, on_event) {
                 return Ok(MasterOutcome::Found(golden));
             }
         }
@@ -443,12 +475,12 @@ async fn drive(
 fn take(
     spec: &RunSpec,
     tally: &mut Tally,
-    body: &str,
+    message: &Message,
     started: Instant,
     on_event: &mut dyn FnMut(MasterEvent),
 ) -> Option<Golden> {
     let received_after = started.elapsed();
-    let report = match check(spec, tally, body) {
+    let report = match check(spec, tally, message) {
         Ok(report) => report,
         Err(why) => {
             tracing::warn!(run = %spec.run_id, "ignored a message: {why}");
@@ -458,8 +490,10 @@ fn take(
         }
     };
     let shard = report.shard as usize;
-    // Counts only grow; a retried worker starting over must not lower the total.
-    tally.hashes[shard] = tally.hashes[shard].max(report.hashes);
+    // Counts only grow (a retried worker starting over must not lower the total),
+    // and never past the shard's length, whoever sent them.
+    let length = shard_length(&tally.shard_ranges[shard]);
+    tally.hashes[shard] = tally.hashes[shard].max(report.hashes.min(length));
     match report.kind {
         ReportKind::Found { nonce, .. } => {
             let verification = verify(&spec.puzzle, nonce);
@@ -514,9 +548,20 @@ fn take(
     None
 }
 
-/// Parses a body and checks everything that can be checked about it.
-fn check(spec: &RunSpec, tally: &Tally, body: &str) -> Result<Report, Ignored> {
-    let report = Report::from_json(body).map_err(Ignored::Malformed)?;
+/// A shard's length as a hash count (a whole 64-bit space counts as 2^64 − 1).
+fn shard_length(range: &NonceRange) -> u64 {
+    u64::try_from(range.len()).unwrap_or(u64::MAX)
+}
+
+/// Checks a message's signature, then parses it and checks everything that can
+/// be checked about the report.
+fn check(spec: &RunSpec, tally: &Tally, message: &Message) -> Result<Report, Ignored> {
+    // Before parsing: without the key, nothing in the body is worth reading.
+    let signature = message.signature.as_deref().ok_or(Ignored::Unsigned)?;
+    if !spec.run_key.verify(&message.body, signature) {
+        return Err(Ignored::BadSignature);
+    }
+    let report = Report::from_json(&message.body).map_err(Ignored::Malformed)?;
     if report.run_id != spec.run_id {
         return Err(Ignored::OtherRun(report.run_id));
     }
@@ -530,6 +575,13 @@ fn check(spec: &RunSpec, tally: &Tally, body: &str) -> Result<Report, Ignored> {
             shards: spec.shards,
         });
     };
+    if report.kind == ReportKind::Exhausted && report.hashes != shard_length(range) {
+        return Err(Ignored::ShortExhausted {
+            shard: report.shard,
+            hashes: report.hashes,
+            expected: shard_length(range),
+        });
+    }
     if let ReportKind::Found { nonce, hash } = report.kind {
         if !range.contains(nonce) {
             return Err(Ignored::OutsideShard {
@@ -595,6 +647,7 @@ mod tests {
             shards,
             parallelism: shards,
             queue_url: "memory://".into(),
+            run_key: crate::RunKey::generate().unwrap(),
             timeout: None,
         }
     }
@@ -658,49 +711,75 @@ mod tests {
         assert!(launcher.is_stopped() && channel.is_closed());
     }
 
+    /// A report as a worker of `spec` would send it, signed with the run's key.
+    fn signed(spec: &RunSpec, report: &Report) -> Message {
+        Message::signed(&spec.run_key, report.to_json())
+    }
+
+    fn report(spec: &RunSpec, shard: u64, hashes: u64, kind: ReportKind) -> Report {
+        Report {
+            run_id: spec.run_id,
+            shard,
+            worker: "forger".into(),
+            hashes,
+            elapsed_ms: 1,
+            kind,
+        }
+    }
+
+    fn ignored(events: &[MasterEvent]) -> Vec<Ignored> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::Ignored(why) => Some(why.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn forgeries_are_ignored_and_the_real_find_wins() {
         let spec = spec(14, None, 2);
         let mut channel = MemoryChannel::new();
         let real = first_golden(&spec, 0).unwrap();
-        let forged = |nonce: u64, hash: [u8; 32], shard: u64, run_id: Uuid| {
-            Report {
-                run_id,
-                shard,
-                worker: "forger".into(),
-                hashes: 1,
-                elapsed_ms: 1,
-                kind: ReportKind::Found { nonce, hash },
-            }
-            .to_json()
+        let real_hash = verify(&spec.puzzle, real).hash;
+        let found = |nonce: u64, hash: [u8; 32], shard: u64, run_id: Uuid| {
+            let mut report = report(&spec, shard, 1, ReportKind::Found { nonce, hash });
+            report.run_id = run_id;
+            signed(&spec, &report)
         };
         let not_golden = (0..).find(|&n| !verify(&spec.puzzle, n).golden).unwrap();
-        channel.send("this is not JSON");
-        channel.send(forged(
+        // Without the key: a perfect report, unsigned, wrongly signed, or signed
+        // for another body, counts for nothing.
+        let perfect = report(
+            &spec,
+            0,
+            1,
+            ReportKind::Found {
+                nonce: real,
+                hash: real_hash,
+            },
+        )
+        .to_json();
+        let other_key = crate::RunKey::generate().unwrap();
+        channel.send(Message::unsigned(perfect.clone()));
+        channel.send(Message::signed(&other_key, perfect.clone()));
+        channel.send(Message {
+            body: perfect.replace("forger", "forgex"),
+            signature: Some(spec.run_key.sign(&perfect)),
+        });
+        // With the key (a worker gone wrong): still verified before it counts.
+        channel.send(Message::signed(&spec.run_key, "this is not JSON"));
+        channel.send(found(
             not_golden,
             verify(&spec.puzzle, not_golden).hash,
             0,
             spec.run_id,
         ));
-        channel.send(forged(real, [0; 32], 0, spec.run_id)); // golden, wrong hash
-        channel.send(forged(
-            real,
-            verify(&spec.puzzle, real).hash,
-            1,
-            spec.run_id,
-        )); // wrong shard
-        channel.send(forged(
-            real,
-            verify(&spec.puzzle, real).hash,
-            7,
-            spec.run_id,
-        )); // no such shard
-        channel.send(forged(
-            real,
-            verify(&spec.puzzle, real).hash,
-            0,
-            Uuid::new_v4(),
-        )); // other run
+        channel.send(found(real, [0; 32], 0, spec.run_id)); // golden, wrong hash
+        channel.send(found(real, real_hash, 1, spec.run_id)); // wrong shard
+        channel.send(found(real, real_hash, 7, spec.run_id)); // no such shard
+        channel.send(found(real, real_hash, 0, Uuid::new_v4())); // other run
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
         let (out, events) = run(
             &mut launcher,
@@ -714,28 +793,90 @@ mod tests {
         };
         assert_ne!(golden.worker, "forger");
         assert!(verify(&spec.puzzle, golden.nonce).golden);
-        let ignored: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                MasterEvent::Ignored(why) => Some(why.clone()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(ignored.len(), 6, "{ignored:?}");
-        assert!(matches!(ignored[0], Ignored::Malformed(_)));
-        assert!(matches!(ignored[1], Ignored::NotGolden { .. }));
-        assert!(matches!(ignored[2], Ignored::WrongHash { .. }));
-        assert!(matches!(ignored[3], Ignored::OutsideShard { shard: 1, .. }));
+        let ignored = ignored(&events);
+        assert_eq!(ignored.len(), 9, "{ignored:?}");
+        assert_eq!(ignored[0], Ignored::Unsigned);
+        assert_eq!(ignored[1], Ignored::BadSignature);
+        assert_eq!(ignored[2], Ignored::BadSignature);
+        assert!(matches!(ignored[3], Ignored::Malformed(_)));
+        assert!(matches!(ignored[4], Ignored::NotGolden { .. }));
+        assert!(matches!(ignored[5], Ignored::WrongHash { .. }));
+        assert!(matches!(ignored[6], Ignored::OutsideShard { shard: 1, .. }));
         assert!(matches!(
-            ignored[4],
+            ignored[7],
             Ignored::NoSuchShard {
                 shard: 7,
                 shards: 2
             }
         ));
-        assert!(matches!(ignored[5], Ignored::OtherRun(_)));
-        assert_eq!(golden.totals.ignored, 6);
+        assert!(matches!(ignored[8], Ignored::OtherRun(_)));
+        assert_eq!(golden.totals.ignored, 9);
         assert!(launcher.is_stopped() && channel.is_closed());
+    }
+
+    #[test]
+    fn unsigned_exhausted_reports_cannot_end_a_run() {
+        // The attack of issue 8: `exhausted` for every shard, `hashes: 1`. Unsigned,
+        // they are dropped; signed (a key that leaked), they still do not count,
+        // because one hash is not a whole shard.
+        let spec = spec(14, None, 2);
+        let mut channel = MemoryChannel::new();
+        for shard in 0..2 {
+            let forged = report(&spec, shard, 1, ReportKind::Exhausted);
+            channel.send(Message::unsigned(forged.to_json()));
+            channel.send(signed(&spec, &forged));
+        }
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        let MasterOutcome::Found(golden) = out.unwrap() else {
+            panic!("the space holds golden nonces at D = 14")
+        };
+        assert!(verify(&spec.puzzle, golden.nonce).golden);
+        let ignored = ignored(&events);
+        assert_eq!(ignored.len(), 4, "{ignored:?}");
+        assert_eq!(ignored[0], Ignored::Unsigned);
+        assert!(matches!(
+            ignored[1],
+            Ignored::ShortExhausted {
+                shard: 0,
+                hashes: 1,
+                expected: 2147483648
+            }
+        ));
+    }
+
+    #[test]
+    fn hash_counts_are_clamped_to_the_shard() {
+        // A signed progress of 2^64 − 1 hashes counts as the shard's length at most.
+        let spec = spec(30, NonceRange::new(1000, 3999), 3);
+        let mut channel = MemoryChannel::new();
+        channel.send(signed(
+            &spec,
+            &report(&spec, 1, u64::MAX, ReportKind::Progress),
+        ));
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &AtomicBool::new(false),
+        );
+        let progress = events
+            .iter()
+            .find_map(|e| match e {
+                MasterEvent::Progress(p) => Some(p.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(progress.shard_hashes, 1000);
+        assert_eq!(out.unwrap().totals().hashes, 3000);
     }
 
     #[test]
@@ -933,19 +1074,17 @@ mod tests {
     fn failed_reports_are_counted_not_fatal() {
         let spec = spec(12, None, 1);
         let mut channel = MemoryChannel::new();
-        channel.send(
-            Report {
-                run_id: spec.run_id,
-                shard: 0,
-                worker: "w".into(),
-                hashes: 0,
-                elapsed_ms: 0,
-                kind: ReportKind::Failed {
+        channel.send(signed(
+            &spec,
+            &report(
+                &spec,
+                0,
+                0,
+                ReportKind::Failed {
                     error: "oom".into(),
                 },
-            }
-            .to_json(),
-        );
+            ),
+        ));
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
         let (out, _) = run(
             &mut launcher,

@@ -14,14 +14,14 @@ use async_trait::async_trait;
 
 use crate::backend::Backend;
 use crate::distributed::{
-    ChannelError, LaunchError, Launcher, ResultChannel, RunSpec, WorkerStatus,
+    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
 };
 use crate::report::{Report, ReportKind};
 use crate::search::{search, SearchControl, SearchOptions, SearchOutcome};
 
 #[derive(Debug, Default)]
 struct Shared {
-    queue: Mutex<VecDeque<String>>,
+    queue: Mutex<VecDeque<Message>>,
     ready: Condvar,
     closed: Mutex<bool>,
 }
@@ -38,10 +38,10 @@ impl MemoryChannel {
         Self::default()
     }
 
-    /// Puts a raw message body on the channel, as a worker (or a forger) would.
-    pub fn send(&self, body: impl Into<String>) {
+    /// Puts a message on the channel, as a worker (or a forger) would.
+    pub fn send(&self, message: Message) {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        queue.push_back(body.into());
+        queue.push_back(message);
         self.shared.ready.notify_all();
     }
 
@@ -66,7 +66,7 @@ impl ResultChannel for MemoryChannel {
         "memory://"
     }
 
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, ChannelError> {
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
         let deadline = Instant::now() + wait;
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         while queue.is_empty() {
@@ -125,8 +125,12 @@ impl Launcher for MemoryLauncher {
                 .shard(shard, spec.shards)
                 .map_err(|e| LaunchError::Other(e.to_string()))?;
             let control = Arc::new(SearchControl::new());
-            let (puzzle, run_id, channel) =
-                (spec.puzzle.clone(), spec.run_id, self.channel.clone());
+            let (puzzle, run_id, key, channel) = (
+                spec.puzzle.clone(),
+                spec.run_id,
+                spec.run_key.clone(),
+                self.channel.clone(),
+            );
             let options = SearchOptions {
                 threads: 1,
                 backend: self.backend,
@@ -164,7 +168,7 @@ impl Launcher for MemoryLauncher {
                     elapsed_ms: elapsed.as_millis() as u64,
                     kind,
                 };
-                channel.send(report.to_json());
+                channel.send(Message::signed(&key, report.to_json()));
             });
             self.workers.push((control, handle));
         }

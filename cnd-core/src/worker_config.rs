@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::puzzle::{
     parse_block_hex, parse_difficulty, NonceBits, NonceFormat, Puzzle, PuzzleError,
 };
+use crate::run_key::{RunKey, RunKeyError};
 use crate::search::available_threads;
 use crate::shard::{NonceRange, RangeError};
 
@@ -35,6 +36,8 @@ pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
 pub const RANGE: &str = "CND_RANGE";
 /// Where reports go.
 pub const QUEUE_URL: &str = "CND_QUEUE_URL";
+/// The run's report key, 64 hex digits (SPEC §5).
+pub const RUN_KEY: &str = "CND_RUN_KEY";
 /// Search threads.
 pub const THREADS: &str = "CND_THREADS";
 /// The most search threads a worker (`CND_THREADS`) or the CLI (`--threads`)
@@ -104,6 +107,9 @@ pub enum WorkerConfigError {
         /// What is wrong with it.
         source: RangeError,
     },
+    /// `CND_RUN_KEY` is not 64 hex digits (its value is never shown: it is a secret).
+    #[error("CND_RUN_KEY is invalid: {0}")]
+    RunKey(RunKeyError),
     /// `CND_THREADS` is zero, above [`MAX_THREADS`] or not a whole number.
     #[error("CND_THREADS={0:?} is not a thread count: use a whole number from 1 to {MAX_THREADS}")]
     Threads(String),
@@ -126,6 +132,8 @@ pub struct WorkerConfig {
     pub shard: NonceRange,
     /// Where reports go.
     pub queue_url: String,
+    /// The key reports are signed with.
+    pub run_key: RunKey,
     /// Threads to search with, at least 1.
     pub threads: usize,
     /// The name reported back.
@@ -219,6 +227,7 @@ impl WorkerConfig {
         })?;
 
         let queue_url = required(QUEUE_URL)?.trim().to_string();
+        let run_key = RunKey::parse_hex(&required(RUN_KEY)?).map_err(WorkerConfigError::RunKey)?;
 
         let threads = match get(THREADS) {
             Some(v) => match v.trim().parse::<usize>() {
@@ -243,6 +252,7 @@ impl WorkerConfig {
             shard_index,
             shard,
             queue_url,
+            run_key,
             threads,
             worker_name,
         })
@@ -303,6 +313,7 @@ mod tests {
             (SHARD_COUNT, "4".to_string()),
             (SHARD_INDEX, "2".to_string()),
             (QUEUE_URL, "http://127.0.0.1:5000/123/cnd-x".to_string()),
+            (RUN_KEY, "ab".repeat(32)),
         ])
     }
 
@@ -379,7 +390,14 @@ mod tests {
 
     #[test]
     fn missing_variables_are_named() {
-        for variable in [RUN_ID, DIFFICULTY, SHARD_COUNT, SHARD_INDEX, QUEUE_URL] {
+        for variable in [
+            RUN_ID,
+            DIFFICULTY,
+            SHARD_COUNT,
+            SHARD_INDEX,
+            QUEUE_URL,
+            RUN_KEY,
+        ] {
             let err = with(&[(variable, None)]).unwrap_err();
             assert_eq!(err, WorkerConfigError::Missing { variable });
             assert!(err.to_string().contains(variable), "{err}");
@@ -500,6 +518,17 @@ mod tests {
         assert!(with(&[(THREADS, Some("4096"))]).is_ok());
     }
 
+    #[test]
+    fn a_bad_run_key_is_named_but_never_shown() {
+        let secret = "c0ffee".repeat(10); // 60 digits: one byte short of a key
+        let err = with(&[(RUN_KEY, Some(&secret))]).unwrap_err();
+        assert!(matches!(err, WorkerConfigError::RunKey(_)), "{err:?}");
+        assert!(err.to_string().contains("CND_RUN_KEY"), "{err}");
+        assert!(!err.to_string().contains("c0ffee"), "{err}");
+        let config = with(&[(RUN_KEY, Some(&format!(" {} ", "AB".repeat(32))))]).unwrap();
+        assert_eq!(config.run_key, RunKey::from_bytes([0xab; 32]));
+    }
+
     fn puzzle_strategy() -> impl Strategy<Value = Puzzle> {
         (
             prop::collection::vec(any::<u8>(), 0..40),
@@ -553,9 +582,12 @@ mod tests {
                 shards,
                 parallelism: 1,
                 queue_url: "https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x".into(),
+                run_key: RunKey::from_bytes([9; 32]),
                 timeout: None,
             };
             let mut env: HashMap<String, String> = spec.worker_env().into_iter().collect();
+            prop_assert!(!env.contains_key(RUN_KEY), "the key is never in the plain environment");
+            env.extend([spec.key_env()]);
             if indexed_job {
                 env.insert(JOB_COMPLETION_INDEX.into(), index.to_string());
             } else {
@@ -568,6 +600,7 @@ mod tests {
             prop_assert_eq!(config.range, range);
             prop_assert_eq!(config.shard, range.shard(index, shards).unwrap());
             prop_assert_eq!(config.queue_url, spec.queue_url);
+            prop_assert_eq!(config.run_key, spec.run_key);
         }
     }
 }

@@ -155,7 +155,7 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let client = sqs::client_for_queue(&config.queue_url)
         .await
         .context("could not configure the SQS client")?;
-    let sender = SqsReportSender::new(&client, &config.queue_url);
+    let sender = SqsReportSender::new(&client, &config.queue_url, config.run_key.clone());
     info!(
         run = %config.run_id,
         shard = config.shard_index,

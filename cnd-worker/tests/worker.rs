@@ -6,8 +6,26 @@ use std::time::{Duration, Instant};
 
 use cnd_cloud::sqs::testing::MotoServer;
 use cnd_cloud::sqs::SqsChannel;
-use cnd_core::{verify, NonceRange, Puzzle, Report, ReportKind, ResultChannel};
+use cnd_core::{verify, Message, NonceRange, Puzzle, Report, ReportKind, ResultChannel, RunKey};
 use uuid::Uuid;
+
+/// The run key every test worker signs with.
+fn key() -> RunKey {
+    RunKey::from_bytes([0x42; 32])
+}
+
+/// The report in a message, after checking it is signed with [`key`].
+fn signed_report(message: &Message) -> Report {
+    let signature = message
+        .signature
+        .as_deref()
+        .expect("every report is signed");
+    assert!(
+        key().verify(&message.body, signature),
+        "bad signature on {message:?}"
+    );
+    Report::from_json(&message.body).expect("the worker sends well-formed reports")
+}
 
 /// The SPEC §4 environment for shard `index` of `shards`, D = `difficulty`.
 fn worker_env(
@@ -25,6 +43,7 @@ fn worker_env(
         ("CND_SHARD_COUNT", shards.to_string()),
         ("CND_SHARD_INDEX", index.to_string()),
         ("CND_QUEUE_URL", queue_url.into()),
+        ("CND_RUN_KEY", key().to_hex()),
         ("CND_THREADS", "2".into()),
         ("CND_WORKER_NAME", format!("test-worker-{index}")),
         ("AWS_ENDPOINT_URL_SQS", endpoint.into()),
@@ -56,8 +75,8 @@ fn output(env: &[(&'static str, String)]) -> Output {
 async fn final_report(channel: &mut SqsChannel, patience: Duration) -> Report {
     let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
-        for body in channel.receive(Duration::from_secs(2)).await.unwrap() {
-            let report = Report::from_json(&body).expect("the worker sends well-formed reports");
+        for message in channel.receive(Duration::from_secs(2)).await.unwrap() {
+            let report = signed_report(&message);
             if report.kind != ReportKind::Progress {
                 return report;
             }
@@ -149,6 +168,30 @@ fn a_missing_run_id_is_named_before_any_work() {
 }
 
 #[test]
+fn a_worker_without_a_run_key_never_searches() {
+    for key in [None, Some("not-hex")] {
+        let mut env = worker_env(
+            Uuid::new_v4(),
+            "http://127.0.0.1:1/0/q",
+            "http://127.0.0.1:1",
+            12,
+            4,
+            2,
+        );
+        env.retain(|(name, _)| *name != "CND_RUN_KEY");
+        env.extend(key.map(|k| ("CND_RUN_KEY", k.to_string())));
+        let out = output(&env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("CND_RUN_KEY"), "{stderr}");
+        assert!(
+            !stderr.contains("not-hex"),
+            "a key is never echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_malformed_difficulty_is_named_with_its_value() {
     let mut env = worker_env(
         Uuid::new_v4(),
@@ -198,7 +241,7 @@ async fn sigterm_stops_a_long_search_promptly() {
         let bodies = channel.receive(Duration::from_secs(1)).await.unwrap();
         if let Some(report) = bodies
             .iter()
-            .filter_map(|b| Report::from_json(b).ok())
+            .map(signed_report)
             .find(|r| r.kind == ReportKind::Progress && r.hashes > 0)
         {
             break report;

@@ -89,8 +89,14 @@ async fn cleanup_kubernetes(args: &CleanupArgs) -> anyhow::Result<()> {
     for pod in &cleaned.pods {
         println!("deleted pod {}/{pod}", options.namespace);
     }
-    if cleaned.jobs.is_empty() && cleaned.pods.is_empty() {
-        println!("no cnd jobs or pods in namespace {}", options.namespace);
+    for secret in &cleaned.secrets {
+        println!("deleted secret {}/{secret}", options.namespace);
+    }
+    if cleaned.jobs.is_empty() && cleaned.pods.is_empty() && cleaned.secrets.is_empty() {
+        println!(
+            "no cnd jobs, pods or secrets in namespace {}",
+            options.namespace
+        );
     }
     Ok(())
 }

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use cnd_core::puzzle::to_hex;
 use cnd_core::search::available_threads;
@@ -15,6 +14,7 @@ use serde_json::json;
 use crate::args::{parse_duration, parse_threads, range_for, OutputArgs, PuzzleArgs};
 use crate::exit::Exit;
 use crate::human;
+use crate::signals::StopSignal;
 
 /// Search this machine's cores for the smallest golden nonce of the space.
 ///
@@ -58,8 +58,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
 
     let control = Arc::new(SearchControl::new());
     let handler_control = Arc::clone(&control);
-    ctrlc::set_handler(move || handler_control.cancel())
-        .context("installing the Ctrl-C handler")?;
+    let stop = StopSignal::install(move || handler_control.cancel())?;
     let options = SearchOptions {
         threads,
         backend,
@@ -78,7 +77,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
         SearchOutcome::Found(_) => Exit::Success,
         SearchOutcome::Exhausted { .. } => Exit::Exhausted,
         SearchOutcome::TimedOut { .. } => Exit::TimedOut,
-        SearchOutcome::Cancelled { .. } => Exit::Interrupted,
+        SearchOutcome::Cancelled { .. } => stop.exit(),
     })
 }
 

@@ -19,7 +19,7 @@ use cnd_cloud::local::{LocalLauncher, LocalOptions};
 use cnd_cloud::sqs::{self, SqsChannel};
 use cnd_core::master::{run_master, MasterEvent, MasterOutcome, Totals};
 use cnd_core::puzzle::to_hex;
-use cnd_core::{stats, Launcher, Puzzle, ResultChannel, RunSpec, WorkerStatus};
+use cnd_core::{stats, Launcher, Puzzle, ResultChannel, RunKey, RunSpec, WorkerStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use uuid::Uuid;
@@ -29,6 +29,7 @@ use crate::args::{
 };
 use crate::exit::{usage, Exit};
 use crate::human;
+use crate::signals::StopSignal;
 
 /// Hash rate of one CPU core of a pod, in MH/s, when `--rate` is not given and
 /// this machine cannot be measured: a conservative figure for one modern x86 core.
@@ -274,16 +275,20 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
-    // SIGINT and SIGTERM: the master notices within a second, cleans up, and we exit 130.
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    // SIGINT and SIGTERM: the master notices within a second, cleans up, and we
+    // exit 130 or 143.
+    let stop = StopSignal::install(move || flag.store(true, Ordering::SeqCst))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(submit(args, plan, &interrupted))
+    let exit = runtime.block_on(submit(args, plan, &interrupted))?;
+    Ok(match exit {
+        Exit::Interrupted => stop.exit(),
+        other => other,
+    })
 }
 
 fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
@@ -354,6 +359,8 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         shards,
         parallelism: pods,
         queue_url,
+        // Fresh for every run, dry runs included: a key that was ever printed is not reused.
+        run_key: RunKey::generate().context("making the run's report key")?,
         timeout: args.timeout,
     };
     let kube = KubeOptions {

@@ -1,0 +1,165 @@
+//! The run's report key (SPEC §5): who may speak for a run's workers.
+//!
+//! Anyone who can write to a queue can write a report, and a run id is no
+//! secret (it is in every pod's spec). So the master draws a fresh 256-bit
+//! [`RunKey`] for each run, hands it only to the run's workers (`CND_RUN_KEY`,
+//! from a Secret on Kubernetes), and takes into account only messages whose
+//! [`SIGNATURE_ATTRIBUTE`] is the HMAC-SHA256 of the body's exact bytes under
+//! that key.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::puzzle::{parse_block_hex, to_hex};
+
+/// The message attribute (and, where there are no attributes, the field) that
+/// carries a report's signature: lowercase hex HMAC-SHA256 of the body.
+pub const SIGNATURE_ATTRIBUTE: &str = "cnd-signature";
+
+/// Why a run key could not be made or read. Never shows the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunKeyError {
+    /// The text is not 64 hex digits.
+    #[error("a run key is 64 hex digits (256 bits), not {0} characters of text")]
+    Malformed(usize),
+    /// The operating system's random source failed.
+    #[error("could not draw a random run key: {0}")]
+    Random(String),
+}
+
+/// A run's 256-bit report key. `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RunKey([u8; 32]);
+
+impl RunKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<RunKey, RunKeyError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| RunKeyError::Random(e.to_string()))?;
+        Ok(RunKey(bytes))
+    }
+
+    /// The key with these bytes (tests, and keys kept elsewhere).
+    pub fn from_bytes(bytes: [u8; 32]) -> RunKey {
+        RunKey(bytes)
+    }
+
+    /// Reads the 64 hex digits of `CND_RUN_KEY` (spaces at either end ignored).
+    pub fn parse_hex(text: &str) -> Result<RunKey, RunKeyError> {
+        let text = text.trim();
+        let bytes = parse_block_hex(text).map_err(|_| RunKeyError::Malformed(text.len()))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| RunKeyError::Malformed(text.len()))?;
+        Ok(RunKey(bytes))
+    }
+
+    /// The key as 64 lowercase hex digits, for `CND_RUN_KEY`.
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes a key of any length")
+    }
+
+    /// The signature of `body`: lowercase hex HMAC-SHA256 of its bytes.
+    pub fn sign(&self, body: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        to_hex(&mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is `body`'s, compared in constant time. Only the exact
+    /// form [`RunKey::sign`] writes (64 lowercase hex digits) is accepted.
+    pub fn verify(&self, body: &str, signature: &str) -> bool {
+        let canonical = signature.len() == 64
+            && signature
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let Some(tag) = canonical.then(|| parse_block_hex(signature).ok()).flatten() else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        mac.verify_slice(&tag).is_ok()
+    }
+}
+
+impl fmt::Debug for RunKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RunKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> RunKey {
+        RunKey::from_bytes(std::array::from_fn(|i| i as u8))
+    }
+
+    #[test]
+    fn signatures_match_python_hmac() {
+        // python3 -c "import hmac,hashlib;print(hmac.new(bytes(range(32)),b'{\"v\":1}',hashlib.sha256).hexdigest())"
+        assert_eq!(
+            key().sign(r#"{"v":1}"#),
+            "0eb532c50e075d71e18454cc33194be4df85629b9cd859abb198db2cee5adeb7"
+        );
+        // … and with b'' as the message.
+        assert_eq!(
+            key().sign(""),
+            "d38b42096d80f45f826b44a9d5607de72496a415d3f4a1a8c88e3bb9da8dc1cb"
+        );
+    }
+
+    #[test]
+    fn only_the_exact_signature_verifies() {
+        let body = r#"{"v":1}"#;
+        let good = key().sign(body);
+        assert!(key().verify(body, &good));
+        assert!(!key().verify(r#"{"v":1} "#, &good), "another body");
+        assert!(!key().verify(body, &good.to_uppercase()), "not canonical");
+        assert!(!key().verify(body, &good[..62]), "truncated");
+        assert!(!key().verify(body, ""), "empty");
+        let other = RunKey::from_bytes([7; 32]);
+        assert!(!other.verify(body, &good), "another key");
+    }
+
+    #[test]
+    fn keys_are_random_hex_and_never_printed() {
+        let (a, b) = (RunKey::generate().unwrap(), RunKey::generate().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.to_hex().len(), 64);
+        assert_eq!(RunKey::parse_hex(&a.to_hex()).unwrap(), a);
+        assert!(!format!("{a:?}").contains(&a.to_hex()[..8]));
+        assert_eq!(
+            RunKey::parse_hex("abc"),
+            Err(RunKeyError::Malformed(3)),
+            "too short"
+        );
+        assert!(RunKey::parse_hex(&"zz".repeat(32)).is_err());
+        assert!(RunKey::parse_hex(&"00".repeat(33)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_changed_byte_never_verifies(body in ".{0,200}", at in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let key = key();
+            let signature = key.sign(&body);
+            prop_assert!(key.verify(&body, &signature));
+            if !body.is_empty() {
+                let mut bytes = body.clone().into_bytes();
+                let i = at.index(bytes.len());
+                bytes[i] ^= 1 << bit;
+                if let Ok(changed) = String::from_utf8(bytes) {
+                    prop_assert!(!key.verify(&changed, &signature));
+                }
+            }
+        }
+    }
+}
