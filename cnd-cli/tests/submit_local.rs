@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use cnd_cloud::sqs::{self, testing::MotoServer};
+use cnd_cloud::sqs;
+use cnd_cloud::sqs::testing::{Fault, FaultProxy, MotoServer};
 use cnd_core::{verify, Puzzle, Report, ReportKind};
 use serde_json::Value;
 use uuid::Uuid;
@@ -454,4 +455,120 @@ fn sigint_exits_130_and_leaves_nothing_behind() {
 #[test]
 fn sigterm_exits_143_and_leaves_nothing_behind() {
     stops_on("TERM", 143);
+}
+
+/// `submit` talking to moto through a [`FaultProxy`].
+fn submit_via(proxy: &FaultProxy, moto: &MotoServer, args: &[&str]) -> Command {
+    let mut command = submit(moto, args);
+    command.env("AWS_ENDPOINT_URL_SQS", proxy.endpoint());
+    command
+}
+
+#[test]
+fn a_queue_that_stalls_mid_run_cannot_hold_off_sigint_and_is_still_removed() {
+    let moto = MotoServer::start();
+    let proxy = FaultProxy::start(&moto.endpoint());
+    let run = Uuid::new_v4();
+    let child = submit_via(
+        &proxy,
+        &moto,
+        &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for_workers(run, 2);
+    // SQS now accepts connections and answers nothing; the master's long poll hangs.
+    proxy.set(Fault::Stall);
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    // The run stops at once: its workers are gone within a couple of seconds,
+    // although the queue cannot be deleted yet.
+    while !processes_of(run).is_empty() {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(3),
+            "workers still run {:?} after SIGINT",
+            signalled.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("workers gone {:?} after SIGINT", signalled.elapsed());
+    // SQS comes back while cleanup retries: the queue is deleted after all.
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.set(Fault::Pass);
+    let output = wait_with_timeout(child, Duration::from_secs(40));
+    eprintln!("exited {:?} after SIGINT", signalled.elapsed());
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    assert_nothing_left(&moto, run);
+}
+
+#[test]
+fn a_queue_that_never_answers_is_bounded_by_the_timeout_and_by_sigint() {
+    let moto = MotoServer::start();
+    let proxy = FaultProxy::start(&moto.endpoint());
+    proxy.set(Fault::Stall);
+    worker_bin(); // built before the clock starts
+                  // --timeout bounds the setup too: no answer at all ends with a clear error.
+    let started = Instant::now();
+    let output = wait_with_timeout(
+        submit_via(
+            &proxy,
+            &moto,
+            &["-d", "60", "--pods", "1", "--timeout", "2s"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(30),
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("no answer within"), "{stderr}");
+    eprintln!(
+        "--timeout 2s against a stalled queue: exit 1 after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // SIGTERM while the queue is being created: out at once with 143.
+    let child = submit_via(&proxy, &moto, &["-d", "60", "--pods", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let signalled = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let output = wait_with_timeout(child, Duration::from_secs(30));
+    eprintln!(
+        "SIGTERM during a stalled queue creation: exit after {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(143),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        signalled.elapsed()
+    );
 }

@@ -682,6 +682,8 @@ pub mod testing {
     use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use aws_config::retry::RetryConfig;
@@ -798,6 +800,125 @@ pub mod testing {
             .load()
             .await;
         Client::new(&config)
+    }
+
+    /// What a [`FaultProxy`] does to the traffic through it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Fault {
+        /// Forwards everything both ways.
+        Pass,
+        /// Accepts connections and holds every byte, answering nothing: an
+        /// endpoint that stalls without closing. Held bytes flow again on `Pass`.
+        Stall,
+        /// Closes every connection, open or new.
+        Cut,
+    }
+
+    /// A TCP proxy on 127.0.0.1 in front of `upstream` (a moto server) that can
+    /// stall or cut the traffic on demand. Its threads end when it is dropped.
+    #[derive(Debug)]
+    pub struct FaultProxy {
+        port: u16,
+        fault: Arc<AtomicU8>,
+        closed: Arc<AtomicBool>,
+    }
+
+    impl FaultProxy {
+        /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`, as
+        /// [`MotoServer::endpoint`] gives), passing traffic.
+        pub fn start(upstream: &str) -> FaultProxy {
+            let upstream: SocketAddr = upstream
+                .trim_start_matches("http://")
+                .parse()
+                .expect("an http://IP:PORT endpoint");
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
+            listener
+                .set_nonblocking(true)
+                .expect("a non-blocking listener");
+            let port = listener.local_addr().expect("local address").port();
+            let proxy = FaultProxy {
+                port,
+                fault: Arc::new(AtomicU8::new(Fault::Pass as u8)),
+                closed: Arc::new(AtomicBool::new(false)),
+            };
+            let (fault, closed) = (Arc::clone(&proxy.fault), Arc::clone(&proxy.closed));
+            std::thread::spawn(move || {
+                while !closed.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            let Ok(server) = TcpStream::connect(upstream) else {
+                                continue;
+                            };
+                            for (from, to) in [
+                                (client.try_clone(), server.try_clone()),
+                                (server.try_clone(), client.try_clone()),
+                            ] {
+                                if let (Ok(from), Ok(to)) = (from, to) {
+                                    let (fault, closed) = (Arc::clone(&fault), Arc::clone(&closed));
+                                    std::thread::spawn(move || pump(from, to, &fault, &closed));
+                                }
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+            proxy
+        }
+
+        /// `http://127.0.0.1:PORT` of the proxy.
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        /// From now on, does `fault` to the traffic.
+        pub fn set(&self, fault: Fault) {
+            self.fault.store(fault as u8, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for FaultProxy {
+        fn drop(&mut self) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Copies `from` to `to` as the proxy's fault says, until either end closes,
+    /// the fault is `Cut`, or the proxy is dropped.
+    fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8, closed: &AtomicBool) {
+        use std::io::{Read, Write};
+        let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+        let mut buffer = [0u8; 16 * 1024];
+        let mut held: Vec<u8> = Vec::new();
+        while !closed.load(Ordering::SeqCst) {
+            let now = fault.load(Ordering::SeqCst);
+            if now == Fault::Cut as u8 {
+                break;
+            }
+            if now == Fault::Pass as u8 && !held.is_empty() {
+                if to.write_all(&held).is_err() {
+                    break;
+                }
+                held.clear();
+            }
+            match from.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) if now == Fault::Pass as u8 => {
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+                Ok(n) => held.extend_from_slice(&buffer[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
     }
 
     /// A TCP port nothing listens on right now.

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod cancel;
 pub mod distributed;
 pub mod master;
 pub mod memory;
@@ -37,10 +38,13 @@ pub mod verify;
 pub mod worker_config;
 
 pub use backend::{Backend, BackendError, Job, Template};
+pub use cancel::{CancelToken, ThreadTimer, Timer};
 pub use distributed::{
     ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
 };
-pub use master::{run_master, Golden, Ignored, MasterError, MasterEvent, MasterOutcome, Totals};
+pub use master::{
+    run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Totals,
+};
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};
 pub use run_key::{RunKey, RunKeyError, SIGNATURE_ATTRIBUTE};

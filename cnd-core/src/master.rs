@@ -16,11 +16,14 @@
 //! never taken for more than the shard's length.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::{pending, poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::cancel::{CancelToken, Timer};
 use crate::distributed::{
     ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
 };
@@ -29,16 +32,12 @@ use crate::report::{Report, ReportError, ReportKind};
 use crate::shard::NonceRange;
 use crate::verify::verify;
 
-/// How long one `receive` waits at most: the loop's pace, and so the latency of
-/// noticing an interrupt or a deadline.
+/// How long one `receive` waits at most: the loop's pace. (An interrupt or the
+/// deadline cuts any wait short at once.)
 pub const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 
 /// How often the launcher is asked how its workers are doing.
 pub const STATUS_EVERY: Duration = Duration::from_secs(2);
-
-/// Consecutive failures of `receive` or `status` tolerated before the run ends
-/// in an error (the SDKs already retry each call with backoff).
-pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;
 
 /// What the master tells its caller while a run goes on (for live status).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +80,19 @@ pub enum MasterEvent {
         /// The worker that found it.
         worker: String,
     },
-    /// Removing the run's workers or queue failed; things may be left behind.
+    /// A call failed and is being retried within [`MasterOptions::retry_for`].
+    Retrying {
+        /// What failed ("worker status", "receiving results").
+        what: &'static str,
+        /// The latest error.
+        error: String,
+        /// How long it has been failing.
+        failing_for: Duration,
+        /// How long it may fail before the run ends.
+        budget: Duration,
+    },
+    /// Removing the run's workers or queue failed even after retries; the text
+    /// names exactly what may be left behind.
     CleanupFailed(String),
 }
 
@@ -292,46 +303,301 @@ pub enum MasterError {
     Channel(ChannelError),
 }
 
+/// How long the master waits for things, and how long it rides out trouble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterOptions {
+    /// When the run ends as timed out, whatever is in flight.
+    pub deadline: Option<Instant>,
+    /// How long `status` or `receive` may keep failing (transiently: unreachable,
+    /// 5xx, no answer) before the run ends in an error. Refusals end it at once.
+    pub retry_for: Duration,
+    /// The longest one `status`, `receive` (beyond its own wait), `stop` or
+    /// `close` call may take; a call that takes longer counts as failed.
+    pub call_timeout: Duration,
+    /// The longest `launch` may take (it may create many pods).
+    pub launch_timeout: Duration,
+    /// How long `stop` and `close` are retried at the end of a run (they run
+    /// side by side). A second cancellation cuts this short.
+    pub cleanup_for: Duration,
+}
+
+impl Default for MasterOptions {
+    /// No deadline, 60 s of retries, 20 s per call, 2 min to launch, 30 s to clean up.
+    fn default() -> Self {
+        MasterOptions {
+            deadline: None,
+            retry_for: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(20),
+            launch_timeout: Duration::from_secs(120),
+            cleanup_for: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MasterOptions {
+    /// The defaults with a deadline.
+    pub fn with_deadline(deadline: Option<Instant>) -> MasterOptions {
+        MasterOptions {
+            deadline,
+            ..MasterOptions::default()
+        }
+    }
+}
+
+/// Tries of `stop` and of `close` at the end of a run.
+const CLEANUP_TRIES: u32 = 3;
+
 /// Runs a distributed search from launch to cleanup.
 ///
 /// Launches `spec` with `launcher`, reads reports from `channel` until the first
-/// verified golden nonce, every shard exhausted, `deadline`, or `interrupted`
-/// (checked at least every [`RECEIVE_WAIT`]), then calls `launcher.stop()` and
-/// `channel.close()` on every way out, errors included. `on_event` sees what
-/// happens as it happens.
+/// verified golden nonce, every shard exhausted, the deadline, or `cancel`, then
+/// calls `launcher.stop()` and `channel.close()` on every way out, errors
+/// included (each tried [`CLEANUP_TRIES`] times, each try bounded). Every call is
+/// raced against `cancel`, the deadline and its own time limit (`timer` tells
+/// the time), so a stalled API server or queue never holds the run: a
+/// cancellation is honoured at once. `on_event` sees what happens as it happens.
+/// The future is `Send`, so it can be spawned.
 pub async fn run_master(
     launcher: &mut dyn Launcher,
     channel: &mut dyn ResultChannel,
     spec: &RunSpec,
-    deadline: Option<Instant>,
-    interrupted: &AtomicBool,
-    mut on_event: impl FnMut(MasterEvent),
+    options: &MasterOptions,
+    timer: &dyn Timer,
+    cancel: &CancelToken,
+    mut on_event: impl FnMut(MasterEvent) + Send,
 ) -> Result<MasterOutcome, MasterError> {
     let started = Instant::now();
+    let clock = Clock {
+        timer,
+        cancel: Some(cancel),
+        deadline: options.deadline,
+    };
     let result = drive(
         launcher,
         channel,
         spec,
-        deadline,
-        interrupted,
+        options,
+        &clock,
         started,
         &mut on_event,
     )
     .await;
     // Whatever happened, the run leaves nothing behind (the original leaked pods).
-    if let Err(e) = launcher.stop().await {
-        tracing::warn!(run = %spec.run_id, "stopping the workers failed: {e}");
-        on_event(MasterEvent::CleanupFailed(format!(
-            "stopping the workers failed: {e}"
-        )));
-    }
-    if let Err(e) = channel.close().await {
-        tracing::warn!(run = %spec.run_id, "closing the result channel failed: {e}");
-        on_event(MasterEvent::CleanupFailed(format!(
-            "closing the result channel failed: {e}"
-        )));
+    // Cleanup outlives the cancellation or deadline that ended the run; only a
+    // second cancellation (the user insisting) cuts it short.
+    let cleanup = Clock {
+        timer,
+        cancel: None,
+        deadline: Some(Instant::now() + options.cleanup_for),
+    };
+    let limit = options.call_timeout;
+    let (stopped, closed) = join(
+        retry_cleanup(&cleanup, cancel, limit, launcher, |l| l.stop()),
+        retry_cleanup(&cleanup, cancel, limit, channel, |c| c.close()),
+    )
+    .await;
+    let left: Vec<String> = [
+        stopped
+            .err()
+            .map(|e| format!("stopping the workers failed: {e}")),
+        closed
+            .err()
+            .map(|e| format!("closing the result channel failed: {e}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !left.is_empty() {
+        let what = left.join("; ");
+        tracing::warn!(run = %spec.run_id, "cleanup incomplete: {what}");
+        on_event(MasterEvent::CleanupFailed(what));
     }
     result
+}
+
+/// Both futures, side by side, to completion.
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut a_out, mut b_out) = (None, None);
+    poll_fn(|cx| {
+        if a_out.is_none() {
+            if let Poll::Ready(out) = a.as_mut().poll(cx) {
+                a_out = Some(out);
+            }
+        }
+        if b_out.is_none() {
+            if let Poll::Ready(out) = b.as_mut().poll(cx) {
+                b_out = Some(out);
+            }
+        }
+        match (a_out.take(), b_out.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (a_out, b_out) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// A launcher's or channel's cleanup call (`stop`, `close`), as async-trait makes it.
+type CleanupStep<T, E> =
+    for<'a> fn(&'a mut T) -> Pin<Box<dyn Future<Output = Result<(), E>> + Send + 'a>>;
+
+/// Tries `step` on `target` until it succeeds, [`CLEANUP_TRIES`] tries fail, the
+/// cleanup's time (the clock's deadline) is up, or `cancel` is cancelled a second
+/// time; each try is bounded by `limit`. The error says why and after how many tries.
+async fn retry_cleanup<T: ?Sized, E: fmt::Display>(
+    clock: &Clock<'_>,
+    cancel: &CancelToken,
+    limit: Duration,
+    target: &mut T,
+    step: CleanupStep<T, E>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    let mut tries = 0;
+    while tries < CLEANUP_TRIES {
+        if tries > 0 {
+            let backoff = BACKOFF_FIRST * 2u32.pow(tries);
+            match clock.bounded(backoff, cancel.cancelled_again()).await {
+                Err(Cut::TimedOut) => {}
+                Ok(()) => {
+                    last = "given up at a second interrupt".into();
+                    break;
+                }
+                Err(_) => {
+                    last.push_str("; out of time for cleanup");
+                    break;
+                }
+            }
+        }
+        tries += 1;
+        match clock
+            .bounded(limit, until(step(target), cancel.cancelled_again()))
+            .await
+        {
+            Ok(Some(Ok(()))) => return Ok(()),
+            Ok(Some(Err(e))) => last = e.to_string(),
+            Ok(None) => {
+                last = "given up at a second interrupt".into();
+                break;
+            }
+            Err(Cut::TimedOut) => last = format!("no answer within {}", seconds(limit)),
+            Err(_) => {
+                last = "no answer before the time for cleanup ran out".into();
+                break;
+            }
+        }
+    }
+    Err(format!(
+        "{last} ({tries} {})",
+        if tries == 1 { "try" } else { "tries" }
+    ))
+}
+
+/// `call`'s output, or `None` if `stop` is ready first.
+async fn until<T>(call: impl Future<Output = T>, stop: impl Future<Output = ()>) -> Option<T> {
+    let (mut call, mut stop) = (pin!(call), pin!(stop));
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        stop.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// The first wait after a failed call; it doubles up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+/// The longest wait between tries of a failing call.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Why a bounded call did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The run was cancelled.
+    Cancelled,
+    /// The run's deadline passed.
+    Deadline,
+    /// The call's own time limit passed.
+    TimedOut,
+}
+
+/// What every call of a run is raced against.
+struct Clock<'a> {
+    timer: &'a dyn Timer,
+    cancel: Option<&'a CancelToken>,
+    deadline: Option<Instant>,
+}
+
+impl Clock<'_> {
+    /// Runs `call` until it finishes, the run is cancelled, the deadline passes,
+    /// or `limit` passes, whichever comes first.
+    async fn bounded<T>(&self, limit: Duration, call: impl Future<Output = T>) -> Result<T, Cut> {
+        let mut call = pin!(call);
+        let mut cancelled = self.cancel.map(|c| Box::pin(c.cancelled()));
+        let mut deadline = self.deadline.map(|d| {
+            self.timer
+                .sleep(d.saturating_duration_since(Instant::now()))
+        });
+        let mut limit = self.timer.sleep(limit);
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = call.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            if cancelled
+                .as_mut()
+                .is_some_and(|c| c.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(Err(Cut::Cancelled));
+            }
+            if deadline
+                .as_mut()
+                .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(Err(Cut::Deadline));
+            }
+            if limit.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Cut::TimedOut));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// How long a kind of call has been failing, for the retry budget.
+#[derive(Debug, Default)]
+struct Failing {
+    since: Option<Instant>,
+    tries: u32,
+}
+
+impl Failing {
+    /// Records a failure; true while the failures are within `budget`.
+    fn again(&mut self, budget: Duration) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.tries += 1;
+        since.elapsed() < budget
+    }
+
+    fn for_how_long(&self) -> Duration {
+        self.since.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    fn backoff(&self) -> Duration {
+        let doublings = self.tries.saturating_sub(1).min(16);
+        (BACKOFF_FIRST * 2u32.pow(doublings)).min(BACKOFF_MAX)
+    }
+
+    fn reset(&mut self) {
+        *self = Failing::default();
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// The run's state, fed by reports.
@@ -360,10 +626,10 @@ async fn drive(
     launcher: &mut dyn Launcher,
     channel: &mut dyn ResultChannel,
     spec: &RunSpec,
-    deadline: Option<Instant>,
-    interrupted: &AtomicBool,
+    options: &MasterOptions,
+    clock: &Clock<'_>,
     started: Instant,
-    on_event: &mut dyn FnMut(MasterEvent),
+    on_event: &mut (dyn FnMut(MasterEvent) + Send),
 ) -> Result<MasterOutcome, MasterError> {
     let shard_ranges = (0..spec.shards)
         .map(|i| spec.range.shard(i, spec.shards))
@@ -378,8 +644,34 @@ async fn drive(
         failed_reports: 0,
         ignored: 0,
     };
+    // How the run ends when a call is cut short by the cancellation or the deadline.
+    let cut_short = |cut: Cut, tally: &Tally| match cut {
+        Cut::Cancelled => {
+            tracing::info!(run = %spec.run_id, "interrupted");
+            Ok(MasterOutcome::Interrupted(tally.totals(started)))
+        }
+        _ => {
+            tracing::info!(run = %spec.run_id, "deadline reached");
+            Ok(MasterOutcome::TimedOut(tally.totals(started)))
+        }
+    };
 
-    launcher.launch(spec).await.map_err(MasterError::Launch)?;
+    match clock
+        .bounded(options.launch_timeout, launcher.launch(spec))
+        .await
+    {
+        Ok(launched) => launched.map_err(MasterError::Launch)?,
+        Err(Cut::TimedOut) => {
+            return Err(MasterError::Launch(LaunchError::Unreachable {
+                target: "the launcher".into(),
+                detail: format!(
+                    "starting the workers took longer than {}",
+                    seconds(options.launch_timeout)
+                ),
+            }))
+        }
+        Err(cut) => return cut_short(cut, &tally),
+    }
     tracing::info!(run = %spec.run_id, shards = spec.shards, parallelism = spec.parallelism, "workers launched");
     on_event(MasterEvent::Launched {
         shards: spec.shards,
@@ -387,28 +679,36 @@ async fn drive(
     });
 
     let mut next_status = Instant::now();
-    let mut status_errors = 0;
-    let mut receive_errors = 0;
+    let mut status_failing = Failing::default();
+    let mut receive_failing = Failing::default();
     // Consecutive status polls that saw no live worker while shards are unfinished;
     // two in a row (≥ STATUS_EVERY apart) leave time for in-flight reports to arrive.
     let mut idle_polls = 0;
 
     loop {
-        if interrupted.load(Ordering::SeqCst) {
-            tracing::info!(run = %spec.run_id, "interrupted");
-            return Ok(MasterOutcome::Interrupted(tally.totals(started)));
+        if clock.cancel.is_some_and(CancelToken::is_cancelled) {
+            return cut_short(Cut::Cancelled, &tally);
         }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            tracing::info!(run = %spec.run_id, "deadline reached");
-            return Ok(MasterOutcome::TimedOut(tally.totals(started)));
+        if clock.deadline.is_some_and(|d| Instant::now() >= d) {
+            return cut_short(Cut::Deadline, &tally);
         }
 
-        if now >= next_status {
-            next_status = now + STATUS_EVERY;
-            match launcher.status().await {
+        if Instant::now() >= next_status {
+            next_status = Instant::now() + STATUS_EVERY;
+            let status = match clock.bounded(options.call_timeout, launcher.status()).await {
+                Ok(status) => status,
+                Err(Cut::TimedOut) => Err(LaunchError::Unreachable {
+                    target: "the launcher".into(),
+                    detail: format!(
+                        "asking how the workers are doing got no answer within {}",
+                        seconds(options.call_timeout)
+                    ),
+                }),
+                Err(cut) => return cut_short(cut, &tally),
+            };
+            match status {
                 Ok(status) => {
-                    status_errors = 0;
+                    status_failing.reset();
                     on_event(MasterEvent::Workers(status.clone()));
                     if let Some(fatal) = status.fatal {
                         return Err(MasterError::Fatal(fatal));
@@ -431,29 +731,62 @@ async fn drive(
                     }
                 }
                 Err(e) => {
-                    status_errors += 1;
-                    tracing::warn!(run = %spec.run_id, "worker status failed ({status_errors} in a row): {e}");
-                    if status_errors >= MAX_CONSECUTIVE_ERRORS {
+                    let refused = matches!(e, LaunchError::Refused { .. });
+                    if refused || !status_failing.again(options.retry_for) {
                         return Err(MasterError::Status(e));
                     }
+                    let failing_for = status_failing.for_how_long();
+                    tracing::warn!(run = %spec.run_id, "worker status failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
+                    on_event(MasterEvent::Retrying {
+                        what: "worker status",
+                        error: e.to_string(),
+                        failing_for,
+                        budget: options.retry_for,
+                    });
                 }
             }
         }
 
-        let wait = match deadline {
+        let wait = match clock.deadline {
             Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(Instant::now())),
             None => RECEIVE_WAIT,
         };
-        let bodies = match channel.receive(wait).await {
+        let received = match clock
+            .bounded(wait + options.call_timeout, channel.receive(wait))
+            .await
+        {
+            Ok(received) => received,
+            Err(Cut::TimedOut) => Err(ChannelError::Unreachable {
+                target: channel.address().to_string(),
+                detail: format!("no answer within {}", seconds(wait + options.call_timeout)),
+            }),
+            Err(cut) => return cut_short(cut, &tally),
+        };
+        let bodies = match received {
             Ok(bodies) => {
-                receive_errors = 0;
+                receive_failing.reset();
                 bodies
             }
             Err(e) => {
-                receive_errors += 1;
-                tracing::warn!(run = %spec.run_id, "receiving results failed ({receive_errors} in a row): {e}");
-                if receive_errors >= MAX_CONSECUTIVE_ERRORS {
+                let refused = matches!(e, ChannelError::Refused { .. });
+                if refused || !receive_failing.again(options.retry_for) {
                     return Err(MasterError::Channel(e));
+                }
+                let failing_for = receive_failing.for_how_long();
+                tracing::warn!(run = %spec.run_id, "receiving results failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
+                on_event(MasterEvent::Retrying {
+                    what: "receiving results",
+                    error: e.to_string(),
+                    failing_for,
+                    budget: options.retry_for,
+                });
+                // Not a hot loop against a failing service; the cancellation and
+                // the deadline still cut the wait short.
+                if let Err(cut @ (Cut::Cancelled | Cut::Deadline)) = clock
+                    .bounded(receive_failing.backoff(), pending::<()>())
+                    .await
+                {
+                    return cut_short(cut, &tally);
                 }
                 continue;
             }
@@ -477,7 +810,7 @@ fn take(
     tally: &mut Tally,
     message: &Message,
     started: Instant,
-    on_event: &mut dyn FnMut(MasterEvent),
+    on_event: &mut (dyn FnMut(MasterEvent) + Send),
 ) -> Option<Golden> {
     let received_after = started.elapsed();
     let report = match check(spec, tally, message) {
@@ -611,32 +944,11 @@ fn check(spec: &RunSpec, tally: &Tally, message: &Message) -> Result<Report, Ign
 mod tests {
     use super::*;
     use crate::backend::Backend;
-    use crate::memory::{MemoryChannel, MemoryLauncher};
+    use crate::cancel::ThreadTimer;
+    use crate::memory::{block_on, MemoryChannel, MemoryLauncher};
     use crate::puzzle::Puzzle;
     use async_trait::async_trait;
-    use std::future::Future;
     use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll, Wake, Waker};
-
-    /// Polls a future to completion on this thread (the memory channel blocks
-    /// instead of returning Pending, so this is all the tests need).
-    fn block_on<F: Future>(future: F) -> F::Output {
-        struct Unpark(std::thread::Thread);
-        impl Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            match future.as_mut().poll(&mut cx) {
-                Poll::Ready(out) => return out,
-                Poll::Pending => std::thread::park(),
-            }
-        }
-    }
 
     fn spec(difficulty: u32, range: Option<NonceRange>, shards: u64) -> RunSpec {
         let puzzle = Puzzle::with_default_block(difficulty).unwrap();
@@ -657,15 +969,32 @@ mod tests {
         channel: &mut dyn ResultChannel,
         spec: &RunSpec,
         deadline: Option<Instant>,
-        interrupted: &AtomicBool,
+        cancel: &CancelToken,
+    ) -> (Result<MasterOutcome, MasterError>, Vec<MasterEvent>) {
+        run_with(
+            launcher,
+            channel,
+            spec,
+            &MasterOptions::with_deadline(deadline),
+            cancel,
+        )
+    }
+
+    fn run_with(
+        launcher: &mut dyn Launcher,
+        channel: &mut dyn ResultChannel,
+        spec: &RunSpec,
+        options: &MasterOptions,
+        cancel: &CancelToken,
     ) -> (Result<MasterOutcome, MasterError>, Vec<MasterEvent>) {
         let mut events = Vec::new();
         let out = block_on(run_master(
             launcher,
             channel,
             spec,
-            deadline,
-            interrupted,
+            options,
+            &ThreadTimer,
+            cancel,
             |e| events.push(e),
         ));
         (out, events)
@@ -687,7 +1016,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         let MasterOutcome::Found(golden) = out.unwrap() else {
             panic!("D = 12 is found")
@@ -786,7 +1115,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         let MasterOutcome::Found(golden) = out.unwrap() else {
             panic!("found")
@@ -832,7 +1161,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         let MasterOutcome::Found(golden) = out.unwrap() else {
             panic!("the space holds golden nonces at D = 14")
@@ -866,7 +1195,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         let progress = events
             .iter()
@@ -891,7 +1220,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         let MasterOutcome::Exhausted(totals) = out.unwrap() else {
             panic!("exhausted")
@@ -944,7 +1273,7 @@ mod tests {
             &mut channel,
             &spec,
             Some(deadline),
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
         assert!(Instant::now() >= deadline);
@@ -957,12 +1286,12 @@ mod tests {
         let spec = spec(60, None, 2);
         let mut channel = MemoryChannel::new();
         let mut launcher = Idle::default();
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&interrupted);
+        let interrupted = CancelToken::new();
+        let flag = interrupted.clone();
         let start = Instant::now();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
-            flag.store(true, Ordering::SeqCst);
+            flag.cancel();
         });
         let (out, _) = run(&mut launcher, &mut channel, &spec, None, &interrupted);
         assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
@@ -988,7 +1317,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         assert!(matches!(
             out,
@@ -1035,7 +1364,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         assert!(matches!(out, Err(MasterError::Fatal(m)) if m.contains("ImagePullBackOff")));
         assert!(launcher.1 && channel.is_closed());
@@ -1057,7 +1386,7 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         assert!(matches!(
             out,
@@ -1091,11 +1420,370 @@ mod tests {
             &mut channel,
             &spec,
             None,
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         let MasterOutcome::Found(golden) = out.unwrap() else {
             panic!("found")
         };
         assert_eq!(golden.totals.failed_reports, 1);
+    }
+
+    /// A channel that answers as told: hang forever, fail, or return nothing.
+    struct Scripted {
+        /// Answers to `receive`, in order; when they run out, `Ok(vec![])`.
+        answers: std::collections::VecDeque<Option<Result<Vec<Message>, ChannelError>>>,
+        closes: Arc<Mutex<u32>>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Option<Result<Vec<Message>, ChannelError>>>) -> Scripted {
+            Scripted {
+                answers: answers.into(),
+                closes: Arc::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ResultChannel for Scripted {
+        fn address(&self) -> &str {
+            "scripted://"
+        }
+        async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
+            match self.answers.pop_front() {
+                // None: a stalled endpoint that never answers.
+                Some(None) => pending().await,
+                Some(Some(answer)) => answer,
+                None => {
+                    std::thread::sleep(wait.min(Duration::from_millis(20)));
+                    Ok(vec![])
+                }
+            }
+        }
+        async fn close(&mut self) -> Result<(), ChannelError> {
+            *self.closes.lock().unwrap() += 1;
+            Ok(())
+        }
+    }
+
+    fn unreachable() -> ChannelError {
+        ChannelError::Unreachable {
+            target: "q".into(),
+            detail: "connection refused".into(),
+        }
+    }
+
+    fn cancel_after(after: Duration) -> CancelToken {
+        let token = CancelToken::new();
+        let other = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            other.cancel();
+        });
+        token
+    }
+
+    #[test]
+    fn a_stalled_channel_cannot_hold_off_an_interrupt_or_the_deadline() {
+        let spec = spec(60, None, 2);
+        // Interrupt while receive hangs.
+        let mut channel = Scripted::new(vec![None]);
+        let mut launcher = Idle::default();
+        let started = Instant::now();
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &cancel_after(Duration::from_millis(200)),
+        );
+        assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(*launcher.stopped.lock().unwrap(), 1);
+        assert_eq!(*channel.closes.lock().unwrap(), 1);
+
+        // The deadline while receive hangs.
+        let mut channel = Scripted::new(vec![None]);
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let (out, _) = run(
+            &mut Idle::default(),
+            &mut channel,
+            &spec,
+            Some(deadline),
+            &CancelToken::new(),
+        );
+        assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_call_that_never_answers_counts_as_a_failure_and_is_retried() {
+        let spec = spec(60, None, 2);
+        // Hangs once (cut by the call timeout), fails once, then answers: the run
+        // goes on until the deadline.
+        let mut channel = Scripted::new(vec![None, Some(Err(unreachable()))]);
+        let options = MasterOptions {
+            deadline: Some(Instant::now() + Duration::from_millis(1500)),
+            call_timeout: Duration::from_millis(100),
+            ..MasterOptions::default()
+        };
+        let (out, events) = run_with(
+            &mut Idle::default(),
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
+        let retries: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::Retrying { what, error, .. } => Some((*what, error.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(retries.len(), 2, "{retries:?}");
+        assert!(retries[0].1.contains("no answer within"), "{retries:?}");
+        assert!(retries[1].1.contains("connection refused"), "{retries:?}");
+    }
+
+    #[test]
+    fn failures_beyond_the_retry_budget_end_the_run_and_refusals_at_once() {
+        let spec = spec(60, None, 2);
+        let mut channel = Scripted::new((0..1000).map(|_| Some(Err(unreachable()))).collect());
+        let options = MasterOptions {
+            retry_for: Duration::from_millis(600),
+            ..MasterOptions::default()
+        };
+        let started = Instant::now();
+        let (out, _) = run_with(
+            &mut Idle::default(),
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        assert!(
+            matches!(
+                out,
+                Err(MasterError::Channel(ChannelError::Unreachable { .. }))
+            ),
+            "{out:?}"
+        );
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(600), "{took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "backed off, not stuck: {took:?}"
+        );
+
+        let refused = ChannelError::Refused {
+            action: "receiving".into(),
+            detail: "NonExistentQueue".into(),
+        };
+        let mut channel = Scripted::new(vec![Some(Err(refused))]);
+        let (out, _) = run(
+            &mut Idle::default(),
+            &mut channel,
+            &spec,
+            None,
+            &CancelToken::new(),
+        );
+        assert!(matches!(
+            out,
+            Err(MasterError::Channel(ChannelError::Refused { .. }))
+        ));
+    }
+
+    /// A launcher whose `launch` or `stop` hangs, or whose `stop` fails a few times.
+    #[derive(Default)]
+    struct Stubborn {
+        hang_launch: bool,
+        hang_stop: bool,
+        stop_failures: u32,
+        stops: u32,
+    }
+
+    #[async_trait]
+    impl Launcher for Stubborn {
+        async fn launch(&mut self, _: &RunSpec) -> Result<(), LaunchError> {
+            if self.hang_launch {
+                pending::<()>().await;
+            }
+            Ok(())
+        }
+        async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+            Ok(WorkerStatus {
+                running: 1,
+                ..WorkerStatus::default()
+            })
+        }
+        async fn stop(&mut self) -> Result<(), LaunchError> {
+            self.stops += 1;
+            if self.hang_stop {
+                pending::<()>().await;
+            }
+            if self.stops <= self.stop_failures {
+                return Err(LaunchError::Other(format!(
+                    "job cnd-x: etcd timeout {}",
+                    self.stops
+                )));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_hanging_launch_is_interrupted_and_cleaned_up() {
+        let spec = spec(60, None, 2);
+        let mut launcher = Stubborn {
+            hang_launch: true,
+            ..Stubborn::default()
+        };
+        let mut channel = MemoryChannel::new();
+        let started = Instant::now();
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &cancel_after(Duration::from_millis(150)),
+        );
+        assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, MasterEvent::Launched { .. })));
+        assert_eq!(launcher.stops, 1);
+        assert!(channel.is_closed());
+    }
+
+    #[test]
+    fn cleanup_retries_and_then_names_what_is_left() {
+        let spec = spec(60, None, 2);
+        let options = MasterOptions {
+            deadline: Some(Instant::now()),
+            call_timeout: Duration::from_millis(100),
+            ..MasterOptions::default()
+        };
+        // Two failures, then success: nothing to report.
+        let mut launcher = Stubborn {
+            stop_failures: 2,
+            ..Stubborn::default()
+        };
+        let (out, events) = run_with(
+            &mut launcher,
+            &mut MemoryChannel::new(),
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
+        assert_eq!(launcher.stops, 3);
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, MasterEvent::CleanupFailed(_))));
+
+        // A stop that hangs every time: bounded, and said in one line.
+        let mut launcher = Stubborn {
+            hang_stop: true,
+            ..Stubborn::default()
+        };
+        let mut channel = MemoryChannel::new();
+        let started = Instant::now();
+        let (_, events) = run_with(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(launcher.stops, CLEANUP_TRIES);
+        assert!(
+            channel.is_closed(),
+            "the queue is removed even if the workers are not"
+        );
+        let failed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::CleanupFailed(what) => Some(what.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert!(
+            failed[0].contains("stopping the workers") && failed[0].contains("no answer"),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn a_second_interrupt_cuts_a_hanging_cleanup_short() {
+        let spec = spec(60, None, 2);
+        let mut launcher = Stubborn {
+            hang_stop: true,
+            ..Stubborn::default()
+        };
+        let cancel = CancelToken::new();
+        let twice = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            twice.cancel();
+            std::thread::sleep(Duration::from_millis(300));
+            twice.cancel();
+        });
+        let started = Instant::now();
+        let (out, events) = run(
+            &mut launcher,
+            &mut MemoryChannel::new(),
+            &spec,
+            None,
+            &cancel,
+        );
+        assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            events.iter().any(
+                |e| matches!(e, MasterEvent::CleanupFailed(what) if what.contains("second interrupt"))
+            ),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn the_master_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let spec = spec(60, None, 1);
+        let (mut launcher, mut channel) = (Idle::default(), MemoryChannel::new());
+        let cancel = CancelToken::new();
+        let options = MasterOptions::default();
+        let future = run_master(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &ThreadTimer,
+            &cancel,
+            |_| {},
+        );
+        assert_send(&future);
     }
 }

@@ -26,6 +26,28 @@ struct Shared {
     closed: Mutex<bool>,
 }
 
+/// Polls a future to completion on this thread: the smallest executor, enough
+/// for [`run_master`](crate::master::run_master) with the in-memory launcher and
+/// channel and a [`ThreadTimer`](crate::cancel::ThreadTimer).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
 /// A channel whose messages live in memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryChannel {

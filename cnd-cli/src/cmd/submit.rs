@@ -8,8 +8,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,8 +15,10 @@ use clap::{Args, ValueEnum};
 use cnd_cloud::kubernetes::{self, KubeLauncher, KubeOptions, Workload};
 use cnd_cloud::local::{LocalLauncher, LocalOptions};
 use cnd_cloud::sqs::{self, SqsChannel};
-use cnd_core::master::{run_master, MasterEvent, MasterOutcome, Totals};
+use cnd_cloud::TokioTimer;
+use cnd_core::master::{run_master, MasterEvent, MasterOptions, MasterOutcome, Totals};
 use cnd_core::puzzle::to_hex;
+use cnd_core::CancelToken;
 use cnd_core::{stats, Launcher, Puzzle, ResultChannel, RunKey, RunSpec, WorkerStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -142,6 +142,12 @@ pub struct SubmitArgs {
     /// minute later even if this process is gone.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
+
+    /// How long the API server or the queue may keep failing (unreachable, 5xx,
+    /// no answer) before the run gives up with exit 1; calls are retried with
+    /// backoff meanwhile. A refusal (forbidden, no such queue) ends it at once.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "60s")]
+    retry_for: Duration,
 
     /// Local: threads of each worker. [default: this machine's CPUs / pods]
     #[arg(long, value_name = "N", value_parser = crate::args::parse_threads)]
@@ -273,18 +279,28 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
     }
     crate::cmd::run::warn_if_likely_empty(&plan.spec.puzzle, &plan.spec.range);
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    // SIGINT and SIGTERM: the master notices within a second, cleans up, and we
-    // exit 130 or 143.
-    let stop = StopSignal::install(move || flag.store(true, Ordering::SeqCst))?;
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    let run_id = plan.spec.run_id;
+    // SIGINT and SIGTERM: whatever call is in flight is cut short at once, the
+    // run is cleaned up, and we exit 130 or 143. A second one leaves the cleanup.
+    let stop = StopSignal::install(move || {
+        if on_signal.is_cancelled() {
+            eprintln!(
+                "cnd-cli: leaving the cleanup; `cnd-cli cleanup --run {run_id}` removes what is left"
+            );
+        } else {
+            eprintln!("cnd-cli: stopping: removing the run's workers and queue (interrupt again to leave them)");
+        }
+        on_signal.cancel();
+    })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let exit = runtime.block_on(submit(args, plan, &interrupted))?;
+    let exit = runtime.block_on(submit(args, plan, &cancel))?;
     Ok(match exit {
         Exit::Interrupted => stop.exit(),
         other => other,
@@ -411,21 +427,33 @@ fn measure_core_mhs() -> Option<f64> {
     Some(human::per_sec(hashes, elapsed) / 1e6).filter(|r| *r > 0.0)
 }
 
-async fn submit(
-    args: SubmitArgs,
-    mut plan: Plan,
-    interrupted: &AtomicBool,
-) -> anyhow::Result<Exit> {
+async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyhow::Result<Exit> {
+    // The run's time limit counts from here, setup included.
+    let deadline = plan.spec.timeout.map(|t| Instant::now() + t);
     let sqs_client = sqs::client().await.context("setting up the SQS client")?;
-    let mut channel = match (&args.queue_url, &args.queue_name) {
-        (Some(url), _) => SqsChannel::shared(&sqs_client, url.clone(), plan.spec.run_id),
+    let channel = match (&args.queue_url, &args.queue_name) {
+        (Some(url), _) => Some(SqsChannel::shared(
+            &sqs_client,
+            url.clone(),
+            plan.spec.run_id,
+        )),
         (None, Some(name)) => {
-            let url = sqs::queue_url_for_name(&sqs_client, name)
-                .await?
-                .ok_or_else(|| usage(format!("there is no SQS queue named {name:?}")))?;
-            SqsChannel::shared(&sqs_client, url, plan.spec.run_id)
+            let url = bounded(cancel, deadline, sqs::queue_url_for_name(&sqs_client, name))
+                .await
+                .with_context(|| format!("looking up the SQS queue {name:?}"))?;
+            match url {
+                Some(url) => Some(SqsChannel::shared(
+                    &sqs_client,
+                    url?.ok_or_else(|| usage(format!("there is no SQS queue named {name:?}")))?,
+                    plan.spec.run_id,
+                )),
+                None => None,
+            }
         }
-        (None, None) => SqsChannel::create_for_run(&sqs_client, plan.spec.run_id).await?,
+        (None, None) => create_queue(&sqs_client, plan.spec.run_id, cancel, deadline).await?,
+    };
+    let Some(mut channel) = channel else {
+        return Ok(Exit::Interrupted);
     };
     plan.spec.queue_url = channel.address().to_string();
 
@@ -461,14 +489,18 @@ async fn submit(
             spec.run_id, spec.parallelism, spec.shards, spec.queue_url
         );
     }
-    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    let options = MasterOptions {
+        retry_for: args.retry_for,
+        ..MasterOptions::with_deadline(deadline)
+    };
     let mut live = Live::new(spec, !args.output.json);
     let outcome = run_master(
         launcher.as_mut(),
         &mut channel,
         spec,
-        deadline,
-        interrupted,
+        &options,
+        &TokioTimer,
+        cancel,
         |event| live.on(event),
     )
     .await;
@@ -482,6 +514,65 @@ async fn submit(
         MasterOutcome::Interrupted(_) => Exit::Interrupted,
     })
 }
+
+/// The longest a call made before the master starts (queue lookup or creation) may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a setup call until it ends, [`SETUP_TIMEOUT`] or the run's deadline
+/// passes (an error), or the run is cancelled (`Ok(None)`).
+async fn bounded<T>(
+    cancel: &CancelToken,
+    deadline: Option<Instant>,
+    call: impl std::future::Future<Output = T>,
+) -> anyhow::Result<Option<T>> {
+    let limit = deadline.map_or(SETUP_TIMEOUT, |d| {
+        SETUP_TIMEOUT.min(d.saturating_duration_since(Instant::now()))
+    });
+    tokio::select! {
+        out = tokio::time::timeout(limit, call) => match out {
+            Ok(out) => Ok(Some(out)),
+            Err(_) => Err(anyhow::anyhow!("no answer within {}", human::duration(limit))),
+        },
+        _ = cancel.cancelled() => Ok(None),
+    }
+}
+
+/// Creates the run's queue, or `None` if the run was cancelled first. A creation
+/// cut short may still have happened, so the queue is then deleted by name.
+async fn create_queue(
+    client: &sqs::Client,
+    run_id: Uuid,
+    cancel: &CancelToken,
+    deadline: Option<Instant>,
+) -> anyhow::Result<Option<SqsChannel>> {
+    let created = bounded(cancel, deadline, SqsChannel::create_for_run(client, run_id)).await;
+    match created {
+        Ok(Some(channel)) => Ok(Some(channel?)),
+        cut => {
+            // Brief: the service just failed to answer, or the user wants out.
+            let name = sqs::queue_name(run_id);
+            let removed = tokio::time::timeout(CUT_CLEANUP, async {
+                match sqs::queue_url_for_name(client, &name).await {
+                    Ok(Some(url)) => sqs::delete_queue(client, &url).await.is_ok(),
+                    Ok(None) => true,
+                    Err(_) => false,
+                }
+            })
+            .await;
+            if !matches!(removed, Ok(true)) {
+                eprintln!(
+                    "cnd-cli: warning: the queue {name} may have been created; \
+                     `cnd-cli cleanup --run {run_id} --queues-only` removes it"
+                );
+            }
+            cut.map(|_| None)
+                .with_context(|| format!("creating the SQS queue {name}"))
+        }
+    }
+}
+
+/// How long the queue of a cut-short creation is looked for, to delete it.
+const CUT_CLEANUP: Duration = Duration::from_secs(2);
 
 /// A Kubernetes client from the kubeconfig (or the in-cluster config); fills in
 /// the namespace from it when --namespace was not given (empty).
@@ -563,6 +654,16 @@ impl Live {
             }
             MasterEvent::CleanupFailed(what) => self.say(&format!(
                 "warning: {what}; run `cnd-cli cleanup --all` to remove what is left"
+            )),
+            MasterEvent::Retrying {
+                what,
+                error,
+                failing_for,
+                budget,
+            } => self.say(&format!(
+                "{what} failed ({error}); retrying, {} of {} allowed",
+                human::duration(failing_for),
+                human::duration(budget)
             )),
             _ => {}
         }
