@@ -572,3 +572,45 @@ fn a_queue_that_never_answers_is_bounded_by_the_timeout_and_by_sigint() {
         signalled.elapsed()
     );
 }
+
+#[test]
+fn workers_die_with_a_master_killed_by_sigkill() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let mut child = submit(
+        &moto,
+        &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for_workers(run, 2);
+    child.kill().unwrap(); // SIGKILL: no handler, no cleanup of its own
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while !processes_of(run).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(3),
+            "workers of a dead master still run after {:?}",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "workers gone {:?} after the master's SIGKILL",
+        killed.elapsed()
+    );
+    // What a dead master cannot remove, `cleanup --run` does.
+    assert!(run_queue_exists(&moto, run));
+    let cleanup = Command::new(CLI)
+        .args(["cleanup", "--run", &run.to_string(), "--queues-only"])
+        .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert_eq!(cleanup.status.code(), Some(0), "{}", stderr_of(&cleanup));
+    assert_nothing_left(&moto, run);
+}

@@ -102,6 +102,24 @@ impl Recipe {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Workers die with the master, even by SIGKILL: kill_on_drop needs the
+        // master alive to run. (The signal follows the spawning thread, a tokio
+        // worker thread, which lives as long as the runtime.)
+        let master = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs in the child between fork and exec and calls
+        // only async-signal-safe functions (prctl, getppid, kill, getpid).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The master may have died before prctl took effect.
+                if libc::getppid() != master {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
         let mut child = command.spawn()?;
         tracing::debug!(worker = %name, attempt, pid = child.id(), "worker started");
         // Workers' output goes to the master's log, line by line, under their name.

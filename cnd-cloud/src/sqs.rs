@@ -661,6 +661,37 @@ pub async fn queue_url_for_name(
     }
 }
 
+/// Checks that the queue at `url` exists, with the one read a worker's IAM
+/// policy allows (GetQueueUrl by the queue's name and owner account).
+pub async fn check_queue(client: &Client, url: &str) -> Result<(), ChannelError> {
+    let mut segments = url.trim_end_matches('/').rsplit('/');
+    let name = segments.next().unwrap_or_default();
+    let owner = segments
+        .next()
+        .filter(|account| account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()));
+    match client
+        .get_queue_url()
+        .queue_name(name)
+        .set_queue_owner_aws_account_id(owner.map(str::to_string))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let failure = Failure::of(&err);
+            let action = format!("looking up queue {url}");
+            if failure.no_such_queue() {
+                Err(ChannelError::Refused {
+                    action,
+                    detail: "there is no such queue (was the run ended or cleaned up?)".into(),
+                })
+            } else {
+                Err(failure.into_channel_error(action, url))
+            }
+        }
+    }
+}
+
 /// Deletes the queue at `url`; a queue that is already gone is not an error.
 pub async fn delete_queue(client: &Client, url: &str) -> Result<(), ChannelError> {
     match client.delete_queue().queue_url(url).send().await {

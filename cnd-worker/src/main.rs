@@ -103,6 +103,10 @@ fn init_logging() {
         // Colour only for a person at a terminal, never in `kubectl logs`.
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        // A closed stderr (a master that died, a log pipe nobody reads) must not
+        // end the search: by default a failed write is reported with eprintln!,
+        // which panics on that same closed stderr.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -156,6 +160,11 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         .await
         .context("could not configure the SQS client")?;
     let sender = SqsReportSender::new(&client, &config.queue_url, config.run_key.clone());
+    // A queue that is gone (or unreachable) is found out now, not after the shard.
+    tokio::select! {
+        checked = check_queue(&client, &config.queue_url) => checked?,
+        stop = signals.next() => return Ok(stop.exit_code()),
+    }
     info!(
         run = %config.run_id,
         shard = config.shard_index,
@@ -277,6 +286,33 @@ async fn stop_search(
     }
     stop.exit_code()
 }
+
+/// Checks the queue exists, retrying transient failures for up to a minute.
+async fn check_queue(client: &sqs::Client, queue_url: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let failure = match tokio::time::timeout(CHECK_TIMEOUT, sqs::check_queue(client, queue_url))
+            .await
+        {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(err @ cnd_core::ChannelError::Refused { .. })) => {
+                return Err(anyhow::anyhow!("{err}; not searching"))
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("looking up queue {queue_url}: no answer within {CHECK_TIMEOUT:?}"),
+        };
+        if started.elapsed() + delay > Duration::from_secs(60) {
+            return Err(anyhow::anyhow!("{failure}; not searching"));
+        }
+        warn!("{failure}; retrying in {delay:?}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The longest one queue lookup may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Sends a `progress` report every `every` until aborted. A lost progress report
 /// costs nothing, so it is tried briefly and never holds up the search.

@@ -264,3 +264,33 @@ async fn sigterm_stops_a_long_search_promptly() {
     assert_eq!(exit.code(), Some(143));
     channel.close().await.unwrap();
 }
+
+#[test]
+fn a_worker_whose_queue_is_gone_never_searches() {
+    let moto = MotoServer::start();
+    let run_id = Uuid::new_v4();
+    // D = 60: were it to search, it would not end.
+    let missing = format!("{}/123456789012/cnd-{run_id}", moto.endpoint());
+    let env = worker_env(run_id, &missing, &moto.endpoint(), 60, 1, 0);
+    let started = Instant::now();
+    let mut child = worker(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let Some(status) = wait_bounded(&mut child, Duration::from_secs(20)) else {
+        child.kill().unwrap();
+        panic!("the worker searched although its queue does not exist");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no such queue"), "{stderr}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("INFO") && l.contains("searching")),
+        "{stderr}"
+    );
+    eprintln!("refused in {:?}", started.elapsed());
+}
