@@ -304,7 +304,7 @@ def check_iam(args):
     require(worker == expected, f"worker policy grants {worker}, expected {expected}")
     master = statements(pathlib.Path(args.directory) / "master-policy.json")
     scoped = ("sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMessage", "sqs:DeleteQueue",
-              "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:TagQueue")
+              "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:TagQueue")
     expected = sorted([(scoped, queues), (("sqs:ListQueues",), ("*",))])
     require(master == expected, f"master policy grants {master}, expected {expected}")
     print("IAM: worker", worker, "master", master)

@@ -614,3 +614,47 @@ fn workers_die_with_a_master_killed_by_sigkill() {
     assert_eq!(cleanup.status.code(), Some(0), "{}", stderr_of(&cleanup));
     assert_nothing_left(&moto, run);
 }
+
+#[test]
+fn cleanup_all_never_removes_the_queue_of_a_run_in_progress() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let child = submit(
+        &moto,
+        &["-d", "60", "--pods", "1", "--run-id", &run.to_string()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for_workers(run, 1);
+    let cleanup = |extra: &[&str]| {
+        Command::new(CLI)
+            .args(["cleanup", "--all", "--queues-only"])
+            .args(extra)
+            .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap()
+    };
+    let kept = cleanup(&[]);
+    let stdout = String::from_utf8_lossy(&kept.stdout);
+    assert_eq!(kept.status.code(), Some(0), "{}", stderr_of(&kept));
+    assert!(
+        stdout.contains("kept queue") && stdout.contains(&run.to_string()),
+        "{stdout}"
+    );
+    assert!(run_queue_exists(&moto, run));
+    // The run goes on undisturbed, and ends cleanly.
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let output = wait_with_timeout(child, Duration::from_secs(30));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(130), "stderr: {stderr}");
+    assert!(!stderr.contains("NonExistentQueue"), "{stderr}");
+    assert_nothing_left(&moto, run);
+}

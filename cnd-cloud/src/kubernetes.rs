@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
@@ -57,13 +56,7 @@ pub const SECRET_KEY: &str = "run-key";
 /// The user the worker image runs as (distroless `nonroot`).
 pub const WORKER_UID: i64 = 65532;
 
-/// How long workers may live when the run has no timeout: a master that dies
-/// still leaves nothing running after this.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
-/// Extra time the cluster gives workers past the run's timeout before it kills
-/// them itself (the master normally removes them at the timeout).
-pub const DEADLINE_SLACK: Duration = Duration::from_secs(60);
+pub use cnd_core::distributed::{DEFAULT_LIFETIME, LIFETIME_SLACK};
 
 /// Container waiting reasons after which a worker will never start.
 const FATAL_WAITING: &[&str] = &[
@@ -160,9 +153,7 @@ pub fn selector(run: Option<Uuid>) -> String {
 }
 
 fn deadline_seconds(spec: &RunSpec) -> i64 {
-    let lifetime = spec
-        .timeout
-        .map_or(DEFAULT_LIFETIME, |t| t + DEADLINE_SLACK);
+    let lifetime = spec.lifetime();
     // Round up: a deadline must be at least a second, and never shorter than asked.
     lifetime.as_secs() as i64 + i64::from(lifetime.subsec_nanos() > 0)
 }
@@ -789,7 +780,7 @@ fn count_indexes(list: &str) -> u64 {
         .sum()
 }
 
-/// What [`cleanup`] deleted.
+/// What [`cleanup`] deleted, and what it kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cleaned {
     /// Names of the Jobs deleted.
@@ -798,47 +789,121 @@ pub struct Cleaned {
     pub pods: Vec<String>,
     /// Names of the run key Secrets deleted.
     pub secrets: Vec<String>,
+    /// Runs left alone because they are still within their lifetime, with the
+    /// seconds they have left.
+    pub kept: Vec<(Uuid, u64)>,
 }
 
-/// Deletes the Jobs (with their pods) and pods of one run, or of every cnd run,
-/// found by their labels in `namespace`.
+/// The run of a cnd object, from its label.
+fn run_of(metadata: &ObjectMeta) -> Option<Uuid> {
+    metadata
+        .labels
+        .as_ref()?
+        .get(LABEL_RUN_ID)
+        .and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// Seconds an object has left of its `activeDeadlineSeconds`, counted from its
+/// creation; `None` once it has ended (or has no deadline to go by).
+fn seconds_left(
+    metadata: &ObjectMeta,
+    deadline: Option<i64>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<u64> {
+    let created = metadata.creation_timestamp.as_ref()?.0;
+    let ends = created.as_second().checked_add(deadline?)?;
+    u64::try_from(ends - now.as_second())
+        .ok()
+        .filter(|&s| s > 0)
+}
+
+/// Deletes the Jobs (with their pods), pods and Secrets of one run, or of every
+/// cnd run, found by their labels in `namespace`.
+///
+/// With `keep_live`, a run still within its lifetime (a Job or pod that has not
+/// finished and whose `activeDeadlineSeconds` has not passed) is left alone and
+/// listed in [`Cleaned::kept`]: `cleanup --all` must not break a run in progress.
 pub async fn cleanup(
     client: &Client,
     namespace: &str,
     run: Option<Uuid>,
+    keep_live: bool,
 ) -> Result<Cleaned, LaunchError> {
     let lp = ListParams::default().labels(&selector(run));
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut cleaned = Cleaned::default();
-    let listed = jobs
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let listed_jobs = jobs
         .list(&lp)
         .await
         .map_err(|e| launch_error("listing cnd jobs", namespace, e))?;
-    for job in listed {
-        let name = job.metadata.name.unwrap_or_default();
-        match jobs.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => cleaned.jobs.push(name),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(launch_error(&format!("deleting job {name}"), namespace, e)),
-        }
-    }
-    let listed = pods
+    let listed_pods = pods
         .list(&lp)
         .await
         .map_err(|e| launch_error("listing cnd pods", namespace, e))?;
-    for pod in listed {
-        let name = pod.metadata.name.unwrap_or_default();
+    // Live runs: an unfinished Job, or a running or pending pod, within its deadline.
+    let mut live: BTreeMap<Uuid, u64> = BTreeMap::new();
+    if keep_live {
+        for job in &listed_jobs {
+            let finished = job
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
+            let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+            if let (false, Some(run), Some(left)) = (
+                finished,
+                run_of(&job.metadata),
+                seconds_left(&job.metadata, deadline, now),
+            ) {
+                live.insert(run, left);
+            }
+        }
+        for pod in &listed_pods {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+            if let (Some("Pending" | "Running") | None, Some(run), Some(left)) = (
+                phase,
+                run_of(&pod.metadata),
+                seconds_left(&pod.metadata, deadline, now),
+            ) {
+                let kept = live.entry(run).or_default();
+                *kept = (*kept).max(left);
+            }
+        }
+    }
+    let is_live = |metadata: &ObjectMeta| run_of(metadata).is_some_and(|r| live.contains_key(&r));
+    let mut failed = Vec::new();
+    for job in listed_jobs.iter().filter(|j| !is_live(&j.metadata)) {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => cleaned.jobs.push(name),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => failed.push(launch_error(&format!("deleting job {name}"), namespace, e)),
+        }
+    }
+    for pod in listed_pods.iter().filter(|p| !is_live(&p.metadata)) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
         match pods.delete(&name, &DeleteParams::background()).await {
             Ok(_) => cleaned.pods.push(name),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(launch_error(&format!("deleting pod {name}"), namespace, e)),
+            Err(e) => failed.push(launch_error(&format!("deleting pod {name}"), namespace, e)),
         }
     }
-    // By label, in one call: the master may not list Secrets (or read them).
+    // Secrets by label in one call (the master may not list or read them),
+    // sparing the live runs' keys.
+    let mut secret_selector = selector(run);
+    if !live.is_empty() {
+        let ids: Vec<String> = live.keys().map(Uuid::to_string).collect();
+        secret_selector.push_str(&format!(",{LABEL_RUN_ID} notin ({})", ids.join(",")));
+    }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match secrets
-        .delete_collection(&DeleteParams::background(), &lp)
+        .delete_collection(
+            &DeleteParams::background(),
+            &ListParams::default().labels(&secret_selector),
+        )
         .await
     {
         Ok(deleted) => cleaned.secrets.extend(
@@ -849,9 +914,21 @@ pub async fn cleanup(
                 .filter_map(|s| s.metadata.name),
         ),
         Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(launch_error("deleting cnd secrets", namespace, e)),
+        Err(e) => failed.push(launch_error("deleting cnd secrets", namespace, e)),
     }
-    Ok(cleaned)
+    cleaned.kept = live.into_iter().collect();
+    // Every step was tried; the error names each one that failed.
+    match failed.len() {
+        0 => Ok(cleaned),
+        1 => Err(failed.remove(0)),
+        _ => Err(LaunchError::Other(
+            failed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
 }
 
 #[cfg(test)]

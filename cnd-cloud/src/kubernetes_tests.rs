@@ -6,7 +6,7 @@ use cnd_core::Puzzle;
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One request the mock API server received.
 #[derive(Debug, Clone)]
@@ -598,7 +598,7 @@ async fn cleanup_deletes_jobs_and_pods_by_label() {
         vec![pod("cnd-deadbeef-0-xyz", "Running", None)],
         Some(job),
     ));
-    let cleaned = cleanup(&client, "cnd-test", None).await.unwrap();
+    let cleaned = cleanup(&client, "cnd-test", None, true).await.unwrap();
     assert_eq!(cleaned.jobs, vec!["cnd-deadbeef"]);
     assert_eq!(cleaned.pods, vec!["cnd-deadbeef-0-xyz"]);
     assert_eq!(cleaned.secrets, vec!["cnd-deadbeef"]);
@@ -630,6 +630,52 @@ async fn cleanup_deletes_jobs_and_pods_by_label() {
     assert!(!seen
         .iter()
         .any(|r| r.method == "GET" && r.path.contains("/secrets")));
+}
+
+#[tokio::test]
+async fn cleanup_all_keeps_a_run_in_progress_unless_forced() {
+    let live = Uuid::new_v4();
+    let created = k8s_openapi::jiff::Timestamp::now().to_string();
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "cnd-live", "namespace": "cnd-test", "creationTimestamp": created,
+                     "labels": {"app.kubernetes.io/name": "cnd", "cnd/run-id": live.to_string()}},
+        "spec": {"activeDeadlineSeconds": 600, "template": {}},
+        "status": {"active": 1}});
+    let mut pod = pod("cnd-live-0-abcde", "Running", None);
+    pod["metadata"]["labels"] =
+        json!({"app.kubernetes.io/name": "cnd", "cnd/run-id": live.to_string()});
+    let (client, seen) = mock(server(vec![pod], Some(job)));
+    let cleaned = cleanup(&client, "cnd-test", None, true).await.unwrap();
+    assert!(
+        cleaned.jobs.is_empty() && cleaned.pods.is_empty(),
+        "{cleaned:?}"
+    );
+    assert_eq!(cleaned.kept.len(), 1);
+    assert_eq!(cleaned.kept[0].0, live);
+    assert!((590..=600).contains(&cleaned.kept[0].1), "{cleaned:?}");
+    {
+        let seen = seen.lock().unwrap();
+        assert!(!seen
+            .iter()
+            .any(|r| r.method == "DELETE"
+                && (r.path.contains("/jobs/") || r.path.contains("/pods/"))));
+        // Its key is spared too.
+        let secrets = seen.iter().find(|r| r.path.ends_with("/secrets")).unwrap();
+        let query = secrets
+            .query
+            .replace("%2F", "/")
+            .replace("%2C", ",")
+            .replace("%20", " ")
+            .replace("%28", "(")
+            .replace("%29", ")")
+            .replace("+", " ");
+        assert!(query.contains(&format!("notin ({live})")), "{query}");
+    }
+    // --force: removed like any other.
+    let cleaned = cleanup(&client, "cnd-test", None, false).await.unwrap();
+    assert_eq!(cleaned.jobs, vec!["cnd-live"]);
+    assert_eq!(cleaned.pods, vec!["cnd-live-0-abcde"]);
+    assert!(cleaned.kept.is_empty());
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@
 //! so a master on a shared queue filters without parsing bodies: another run's
 //! messages are made visible again at once, never deleted.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -40,6 +40,10 @@ pub const QUEUE_PREFIX: &str = "cnd-";
 
 /// The tag a per-run queue carries, with the run id as its value.
 pub const RUN_ID_TAG: &str = "cnd/run-id";
+
+/// The tag a per-run queue carries with the end of its run's lifetime, in Unix
+/// seconds: `cleanup --all` leaves the queue alone until then (unless --force).
+pub const EXPIRES_TAG: &str = "cnd/expires";
 
 /// The longest long poll SQS allows.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -233,16 +237,34 @@ pub struct SqsChannel {
 }
 
 impl SqsChannel {
-    /// Creates the per-run queue `cnd-<run id>`, tagged `cnd/run-id=<run id>`;
-    /// [`close`](ResultChannel::close) deletes it.
+    /// Creates the per-run queue `cnd-<run id>` of a run that lives at most
+    /// [`DEFAULT_LIFETIME`](cnd_core::distributed::DEFAULT_LIFETIME); see
+    /// [`SqsChannel::create_for_run_lasting`].
     pub async fn create_for_run(client: &Client, run_id: Uuid) -> Result<SqsChannel, ChannelError> {
+        SqsChannel::create_for_run_lasting(client, run_id, cnd_core::distributed::DEFAULT_LIFETIME)
+            .await
+    }
+
+    /// Creates the per-run queue `cnd-<run id>`, tagged `cnd/run-id=<run id>` and
+    /// [`EXPIRES_TAG`] = now + `lifetime`; [`close`](ResultChannel::close) deletes it.
+    pub async fn create_for_run_lasting(
+        client: &Client,
+        run_id: Uuid,
+        lifetime: Duration,
+    ) -> Result<SqsChannel, ChannelError> {
         let name = queue_name(run_id);
+        let expires = SystemTime::now()
+            .checked_add(lifetime)
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let out = client
             .create_queue()
             .queue_name(&name)
             .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS)
             .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_SECS)
             .tags(RUN_ID_TAG, run_id.to_string())
+            .tags(EXPIRES_TAG, expires.to_string())
             .send()
             .await
             .map_err(|e| {
@@ -690,6 +712,24 @@ pub async fn check_queue(client: &Client, url: &str) -> Result<(), ChannelError>
             }
         }
     }
+}
+
+/// When the run of the per-run queue at `url` ends at the latest (its
+/// [`EXPIRES_TAG`]); `None` for a queue without the tag (or a malformed one).
+pub async fn queue_expiry(client: &Client, url: &str) -> Result<Option<SystemTime>, ChannelError> {
+    let out = client
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::of(&e).into_channel_error(format!("reading the tags of {url}"), url)
+        })?;
+    Ok(out
+        .tags()
+        .and_then(|tags| tags.get(EXPIRES_TAG))
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs))))
 }
 
 /// Deletes the queue at `url`; a queue that is already gone is not an error.

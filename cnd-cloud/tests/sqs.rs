@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use cnd_cloud::sqs::testing::{client_for, free_port, MotoServer};
 use cnd_cloud::sqs::{
-    delete_queue, list_run_queues, queue_name, queue_url_for_name, Client, RetryPolicy, SendError,
-    SqsChannel, SqsReportSender, RUN_ID_ATTRIBUTE, SIGNATURE_ATTRIBUTE,
+    delete_queue, list_run_queues, queue_expiry, queue_name, queue_url_for_name, Client,
+    RetryPolicy, SendError, SqsChannel, SqsReportSender, RUN_ID_ATTRIBUTE, SIGNATURE_ATTRIBUTE,
 };
 use cnd_core::{ChannelError, Message, Report, ReportKind, ResultChannel, RunKey};
 use uuid::Uuid;
@@ -304,4 +304,28 @@ async fn create_runs(client: &Client, count: usize) -> Vec<SqsChannel> {
         );
     }
     channels
+}
+
+#[tokio::test]
+async fn a_per_run_queue_carries_its_expiry() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let hour =
+        SqsChannel::create_for_run_lasting(&client, Uuid::new_v4(), Duration::from_secs(3600))
+            .await
+            .unwrap();
+    let expires = queue_expiry(&client, hour.address())
+        .await
+        .unwrap()
+        .unwrap();
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left > Duration::from_secs(3590) && left <= Duration::from_secs(3600),
+        "{left:?}"
+    );
+    // A queue made without the tag (by hand, or by an older cnd) has no expiry.
+    let bare = create_shared_queue(&client, &queue_name(Uuid::new_v4())).await;
+    assert_eq!(queue_expiry(&client, &bare).await.unwrap(), None);
 }

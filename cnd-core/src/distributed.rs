@@ -15,6 +15,14 @@ use crate::run_key::RunKey;
 use crate::shard::NonceRange;
 use crate::worker_config::RUN_KEY;
 
+/// How long a run without a timeout may live: a master that dies still leaves
+/// nothing running (or queued) after this.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Extra time past the run's timeout before the infrastructure ends it by
+/// itself (the master normally ends it at the timeout).
+pub const LIFETIME_SLACK: Duration = Duration::from_secs(60);
+
 /// Everything a launcher needs to start the workers of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
@@ -74,6 +82,14 @@ impl RunSpec {
             env.push(("CND_RANGE".to_string(), self.range.to_string()));
         }
         env
+    }
+
+    /// How long the run may live, counted from its start: its timeout plus
+    /// [`LIFETIME_SLACK`], else [`DEFAULT_LIFETIME`]. What it creates ends by
+    /// itself after this (a Job's deadline), and `cleanup --all` leaves it alone before.
+    pub fn lifetime(&self) -> Duration {
+        self.timeout
+            .map_or(DEFAULT_LIFETIME, |t| t.saturating_add(LIFETIME_SLACK))
     }
 
     /// `CND_RUN_KEY`, for launchers that pass it as a plain variable (local

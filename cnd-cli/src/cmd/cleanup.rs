@@ -7,14 +7,19 @@ use cnd_cloud::kubernetes::{self, KubeOptions};
 use cnd_cloud::sqs;
 use uuid::Uuid;
 
+use std::time::{Duration, SystemTime};
+
 use crate::cmd::submit::{kube_client, parse_dns_label};
 use crate::exit::{usage, Exit};
+use crate::human;
 
-/// Delete the Jobs, pods and `cnd-<run id>` queues of one run, or of every run.
+/// Delete the Jobs, pods, key Secrets and `cnd-<run id>` queues of one run, or of every run.
 ///
-/// Jobs and pods are found by their labels (app.kubernetes.io/name=cnd,
+/// Jobs, pods and Secrets are found by their labels (app.kubernetes.io/name=cnd,
 /// cnd/run-id=<id>) in one namespace; queues by their name. A shared queue
-/// (--queue-url of submit) is never deleted.
+/// (--queue-url of submit) is never deleted. With --all, runs still within
+/// their lifetime (their --timeout plus a minute, else 24 h) are kept, so a
+/// run in progress is never broken; --force removes them too.
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The run to clean up (its id, as `submit` printed it).
@@ -26,9 +31,14 @@ pub struct CleanupArgs {
     )]
     run: Option<Uuid>,
 
-    /// Every cnd run: all cnd Jobs and pods of the namespace, all `cnd-<uuid>` queues.
+    /// Every cnd run that has ended: cnd Jobs, pods and Secrets of the
+    /// namespace, and `cnd-<uuid>` queues, except those of runs in progress.
     #[arg(long)]
     all: bool,
+
+    /// With --all, also remove runs that may still be in progress.
+    #[arg(long, requires = "all")]
+    force: bool,
 
     /// The namespace. [default: the kubeconfig's, else "default"]
     #[arg(long, value_name = "NS", value_parser = parse_dns_label)]
@@ -65,7 +75,7 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<Exit> {
         }
     }
     if !args.no_queues {
-        match cleanup_queues(args.run).await {
+        match cleanup_queues(args.run, args.all && !args.force).await {
             Ok(()) => {}
             Err(e) => failures.push(format!("{e:#}")),
         }
@@ -81,27 +91,40 @@ async fn cleanup_kubernetes(args: &CleanupArgs) -> anyhow::Result<()> {
         namespace: args.namespace.clone().unwrap_or_default(),
         ..KubeOptions::default()
     };
-    let client = kube_client(&mut options).await?;
-    let cleaned = kubernetes::cleanup(&client, &options.namespace, args.run).await?;
+    let client = match kube_client(&mut options).await {
+        Ok(client) => client,
+        // Nothing to reach is not a failure of cleanup, but it is said.
+        Err(e) if e.to_string().starts_with("no Kubernetes configuration") => {
+            eprintln!("cnd-cli: skipped Kubernetes (jobs, pods, secrets): {e:#}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let keep_live = args.all && !args.force;
+    let cleaned = kubernetes::cleanup(&client, &options.namespace, args.run, keep_live).await?;
+    let ns = &options.namespace;
     for job in &cleaned.jobs {
-        println!("deleted job {}/{job}", options.namespace);
+        println!("deleted job {ns}/{job}");
     }
     for pod in &cleaned.pods {
-        println!("deleted pod {}/{pod}", options.namespace);
+        println!("deleted pod {ns}/{pod}");
     }
     for secret in &cleaned.secrets {
-        println!("deleted secret {}/{secret}", options.namespace);
+        println!("deleted secret {ns}/{secret}");
+    }
+    for (run, left) in &cleaned.kept {
+        println!(
+            "kept run {run}: in progress for up to {} more (--force removes it)",
+            human::duration(Duration::from_secs(*left))
+        );
     }
     if cleaned.jobs.is_empty() && cleaned.pods.is_empty() && cleaned.secrets.is_empty() {
-        println!(
-            "no cnd jobs, pods or secrets in namespace {}",
-            options.namespace
-        );
+        println!("no ended cnd jobs, pods or secrets in namespace {ns}");
     }
     Ok(())
 }
 
-async fn cleanup_queues(run: Option<Uuid>) -> anyhow::Result<()> {
+async fn cleanup_queues(run: Option<Uuid>, keep_live: bool) -> anyhow::Result<()> {
     let client = sqs::client().await.context("setting up the SQS client")?;
     let urls = match run {
         Some(run) => sqs::queue_url_for_name(&client, &sqs::queue_name(run))
@@ -110,12 +133,41 @@ async fn cleanup_queues(run: Option<Uuid>) -> anyhow::Result<()> {
             .collect(),
         None => sqs::list_run_queues(&client).await?,
     };
-    if urls.is_empty() {
-        println!("no cnd run queues");
-    }
+    let mut deleted = 0;
+    let mut failures = Vec::new();
     for url in urls {
-        sqs::delete_queue(&client, &url).await?;
-        println!("deleted queue {url}");
+        if keep_live {
+            match sqs::queue_expiry(&client, &url).await {
+                Ok(Some(expires)) => {
+                    if let Ok(left) = expires.duration_since(SystemTime::now()) {
+                        println!(
+                            "kept queue {url}: its run may be in progress for up to {} more (--force removes it)",
+                            human::duration(left)
+                        );
+                        continue;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failures.push(format!("{e} (kept the queue)"));
+                    continue;
+                }
+            }
+        }
+        // Every queue is tried; the error names each one that failed.
+        match sqs::delete_queue(&client, &url).await {
+            Ok(()) => {
+                deleted += 1;
+                println!("deleted queue {url}");
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
     }
-    Ok(())
+    if deleted == 0 && failures.is_empty() {
+        println!("no ended cnd run queues");
+    }
+    match failures.len() {
+        0 => Ok(()),
+        _ => Err(anyhow::anyhow!(failures.join("; "))),
+    }
 }

@@ -450,7 +450,16 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
                 None => None,
             }
         }
-        (None, None) => create_queue(&sqs_client, plan.spec.run_id, cancel, deadline).await?,
+        (None, None) => {
+            create_queue(
+                &sqs_client,
+                plan.spec.run_id,
+                plan.spec.lifetime(),
+                cancel,
+                deadline,
+            )
+            .await?
+        }
     };
     let Some(mut channel) = channel else {
         return Ok(Exit::Interrupted);
@@ -542,10 +551,16 @@ async fn bounded<T>(
 async fn create_queue(
     client: &sqs::Client,
     run_id: Uuid,
+    lifetime: Duration,
     cancel: &CancelToken,
     deadline: Option<Instant>,
 ) -> anyhow::Result<Option<SqsChannel>> {
-    let created = bounded(cancel, deadline, SqsChannel::create_for_run(client, run_id)).await;
+    let created = bounded(
+        cancel,
+        deadline,
+        SqsChannel::create_for_run_lasting(client, run_id, lifetime),
+    )
+    .await;
     match created {
         Ok(Some(channel)) => Ok(Some(channel?)),
         cut => {
