@@ -658,3 +658,61 @@ fn cleanup_all_never_removes_the_queue_of_a_run_in_progress() {
     assert!(!stderr.contains("NonExistentQueue"), "{stderr}");
     assert_nothing_left(&moto, run);
 }
+
+#[test]
+fn a_queue_that_goes_down_for_good_ends_the_run_with_a_clear_error() {
+    let moto = MotoServer::start();
+    let proxy = FaultProxy::start(&moto.endpoint());
+    let run = Uuid::new_v4();
+    let child = submit_via(
+        &proxy,
+        &moto,
+        &[
+            "-d",
+            "60",
+            "--pods",
+            "1",
+            "--retry-for",
+            "2s",
+            "--run-id",
+            &run.to_string(),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for_workers(run, 1);
+    // Every connection to SQS is now closed at once, for good.
+    proxy.set(Fault::Cut);
+    let cut = Instant::now();
+    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let stderr = stderr_of(&output);
+    eprintln!(
+        "SQS down for good, --retry-for 2s: exit after {:?}",
+        cut.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("could not receive results"), "{stderr}");
+    // The one thing it could not remove is named, with how to remove it later.
+    assert!(
+        stderr.contains("closing the result channel failed") && stderr.contains("cleanup"),
+        "{stderr}"
+    );
+    assert!(
+        cut.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        cut.elapsed()
+    );
+    assert!(processes_of(run).is_empty(), "workers still run");
+    // SQS back: the queue the dead endpoint kept is removed by hand here.
+    runtime().block_on(async {
+        let client = moto.client().await;
+        let url = sqs::queue_url_for_name(&client, &sqs::queue_name(run))
+            .await
+            .unwrap()
+            .unwrap();
+        sqs::delete_queue(&client, &url).await.unwrap();
+    });
+    assert_nothing_left(&moto, run);
+}

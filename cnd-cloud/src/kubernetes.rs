@@ -382,6 +382,15 @@ pub fn launch_error(action: &str, namespace: &str, error: kube::Error) -> Launch
                     status.message
                 ),
             },
+            // The API server's own trouble (overloaded, etcd timeouts, a restart)
+            // and throttling pass; the master retries these within its budget.
+            code if code >= 500 || code == 429 => LaunchError::Unreachable {
+                target: "the Kubernetes API server".into(),
+                detail: format!(
+                    "{action}: {} ({} {})",
+                    status.message, status.code, status.reason
+                ),
+            },
             _ => LaunchError::Refused {
                 action: action.to_string(),
                 detail: format!("{} ({} {})", status.message, status.code, status.reason),

@@ -739,3 +739,100 @@ fn index_lists_are_counted() {
     assert_eq!(count_indexes("4"), 1);
     assert_eq!(count_indexes("1,3-5,9"), 5);
 }
+
+/// A run driven by the real master over a mock API server whose job reads
+/// answer as `job_reads` says (`None`: hang).
+async fn master_over(
+    job_reads: Vec<Option<u16>>,
+    options: cnd_core::MasterOptions,
+) -> (
+    Result<cnd_core::MasterOutcome, cnd_core::MasterError>,
+    Vec<cnd_core::MasterEvent>,
+) {
+    let spec = spec(2, 2);
+    let reads = Arc::new(Mutex::new(std::collections::VecDeque::from(job_reads)));
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name(), "namespace": "cnd-test"},
+                     "status": {"active": 2}});
+    let answer: Answer = Box::new(move |seen| {
+        if seen.method == "GET" && seen.path.contains("/jobs/") {
+            match reads.lock().unwrap().pop_front() {
+                Some(None) => return None,
+                Some(Some(code)) => {
+                    return Some((
+                        code,
+                        status_body(code, "InternalError", "etcdserver: request timed out"),
+                    ))
+                }
+                None => return Some((200, job.clone())),
+            }
+        }
+        server(
+            vec![pod("a", "Running", None), pod("b", "Running", None)],
+            None,
+        )(seen)
+    });
+    let (client, _) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options_for_master());
+    let mut channel = cnd_core::memory::MemoryChannel::new();
+    let mut events = Vec::new();
+    let out = cnd_core::run_master(
+        &mut launcher,
+        &mut channel,
+        &spec,
+        &options,
+        &crate::TokioTimer,
+        &cnd_core::CancelToken::new(),
+        |e| events.push(e),
+    )
+    .await;
+    (out, events)
+}
+
+fn options_for_master() -> KubeOptions {
+    options(Workload::Job)
+}
+
+#[tokio::test]
+async fn a_burst_of_5xx_from_the_api_server_is_ridden_out() {
+    let options = cnd_core::MasterOptions {
+        deadline: Some(std::time::Instant::now() + Duration::from_secs(7)),
+        ..cnd_core::MasterOptions::default()
+    };
+    // Three failed status reads in a row (~6 s): the old master gave up here.
+    let (out, events) = master_over(vec![Some(500), Some(503), Some(500)], options).await;
+    assert!(
+        matches!(out, Ok(cnd_core::MasterOutcome::TimedOut(_))),
+        "{out:?}"
+    );
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, cnd_core::MasterEvent::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 3, "{events:?}");
+}
+
+#[tokio::test]
+async fn a_hanging_api_server_ends_the_run_after_the_retry_budget() {
+    let options = cnd_core::MasterOptions {
+        retry_for: Duration::from_secs(2),
+        call_timeout: Duration::from_millis(500),
+        ..cnd_core::MasterOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let (out, _) = master_over(vec![None; 100], options).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            &out,
+            Err(cnd_core::MasterError::Status(
+                LaunchError::Unreachable { .. }
+            ))
+        ),
+        "{out:?}"
+    );
+    assert!(out.unwrap_err().to_string().contains("no answer"));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+}

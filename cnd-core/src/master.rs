@@ -2,18 +2,24 @@
 //! [`ResultChannel`]: it starts the workers, reads their reports, verifies every
 //! claimed nonce itself, and always removes what the run created.
 //!
-//! It owns no runtime and never sleeps: `channel.receive(wait)` of about a
-//! second paces the loop, so it runs under tokio, a test's tiny executor, or
-//! anything else that can poll a future.
+//! It owns no runtime: a [`Timer`] from the caller tells the time, every call is
+//! raced against the [`CancelToken`], the deadline and its own limit, and
+//! `channel.receive(wait)` of about a second paces the loop. So it runs under
+//! tokio, a test's tiny executor ([`crate::memory::block_on`]), or anything else
+//! that can poll a future.
 //!
 //! Reports are untrusted input (SPEC §5). A message without a valid signature
 //! under the run's [`RunKey`](crate::RunKey) is dropped before it is parsed, so
 //! no one without the key can change an answer. Then a malformed report,
 //! another run's, one for a shard that does not exist, an `exhausted` that did
 //! not count its whole shard, or a `found` whose nonce is outside its shard,
-//! not golden, or whose hash is not the nonce's, is ignored with a warning and
-//! a [`MasterEvent::Ignored`]; it never ends the run. A shard's hash count is
+//! not golden, or whose hash is not the nonce's, is ignored with a
+//! [`MasterEvent::Ignored`]; it never ends the run. A shard's hash count is
 //! never taken for more than the shard's length.
+//!
+//! What the caller should show (ignored messages, failed workers, retries,
+//! incomplete cleanup) comes as [`MasterEvent`]s and is logged only at debug
+//! level, so a CLI that prints the events does not say everything twice.
 
 use std::fmt;
 use std::future::{pending, poll_fn, Future};
@@ -409,7 +415,7 @@ pub async fn run_master(
     .collect();
     if !left.is_empty() {
         let what = left.join("; ");
-        tracing::warn!(run = %spec.run_id, "cleanup incomplete: {what}");
+        tracing::debug!(run = %spec.run_id, "cleanup incomplete: {what}");
         on_event(MasterEvent::CleanupFailed(what));
     }
     result
@@ -736,7 +742,7 @@ async fn drive(
                         return Err(MasterError::Status(e));
                     }
                     let failing_for = status_failing.for_how_long();
-                    tracing::warn!(run = %spec.run_id, "worker status failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
+                    tracing::debug!(run = %spec.run_id, "worker status failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
                     on_event(MasterEvent::Retrying {
                         what: "worker status",
                         error: e.to_string(),
@@ -773,7 +779,7 @@ async fn drive(
                     return Err(MasterError::Channel(e));
                 }
                 let failing_for = receive_failing.for_how_long();
-                tracing::warn!(run = %spec.run_id, "receiving results failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
+                tracing::debug!(run = %spec.run_id, "receiving results failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
                 on_event(MasterEvent::Retrying {
                     what: "receiving results",
                     error: e.to_string(),
@@ -816,7 +822,7 @@ fn take(
     let report = match check(spec, tally, message) {
         Ok(report) => report,
         Err(why) => {
-            tracing::warn!(run = %spec.run_id, "ignored a message: {why}");
+            tracing::debug!(run = %spec.run_id, "ignored a message: {why}");
             tally.ignored += 1;
             on_event(MasterEvent::Ignored(why));
             return None;
@@ -861,7 +867,7 @@ fn take(
         ReportKind::Failed { ref error } => {
             // Informational: the launcher retries the shard, or says it is fatal.
             tally.failed_reports += 1;
-            tracing::warn!(run = %spec.run_id, shard, worker = %report.worker, "worker failed: {error}");
+            tracing::debug!(run = %spec.run_id, shard, worker = %report.worker, "worker failed: {error}");
             on_event(MasterEvent::WorkerFailed {
                 shard: report.shard,
                 worker: report.worker.clone(),

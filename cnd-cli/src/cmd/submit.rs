@@ -620,6 +620,7 @@ pub fn worker_bin() -> anyhow::Result<PathBuf> {
 
 /// The run as it goes, on stderr: a bar on a terminal, a line every 10 s otherwise.
 struct Live {
+    run_id: Uuid,
     bar: Option<ProgressBar>,
     quiet: bool,
     started: Instant,
@@ -643,6 +644,7 @@ impl Live {
             bar
         });
         Live {
+            run_id: spec.run_id,
             bar,
             quiet: !show,
             started: Instant::now(),
@@ -668,7 +670,8 @@ impl Live {
                 self.say(&format!("worker {worker} failed: {error}"))
             }
             MasterEvent::CleanupFailed(what) => self.say(&format!(
-                "warning: {what}; run `cnd-cli cleanup --all` to remove what is left"
+                "warning: {what}; `cnd-cli cleanup --run {}` removes what is left",
+                self.run_id
             )),
             MasterEvent::Retrying {
                 what,
