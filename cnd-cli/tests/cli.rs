@@ -293,3 +293,26 @@ fn help_teaches_the_first_commands() {
         assert!(text.contains(needle), "--help lacks {needle:?}");
     }
 }
+
+#[test]
+fn a_deadline_that_needs_billions_of_pods_is_refused_not_attempted() {
+    // ~10^11 pods at D = 60 in 1 s: refused in one sentence, before anything is
+    // created (it used to build that many shard ranges and abort on memory).
+    assert_bad_input(
+        &[
+            "submit",
+            "-d",
+            "60",
+            "--nonce-bits",
+            "64",
+            "--within",
+            "1s",
+            "--confidence",
+            "0.9",
+            "--rate",
+            "10",
+            "--dry-run",
+        ],
+        "100000",
+    );
+}

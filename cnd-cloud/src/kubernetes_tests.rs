@@ -115,16 +115,11 @@ fn rand_suffix() -> String {
 
 fn spec(shards: u64, parallelism: u64) -> RunSpec {
     let puzzle = Puzzle::with_default_block(20).unwrap();
-    RunSpec {
-        run_id: Uuid::new_v4(),
-        range: puzzle.space(),
-        puzzle,
-        shards,
-        parallelism,
-        queue_url: "https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x".into(),
-        run_key: cnd_core::RunKey::from_bytes([0xc5; 32]),
-        timeout: Some(Duration::from_secs(600)),
-    }
+    RunSpec::new(puzzle.clone(), puzzle.space(), shards, parallelism)
+        .unwrap()
+        .with_queue_url("https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x")
+        .with_run_key(cnd_core::RunKey::from_bytes([0xc5; 32]))
+        .with_timeout(Some(Duration::from_secs(600)))
 }
 
 fn options(workload: Workload) -> KubeOptions {

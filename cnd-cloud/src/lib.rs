@@ -17,16 +17,9 @@
 //! use cnd_core::{Puzzle, RunSpec};
 //!
 //! let puzzle = Puzzle::with_default_block(30).unwrap();
-//! let spec = RunSpec {
-//!     run_id: uuid::Uuid::new_v4(),
-//!     range: puzzle.space(),
-//!     puzzle,
-//!     shards: 16,
-//!     parallelism: 4,
-//!     queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/cnd-results".into(),
-//!     run_key: cnd_core::RunKey::generate().unwrap(),
-//!     timeout: None,
-//! };
+//! let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 16, 4)
+//!     .unwrap()
+//!     .with_queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/cnd-results");
 //! let all = manifests(&spec, &KubeOptions::default());
 //! assert_eq!(all[0]["kind"], "Secret"); // the run's report key, first
 //! let job = &all[1];

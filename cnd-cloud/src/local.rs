@@ -334,16 +334,10 @@ mod tests {
 
     fn spec(shards: u64, parallelism: u64) -> RunSpec {
         let puzzle = Puzzle::with_default_block(8).unwrap();
-        RunSpec {
-            run_id: Uuid::new_v4(),
-            range: puzzle.space(),
-            puzzle,
-            shards,
-            parallelism,
-            queue_url: "file:///dev/null".into(),
-            run_key: cnd_core::RunKey::from_bytes([3; 32]),
-            timeout: None,
-        }
+        RunSpec::new(puzzle.clone(), puzzle.space(), shards, parallelism)
+            .unwrap()
+            .with_queue_url("file:///dev/null")
+            .with_run_key(cnd_core::RunKey::from_bytes([3; 32]))
     }
 
     /// A fake worker: a shell script that records its shard and behaves as told.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::puzzle::{to_hex, Puzzle};
-use crate::run_key::RunKey;
+use crate::run_key::{RunKey, RunKeyError};
 use crate::shard::NonceRange;
 use crate::worker_config::RUN_KEY;
 
@@ -23,8 +23,55 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// itself (the master normally ends it at the timeout).
 pub const LIFETIME_SLACK: Duration = Duration::from_secs(60);
 
+/// The most shards a run may have: each is a Job completion index (or a pod)
+/// and an entry in the master's tally.
+pub const MAX_SHARDS: u64 = 100_000;
+
+/// Why a [`RunSpec`] cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunSpecError {
+    /// Zero shards: nothing would be searched.
+    #[error("a run needs at least one shard")]
+    NoShards,
+    /// More shards than [`MAX_SHARDS`].
+    #[error("{0} shards is more than the {MAX_SHARDS} a run may have")]
+    TooManyShards(u64),
+    /// More shards than nonces in the range.
+    #[error("{shards} shards is more than the {nonces} nonces of the range")]
+    MoreShardsThanNonces {
+        /// Shards asked for.
+        shards: u64,
+        /// Nonces in the range.
+        nonces: u128,
+    },
+    /// Parallelism of zero, or above the shard count.
+    #[error("{parallelism} workers at once does not fit {shards} shards: use 1 to {shards}")]
+    Parallelism {
+        /// Workers at once asked for.
+        parallelism: u64,
+        /// Shards of the run.
+        shards: u64,
+    },
+    /// The range lies outside the puzzle's nonce space.
+    #[error("the range {range} lies outside the {bits}-bit nonce space")]
+    OutsideSpace {
+        /// The range.
+        range: NonceRange,
+        /// The puzzle's nonce width.
+        bits: u32,
+    },
+    /// The run's key could not be drawn.
+    #[error(transparent)]
+    Key(#[from] RunKeyError),
+}
+
 /// Everything a launcher needs to start the workers of one run.
+///
+/// Outside this crate it can only be made by [`RunSpec::new`], which checks that
+/// the shards and parallelism fit the range (a run of zero shards would end
+/// "exhausted" without searching anything).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunSpec {
     /// The run's id; every worker and every message carries it.
     pub run_id: Uuid,
@@ -47,6 +94,83 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// A run of `puzzle` over `range` in `shards` shards, `parallelism` at a time,
+    /// with a fresh run id and report key, no queue yet and no timeout (see the
+    /// `with_` methods).
+    pub fn new(
+        puzzle: Puzzle,
+        range: NonceRange,
+        shards: u64,
+        parallelism: u64,
+    ) -> Result<RunSpec, RunSpecError> {
+        if !puzzle.space().covers(&range) {
+            return Err(RunSpecError::OutsideSpace {
+                range,
+                bits: puzzle.nonce_bits().bits(),
+            });
+        }
+        let spec = RunSpec {
+            run_id: Uuid::new_v4(),
+            puzzle,
+            range,
+            shards,
+            parallelism,
+            queue_url: String::new(),
+            run_key: RunKey::generate()?,
+            timeout: None,
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// The same run with another id.
+    pub fn with_run_id(mut self, run_id: Uuid) -> RunSpec {
+        self.run_id = run_id;
+        self
+    }
+
+    /// The same run reporting to `queue_url`.
+    pub fn with_queue_url(mut self, queue_url: impl Into<String>) -> RunSpec {
+        self.queue_url = queue_url.into();
+        self
+    }
+
+    /// The same run with a time limit.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> RunSpec {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same run with a given report key (tests, and keys kept elsewhere).
+    pub fn with_run_key(mut self, run_key: RunKey) -> RunSpec {
+        self.run_key = run_key;
+        self
+    }
+
+    /// Checks the shard count and parallelism against the range (what
+    /// [`RunSpec::new`] checks; the master checks again, as fields are public).
+    pub fn check(&self) -> Result<(), RunSpecError> {
+        if self.shards == 0 {
+            return Err(RunSpecError::NoShards);
+        }
+        if self.shards > MAX_SHARDS {
+            return Err(RunSpecError::TooManyShards(self.shards));
+        }
+        if u128::from(self.shards) > self.range.len() {
+            return Err(RunSpecError::MoreShardsThanNonces {
+                shards: self.shards,
+                nonces: self.range.len(),
+            });
+        }
+        if self.parallelism == 0 || self.parallelism > self.shards {
+            return Err(RunSpecError::Parallelism {
+                parallelism: self.parallelism,
+                shards: self.shards,
+            });
+        }
+        Ok(())
+    }
+
     /// The short name of the run: `cnd-` and the first 8 characters of its id (SPEC §8).
     pub fn name(&self) -> String {
         format!("cnd-{}", &self.run_id.to_string()[..8])

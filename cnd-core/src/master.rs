@@ -31,7 +31,8 @@ use uuid::Uuid;
 
 use crate::cancel::{CancelToken, Timer};
 use crate::distributed::{
-    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
+    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, RunSpecError,
+    WorkerStatus,
 };
 use crate::puzzle::to_hex;
 use crate::report::{Report, ReportError, ReportKind};
@@ -280,6 +281,9 @@ impl MasterOutcome {
 /// was tried, see [`MasterEvent::CleanupFailed`]) before it was returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MasterError {
+    /// The run's shards or parallelism do not fit its range; nothing was started.
+    #[error("the run is not valid: {0}")]
+    InvalidSpec(RunSpecError),
     /// The launcher could not start the workers.
     #[error("could not start the workers: {0}")]
     Launch(LaunchError),
@@ -637,6 +641,7 @@ async fn drive(
     started: Instant,
     on_event: &mut (dyn FnMut(MasterEvent) + Send),
 ) -> Result<MasterOutcome, MasterError> {
+    spec.check().map_err(MasterError::InvalidSpec)?;
     let shard_ranges = (0..spec.shards)
         .map(|i| spec.range.shard(i, spec.shards))
         .collect::<Result<Vec<_>, _>>()
@@ -1772,6 +1777,50 @@ mod tests {
             ),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn an_invalid_spec_searches_nothing_and_says_why() {
+        // Zero shards used to end "exhausted" at once: a false answer.
+        let mut zero = spec(8, None, 1);
+        zero.shards = 0;
+        let mut launcher = Stubborn::default();
+        let (out, _) = run(
+            &mut launcher,
+            &mut MemoryChannel::new(),
+            &zero,
+            None,
+            &CancelToken::new(),
+        );
+        assert_eq!(out, Err(MasterError::InvalidSpec(RunSpecError::NoShards)));
+        let mut wide = spec(8, None, 4);
+        wide.parallelism = 5;
+        let (out, _) = run(
+            &mut launcher,
+            &mut MemoryChannel::new(),
+            &wide,
+            None,
+            &CancelToken::new(),
+        );
+        assert!(matches!(
+            out,
+            Err(MasterError::InvalidSpec(RunSpecError::Parallelism { .. }))
+        ));
+        let puzzle = Puzzle::with_default_block(8).unwrap();
+        assert_eq!(
+            RunSpec::new(puzzle.clone(), puzzle.space(), 100_001, 1),
+            Err(RunSpecError::TooManyShards(100_001))
+        );
+        assert!(matches!(
+            RunSpec::new(puzzle.clone(), NonceRange::new(0, 9).unwrap(), 11, 1),
+            Err(RunSpecError::MoreShardsThanNonces {
+                shards: 11,
+                nonces: 10
+            })
+        ));
+        let good = RunSpec::new(puzzle.clone(), puzzle.space(), 16, 4).unwrap();
+        assert_eq!((good.shards, good.parallelism), (16, 4));
+        assert_eq!(good.check(), Ok(()));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use cnd_cloud::TokioTimer;
 use cnd_core::master::{run_master, MasterEvent, MasterOptions, MasterOutcome, Totals};
 use cnd_core::puzzle::to_hex;
 use cnd_core::CancelToken;
-use cnd_core::{stats, Launcher, Puzzle, ResultChannel, RunKey, RunSpec, WorkerStatus};
+use cnd_core::{stats, Launcher, Puzzle, ResultChannel, RunSpec, RunSpecError, WorkerStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use uuid::Uuid;
@@ -346,12 +346,6 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
             "--shards {shards} is fewer than the {pods} pods: each pod searches at least one shard"
         )));
     }
-    if u128::from(shards) > range.len() {
-        return Err(usage(format!(
-            "--shards {shards} is more than the {} nonces of the range",
-            range.len()
-        )));
-    }
     if args.workload == WorkloadKind::Pods && shards != pods {
         return Err(usage(format!(
             "--workload pods runs one pod per shard, so --shards ({shards}) must equal the pods ({pods}); use --workload job"
@@ -362,23 +356,22 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
             "{pods} local workers is more than the 256 --launcher local supports"
         )));
     }
-    let run_id = args.run_id.unwrap_or_else(Uuid::new_v4);
+    // Checks shards and pods against the range and MAX_SHARDS (--within can ask
+    // for billions of pods); the key is fresh for every run, dry runs included.
+    let spec = RunSpec::new(puzzle, range, shards, pods).map_err(|e| match e {
+        RunSpecError::Key(e) => anyhow::Error::new(e).context("making the run's report key"),
+        e => usage(format!("--pods {pods} / --shards {shards}: {e}")),
+    })?;
+    let spec = match args.run_id {
+        Some(id) => spec.with_run_id(id),
+        None => spec,
+    };
     let queue_url = match &args.queue_url {
         Some(url) => url.clone(),
         // Only known once the queue exists; a dry run shows where it would be.
-        None => format!("<the run's queue: {}>", sqs::queue_name(run_id)),
+        None => format!("<the run's queue: {}>", sqs::queue_name(spec.run_id)),
     };
-    let spec = RunSpec {
-        run_id,
-        puzzle,
-        range,
-        shards,
-        parallelism: pods,
-        queue_url,
-        // Fresh for every run, dry runs included: a key that was ever printed is not reused.
-        run_key: RunKey::generate().context("making the run's report key")?,
-        timeout: args.timeout,
-    };
+    let spec = spec.with_queue_url(queue_url).with_timeout(args.timeout);
     let kube = KubeOptions {
         // Unset: the kubeconfig's namespace at submit (see kube_client), none in a dry run.
         namespace: args.namespace.clone().unwrap_or_default(),
