@@ -90,6 +90,33 @@ fn submit(moto: &MotoServer, args: &[&str]) -> Command {
     command
 }
 
+/// `cnd-cli ARGS` (no launcher) talking to `moto`, as `cleanup` is run.
+fn cli_with(moto: &MotoServer, args: &[&str]) -> Command {
+    let mut command = Command::new(CLI);
+    command
+        .args(args)
+        .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Starts `command` (a search that will not end by itself) and waits until
+/// `pods` of its workers run.
+fn start_endless_run(command: &mut Command, run: Uuid, pods: usize) -> Child {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_workers(run, pods);
+    child
+}
+
 fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
@@ -417,15 +444,14 @@ fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
 fn stops_on(signal: &str, code: i32) {
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
-    let child = submit(
-        &moto,
-        &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_for_workers(run, 2);
+    let child = start_endless_run(
+        &mut submit(
+            &moto,
+            &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
+        ),
+        run,
+        2,
+    );
     let started = Instant::now();
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
@@ -469,16 +495,15 @@ fn a_queue_that_stalls_mid_run_cannot_hold_off_sigint_and_is_still_removed() {
     let moto = MotoServer::start();
     let proxy = FaultProxy::start(&moto.endpoint());
     let run = Uuid::new_v4();
-    let child = submit_via(
-        &proxy,
-        &moto,
-        &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_for_workers(run, 2);
+    let child = start_endless_run(
+        &mut submit_via(
+            &proxy,
+            &moto,
+            &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
+        ),
+        run,
+        2,
+    );
     // SQS now accepts connections and answers nothing; the master's long poll hangs.
     proxy.set(Fault::Stall);
     std::thread::sleep(Duration::from_millis(1500));
@@ -603,14 +628,12 @@ fn workers_die_with_a_master_killed_by_sigkill() {
     );
     // What a dead master cannot remove, `cleanup --run` does.
     assert!(run_queue_exists(&moto, run));
-    let cleanup = Command::new(CLI)
-        .args(["cleanup", "--run", &run.to_string(), "--queues-only"])
-        .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let cleanup = cli_with(
+        &moto,
+        &["cleanup", "--run", &run.to_string(), "--queues-only"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(cleanup.status.code(), Some(0), "{}", stderr_of(&cleanup));
     assert_nothing_left(&moto, run);
 }
@@ -619,27 +642,17 @@ fn workers_die_with_a_master_killed_by_sigkill() {
 fn cleanup_all_never_removes_the_queue_of_a_run_in_progress() {
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
-    let child = submit(
-        &moto,
-        &["-d", "60", "--pods", "1", "--run-id", &run.to_string()],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_for_workers(run, 1);
-    let cleanup = |extra: &[&str]| {
-        Command::new(CLI)
-            .args(["cleanup", "--all", "--queues-only"])
-            .args(extra)
-            .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .output()
-            .unwrap()
-    };
-    let kept = cleanup(&[]);
+    let child = start_endless_run(
+        &mut submit(
+            &moto,
+            &["-d", "60", "--pods", "1", "--run-id", &run.to_string()],
+        ),
+        run,
+        1,
+    );
+    let kept = cli_with(&moto, &["cleanup", "--all", "--queues-only"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&kept.stdout);
     assert_eq!(kept.status.code(), Some(0), "{}", stderr_of(&kept));
     assert!(
@@ -664,25 +677,24 @@ fn a_queue_that_goes_down_for_good_ends_the_run_with_a_clear_error() {
     let moto = MotoServer::start();
     let proxy = FaultProxy::start(&moto.endpoint());
     let run = Uuid::new_v4();
-    let child = submit_via(
-        &proxy,
-        &moto,
-        &[
-            "-d",
-            "60",
-            "--pods",
-            "1",
-            "--retry-for",
-            "2s",
-            "--run-id",
-            &run.to_string(),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_for_workers(run, 1);
+    let child = start_endless_run(
+        &mut submit_via(
+            &proxy,
+            &moto,
+            &[
+                "-d",
+                "60",
+                "--pods",
+                "1",
+                "--retry-for",
+                "2s",
+                "--run-id",
+                &run.to_string(),
+            ],
+        ),
+        run,
+        1,
+    );
     // Every connection to SQS is now closed at once, for good.
     proxy.set(Fault::Cut);
     let cut = Instant::now();

@@ -246,16 +246,21 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
     }
 }
 
+/// The name, namespace and labels of the run's Job and Secret (SPEC §8).
+fn run_metadata(spec: &RunSpec, options: &KubeOptions) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(spec.name()),
+        namespace: namespace(options),
+        labels: Some(labels(spec.run_id)),
+        ..ObjectMeta::default()
+    }
+}
+
 /// The run's Secret: its report key under [`SECRET_KEY`], with the run's labels.
 /// Owner references are added once its owners exist (see [`KubeLauncher`]).
 pub fn secret_manifest(spec: &RunSpec, options: &KubeOptions) -> Secret {
     Secret {
-        metadata: ObjectMeta {
-            name: Some(spec.name()),
-            namespace: namespace(options),
-            labels: Some(labels(spec.run_id)),
-            ..ObjectMeta::default()
-        },
+        metadata: run_metadata(spec, options),
         type_: Some("Opaque".into()),
         immutable: Some(true),
         data: Some(BTreeMap::from([(
@@ -269,12 +274,7 @@ pub fn secret_manifest(spec: &RunSpec, options: &KubeOptions) -> Secret {
 /// The Indexed Job of a run: completions = shards, parallelism = pods.
 pub fn job_manifest(spec: &RunSpec, options: &KubeOptions) -> Job {
     Job {
-        metadata: ObjectMeta {
-            name: Some(spec.name()),
-            namespace: namespace(options),
-            labels: Some(labels(spec.run_id)),
-            ..ObjectMeta::default()
-        },
+        metadata: run_metadata(spec, options),
         spec: Some(JobSpec {
             completion_mode: Some("Indexed".into()),
             completions: Some(clamp_i32(spec.shards)),
@@ -655,17 +655,22 @@ impl Launcher for KubeLauncher {
                 )),
             }
         }
-        match failed.len() {
-            0 => Ok(()),
-            1 => Err(failed.remove(0)),
-            _ => Err(LaunchError::Other(
-                failed
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )),
-        }
+        all_or_each_failure(failed)
+    }
+}
+
+/// `Ok` when no step failed, else the one failure, or all of them in one error.
+fn all_or_each_failure(mut failed: Vec<LaunchError>) -> Result<(), LaunchError> {
+    match failed.len() {
+        0 => Ok(()),
+        1 => Err(failed.remove(0)),
+        _ => Err(LaunchError::Other(
+            failed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
     }
 }
 
@@ -927,17 +932,7 @@ pub async fn cleanup(
     }
     cleaned.kept = live.into_iter().collect();
     // Every step was tried; the error names each one that failed.
-    match failed.len() {
-        0 => Ok(cleaned),
-        1 => Err(failed.remove(0)),
-        _ => Err(LaunchError::Other(
-            failed
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )),
-    }
+    all_or_each_failure(failed).map(|()| cleaned)
 }
 
 #[cfg(test)]
