@@ -35,6 +35,11 @@ pub use aws_sdk_sqs::Client;
 /// The message attribute (DataType `String`) that holds the run id of every report.
 pub const RUN_ID_ATTRIBUTE: &str = "cnd-run-id";
 
+/// The message attribute (DataType `Number`) with the end of the sender's run's
+/// lifetime in Unix seconds (`CND_EXPIRES`): on a shared queue, another run's
+/// message past it can matter to no one, and is deleted instead of left.
+pub const EXPIRES_ATTRIBUTE: &str = "cnd-expires";
+
 /// The prefix of every per-run queue: `cnd-<run id>` (SPEC §8).
 pub const QUEUE_PREFIX: &str = "cnd-";
 
@@ -306,6 +311,32 @@ impl SqsChannel {
         self.owned
     }
 
+    /// Deletes messages of ended runs from a shared queue. Best effort: left,
+    /// they are only released again by the next master that sees them.
+    async fn delete(&self, receipts: &[String]) {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(receipt)
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        let result = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        if let Err(err) = result {
+            tracing::debug!(queue = %self.queue_url, error = %error_chain(&err), "could not delete ended runs' messages");
+        }
+    }
+
     /// Makes other runs' messages visible again at once, so their master need not
     /// wait out our visibility timeout. Best effort: if this fails they reappear
     /// after the timeout anyway.
@@ -363,6 +394,7 @@ impl ResultChannel for SqsChannel {
             .max_number_of_messages(10)
             .message_attribute_names(RUN_ID_ATTRIBUTE)
             .message_attribute_names(SIGNATURE_ATTRIBUTE)
+            .message_attribute_names(EXPIRES_ATTRIBUTE)
             .send()
             .await
             .map_err(|e| {
@@ -373,8 +405,12 @@ impl ResultChannel for SqsChannel {
             })?;
 
         let run_id = self.run_id.to_string();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut ours = Vec::new();
         let mut others = Vec::new();
+        let mut expired = Vec::new();
         for message in out.messages() {
             let Some(receipt) = message.receipt_handle() else {
                 continue;
@@ -395,9 +431,21 @@ impl ResultChannel for SqsChannel {
                         signature: attribute(SIGNATURE_ATTRIBUTE).map(str::to_string),
                     },
                 ));
+            } else if attribute(EXPIRES_ATTRIBUTE)
+                .and_then(|secs| secs.parse::<u64>().ok())
+                .is_some_and(|expires| expires < now)
+            {
+                expired.push(receipt.to_string());
             } else {
                 others.push(receipt.to_string());
             }
+        }
+        if !expired.is_empty() {
+            tracing::debug!(
+                count = expired.len(),
+                "deleting other runs' messages whose runs have ended"
+            );
+            self.delete(&expired).await;
         }
         if !others.is_empty() {
             tracing::debug!(
@@ -528,6 +576,7 @@ pub struct SqsReportSender {
     client: Client,
     queue_url: String,
     key: RunKey,
+    expires: Option<u64>,
     retry: RetryPolicy,
 }
 
@@ -538,8 +587,16 @@ impl SqsReportSender {
             client: client.clone(),
             queue_url: queue_url.into(),
             key,
+            expires: None,
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// The same sender, marking each message with the end of its run's lifetime
+    /// (Unix seconds) in [`EXPIRES_ATTRIBUTE`].
+    pub fn with_expiry(mut self, expires: Option<u64>) -> SqsReportSender {
+        self.expires = expires;
+        self
     }
 
     /// The same sender with another retry policy.
@@ -581,6 +638,13 @@ impl SqsReportSender {
         };
         let attribute = string(&run_id.to_string());
         let signature = message.signature.as_deref().map(string);
+        let expires = self.expires.map(|secs| {
+            MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(secs.to_string())
+                .build()
+                .expect("the data type is set")
+        });
         let body = &message.body;
         let started = Instant::now();
         let mut delay = self.retry.first_delay;
@@ -595,6 +659,9 @@ impl SqsReportSender {
                 .message_attributes(RUN_ID_ATTRIBUTE, attribute.clone());
             if let Some(signature) = &signature {
                 request = request.message_attributes(SIGNATURE_ATTRIBUTE, signature.clone());
+            }
+            if let Some(expires) = &expires {
+                request = request.message_attributes(EXPIRES_ATTRIBUTE, expires.clone());
             }
             let request = request.send();
             let failure = match tokio::time::timeout(self.retry.try_timeout, request).await {

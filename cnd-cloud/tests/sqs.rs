@@ -329,3 +329,45 @@ async fn a_per_run_queue_carries_its_expiry() {
     let bare = create_shared_queue(&client, &queue_name(Uuid::new_v4())).await;
     assert_eq!(queue_expiry(&client, &bare).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_shared_queue_drops_the_messages_of_ended_runs_and_keeps_the_rest() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let url = create_shared_queue(&client, "cnd-shared-expiry").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (ended, live, ours) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sender(&client, &url)
+        .with_expiry(Some(now - 10))
+        .send(&found(ended))
+        .await
+        .unwrap();
+    sender(&client, &url)
+        .with_expiry(Some(now + 3600))
+        .send(&found(live))
+        .await
+        .unwrap();
+    sender(&client, &url).send(&found(ours)).await.unwrap();
+    let mut channel = SqsChannel::shared(&client, &url, ours);
+    assert_eq!(receive_some(&mut channel, 1).await.len(), 1);
+    // What is left: the live run's report only; the ended run's is gone for good.
+    let out = client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<_> = out
+        .messages()
+        .iter()
+        .filter_map(|m| Report::from_json(m.body()?).ok())
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(left, vec![live]);
+}

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::puzzle::{to_hex, Puzzle};
 use crate::run_key::{RunKey, RunKeyError};
 use crate::shard::NonceRange;
-use crate::worker_config::RUN_KEY;
+use crate::worker_config::{EXPIRES, RUN_KEY};
 
 /// How long a run without a timeout may live: a master that dies still leaves
 /// nothing running (or queued) after this.
@@ -201,6 +201,7 @@ impl RunSpec {
             ),
             ("CND_SHARD_COUNT".to_string(), self.shards.to_string()),
             ("CND_QUEUE_URL".to_string(), self.queue_url.clone()),
+            (EXPIRES.to_string(), self.expires_at().to_string()),
         ]);
         if self.range != puzzle.space() {
             env.push(("CND_RANGE".to_string(), self.range.to_string()));
@@ -214,6 +215,15 @@ impl RunSpec {
     pub fn lifetime(&self) -> Duration {
         self.timeout
             .map_or(DEFAULT_LIFETIME, |t| t.saturating_add(LIFETIME_SLACK))
+    }
+
+    /// The end of the run's lifetime counted from now, in Unix seconds
+    /// (`CND_EXPIRES`; launchers call this as they start the workers).
+    pub fn expires_at(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_add(self.lifetime().as_secs())
     }
 
     /// `CND_RUN_KEY`, for launchers that pass it as a plain variable (local

@@ -38,6 +38,10 @@ pub const RANGE: &str = "CND_RANGE";
 pub const QUEUE_URL: &str = "CND_QUEUE_URL";
 /// The run's report key, 64 hex digits (SPEC §5).
 pub const RUN_KEY: &str = "CND_RUN_KEY";
+/// When the run's lifetime ends, in Unix seconds (optional): the worker stops
+/// by then even if its master is gone, and its messages carry it so that a
+/// shared queue can drop them once they can matter to no one.
+pub const EXPIRES: &str = "CND_EXPIRES";
 /// Search threads.
 pub const THREADS: &str = "CND_THREADS";
 /// The most search threads a worker (`CND_THREADS`) or the CLI (`--threads`)
@@ -107,6 +111,9 @@ pub enum WorkerConfigError {
         /// What is wrong with it.
         source: RangeError,
     },
+    /// `CND_EXPIRES` is not a whole number of Unix seconds.
+    #[error("CND_EXPIRES={0:?} is not a time in Unix seconds")]
+    Expires(String),
     /// `CND_RUN_KEY` is not 64 hex digits (its value is never shown: it is a secret).
     #[error("CND_RUN_KEY is invalid: {0}")]
     RunKey(RunKeyError),
@@ -134,6 +141,8 @@ pub struct WorkerConfig {
     pub queue_url: String,
     /// The key reports are signed with.
     pub run_key: RunKey,
+    /// When the run's lifetime ends (Unix seconds), if the launcher said.
+    pub expires: Option<u64>,
     /// Threads to search with, at least 1.
     pub threads: usize,
     /// The name reported back.
@@ -228,6 +237,12 @@ impl WorkerConfig {
 
         let queue_url = required(QUEUE_URL)?.trim().to_string();
         let run_key = RunKey::parse_hex(&required(RUN_KEY)?).map_err(WorkerConfigError::RunKey)?;
+        let expires = match get(EXPIRES) {
+            Some(v) => {
+                Some(parse_u64(EXPIRES, &v).map_err(|_| WorkerConfigError::Expires(v.clone()))?)
+            }
+            None => None,
+        };
 
         let threads = match get(THREADS) {
             Some(v) => match v.trim().parse::<usize>() {
@@ -253,6 +268,7 @@ impl WorkerConfig {
             shard,
             queue_url,
             run_key,
+            expires,
             threads,
             worker_name,
         })
@@ -438,6 +454,7 @@ mod tests {
             (RANGE, "x"),
             (THREADS, "0"),
             (THREADS, "many"),
+            (EXPIRES, "tomorrow"),
         ];
         for &(variable, value) in cases {
             let changes: Vec<(&'static str, Option<&str>)> = if variable == BLOCK_HEX {
@@ -601,6 +618,7 @@ mod tests {
             prop_assert_eq!(config.shard, range.shard(index, shards).unwrap());
             prop_assert_eq!(config.queue_url, spec.queue_url);
             prop_assert_eq!(config.run_key, spec.run_key);
+            prop_assert!(config.expires.is_some_and(|e| e > 1_700_000_000));
         }
     }
 }

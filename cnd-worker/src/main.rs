@@ -1,7 +1,9 @@
 //! cnd-worker: searches one shard of a run and reports over SQS.
 //!
 //! Configured only by the environment of SPEC §4 (see `cnd_core::WorkerConfig`),
-//! plus `CND_PROGRESS_SECS` (seconds between `progress` reports, default 5),
+//! plus `CND_EXPIRES` (the run's end in Unix seconds: the worker stops searching
+//! then, even if its master is gone, and marks its messages with it),
+//! `CND_PROGRESS_SECS` (seconds between `progress` reports, default 5),
 //! `CND_BACKEND` (force a hash backend) and `RUST_LOG` (log filter; logs go to stderr).
 //!
 //! Exit status:
@@ -159,7 +161,8 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let client = sqs::client_for_queue(&config.queue_url)
         .await
         .context("could not configure the SQS client")?;
-    let sender = SqsReportSender::new(&client, &config.queue_url, config.run_key.clone());
+    let sender = SqsReportSender::new(&client, &config.queue_url, config.run_key.clone())
+        .with_expiry(config.expires);
     // A queue that is gone (or unreachable) is found out now, not after the shard.
     tokio::select! {
         checked = check_queue(&client, &config.queue_url) => checked?,
@@ -184,7 +187,8 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         let options = SearchOptions {
             threads: config.threads,
             backend,
-            deadline: None,
+            // The run's lifetime: a worker whose master is gone still stops.
+            deadline: config.expires.map(instant_of),
         };
         move || search(&puzzle, shard, &options, &control)
     });
@@ -229,8 +233,13 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             (report.hashes, report.elapsed_ms) = (hashes, millis(elapsed));
             (report, true)
         }
-        // Only `stop_search` cancels, and there is no deadline: neither can happen here.
-        Ok(Ok(outcome @ (SearchOutcome::Cancelled { .. } | SearchOutcome::TimedOut { .. }))) => {
+        Ok(Ok(SearchOutcome::TimedOut { hashes, .. })) => {
+            let error = format!("the run's lifetime (CND_EXPIRES) ended after {hashes} hashes");
+            warn!("{error}");
+            (report(ReportKind::Failed { error }), false)
+        }
+        // Only `stop_search` cancels: this cannot happen here.
+        Ok(Ok(outcome @ SearchOutcome::Cancelled { .. })) => {
             let error = format!("the search ended unexpectedly: {outcome:?}");
             error!("{error}");
             (report(ReportKind::Failed { error }), false)
@@ -345,6 +354,14 @@ async fn send_progress(
             Err(err) => warn!("{err}"),
         }
     }
+}
+
+/// The instant of a time in Unix seconds (now, if it has passed).
+fn instant_of(unix_secs: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Instant::now() + Duration::from_secs(unix_secs.saturating_sub(now).min(366 * 24 * 3600))
 }
 
 fn millis(elapsed: Duration) -> u64 {

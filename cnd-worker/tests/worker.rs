@@ -294,3 +294,39 @@ fn a_worker_whose_queue_is_gone_never_searches() {
     );
     eprintln!("refused in {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_worker_stops_when_its_run_expires_even_without_a_master() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // D = 60 never ends by itself; the run's lifetime ends in 2 s.
+    let mut env = worker_env(run_id, channel.address(), &moto.endpoint(), 60, 1, 0);
+    env.push(("CND_EXPIRES", (now + 2).to_string()));
+    let started = Instant::now();
+    let mut child = worker(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let Some(status) = wait_bounded(&mut child, Duration::from_secs(20)) else {
+        child.kill().unwrap();
+        panic!("the worker outlived its run");
+    };
+    eprintln!(
+        "stopped {:?} after start, at its run's expiry",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(1));
+    let report = final_report(&mut channel, Duration::from_secs(10)).await;
+    assert!(
+        matches!(&report.kind, ReportKind::Failed { error } if error.contains("CND_EXPIRES")),
+        "{report:?}"
+    );
+    channel.close().await.unwrap();
+}
