@@ -728,3 +728,30 @@ fn a_queue_that_goes_down_for_good_ends_the_run_with_a_clear_error() {
     });
     assert_nothing_left(&moto, run);
 }
+
+#[test]
+fn an_sqs_that_crashes_and_comes_back_empty_ends_the_run_with_a_clear_error() {
+    let mut moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let child = start_endless_run(
+        &mut submit(
+            &moto,
+            &["-d", "60", "--pods", "2", "--run-id", &run.to_string()],
+        ),
+        run,
+        2,
+    );
+    // SIGKILL the SQS server and start it again, empty: the run's queue is gone.
+    moto.restart();
+    let restarted = Instant::now();
+    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let stderr = stderr_of(&output);
+    eprintln!("SQS restarted empty: exit after {:?}", restarted.elapsed());
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("could not receive results") && stderr.contains("NonExistentQueue"),
+        "{stderr}"
+    );
+    assert!(restarted.elapsed() < Duration::from_secs(30));
+    assert_nothing_left(&moto, run);
+}

@@ -851,30 +851,12 @@ pub mod testing {
         /// # Panics
         /// If `moto_server` cannot be found or does not start.
         pub fn start() -> MotoServer {
-            let program = std::env::var_os(MOTO_SERVER_ENV).unwrap_or_else(|| "moto_server".into());
             // The port is free when we look; another process could take it before
             // moto binds, so try a few.
             let mut last_error = String::new();
             for _ in 0..3 {
                 let port = free_port();
-                let log = std::env::temp_dir().join(format!("cnd-moto-{port}.log"));
-                let log_file = std::fs::File::create(&log).expect("create the moto log file");
-                let spawned = Command::new(&program)
-                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                    .stdin(Stdio::null())
-                    // To a file, not a pipe: moto logs every request, and a pipe
-                    // nobody reads would fill up and stall it.
-                    .stdout(log_file.try_clone().expect("clone the log file"))
-                    .stderr(log_file)
-                    .spawn();
-                let child = match spawned {
-                    Ok(child) => child,
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
-                        "moto_server not found ({}): install it with `pip install 'moto[server]'` (.ci/test does) or set {MOTO_SERVER_ENV}",
-                        program.to_string_lossy()
-                    ),
-                    Err(err) => panic!("could not start {}: {err}", program.to_string_lossy()),
-                };
+                let (child, log) = spawn_moto(port);
                 let mut server = MotoServer { child, port, log };
                 match server.wait_until_up() {
                     Ok(()) => return server,
@@ -882,6 +864,22 @@ pub mod testing {
                 }
             }
             panic!("moto_server did not start: {last_error}");
+        }
+
+        /// Kills the server (SIGKILL) and starts a fresh one on the same port:
+        /// an SQS that crashed and came back empty.
+        ///
+        /// # Panics
+        /// If the new server does not start.
+        pub fn restart(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let (child, log) = spawn_moto(self.port);
+            self.child = child;
+            self.log = log;
+            if let Err(err) = self.wait_until_up() {
+                panic!("moto_server did not come back: {err}");
+            }
         }
 
         fn wait_until_up(&mut self) -> Result<(), String> {
@@ -914,6 +912,29 @@ pub mod testing {
         /// An SQS client for this server.
         pub async fn client(&self) -> Client {
             client_for(&self.endpoint()).await
+        }
+    }
+
+    /// Starts `moto_server` on `port`, logging to a file.
+    fn spawn_moto(port: u16) -> (Child, PathBuf) {
+        let program = std::env::var_os(MOTO_SERVER_ENV).unwrap_or_else(|| "moto_server".into());
+        let log = std::env::temp_dir().join(format!("cnd-moto-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("create the moto log file");
+        let spawned = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            // To a file, not a pipe: moto logs every request, and a pipe
+            // nobody reads would fill up and stall it.
+            .stdout(log_file.try_clone().expect("clone the log file"))
+            .stderr(log_file)
+            .spawn();
+        match spawned {
+            Ok(child) => (child, log),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
+                "moto_server not found ({}): install it with `pip install 'moto[server]'` (.ci/test does) or set {MOTO_SERVER_ENV}",
+                program.to_string_lossy()
+            ),
+            Err(err) => panic!("could not start {}: {err}", program.to_string_lossy()),
         }
     }
 

@@ -330,3 +330,27 @@ async fn a_worker_stops_when_its_run_expires_even_without_a_master() {
     );
     channel.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_closed_stderr_never_stops_a_worker() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    let env = worker_env(run_id, channel.address(), &moto.endpoint(), 12, 4, 2);
+    let mut child = worker(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads the logs any more (a master that died): writes get EPIPE.
+    drop(child.stderr.take());
+    let status = wait_bounded(&mut child, Duration::from_secs(60)).expect("the worker ends");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let report = final_report(&mut channel, Duration::from_secs(20)).await;
+    assert!(
+        matches!(report.kind, ReportKind::Found { .. }),
+        "{report:?}"
+    );
+    channel.close().await.unwrap();
+}
