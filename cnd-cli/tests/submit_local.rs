@@ -755,3 +755,23 @@ fn an_sqs_that_crashes_and_comes_back_empty_ends_the_run_with_a_clear_error() {
     assert!(restarted.elapsed() < Duration::from_secs(30));
     assert_nothing_left(&moto, run);
 }
+
+#[test]
+fn cleanup_without_a_kubeconfig_says_what_it_skipped() {
+    let moto = MotoServer::start();
+    let output = cli_with(&moto, &["cleanup", "--all"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("HOME", "/nonexistent")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("skipped Kubernetes"), "{stderr}");
+    // The queues half still ran.
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("no ended cnd run queues"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

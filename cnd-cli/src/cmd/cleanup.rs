@@ -65,19 +65,32 @@ pub fn run(args: CleanupArgs) -> anyhow::Result<Exit> {
     runtime.block_on(cleanup(args))
 }
 
+/// The longest the Kubernetes half, and the SQS half, of a cleanup may take.
+const HALF_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn cleanup(args: CleanupArgs) -> anyhow::Result<Exit> {
     // Both halves are tried even when one fails: leave as little behind as possible.
     let mut failures = Vec::new();
+    // Each half is bounded: a stalled API server or SQS endpoint never holds it.
     if !args.queues_only {
-        match cleanup_kubernetes(&args).await {
-            Ok(()) => {}
-            Err(e) => failures.push(format!("{e:#}")),
+        match tokio::time::timeout(HALF_TIMEOUT, cleanup_kubernetes(&args)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("{e:#}")),
+            Err(_) => failures.push(format!(
+                "the Kubernetes API server did not finish within {}",
+                human::duration(HALF_TIMEOUT)
+            )),
         }
     }
     if !args.no_queues {
-        match cleanup_queues(args.run, args.all && !args.force).await {
-            Ok(()) => {}
-            Err(e) => failures.push(format!("{e:#}")),
+        let queues = cleanup_queues(args.run, args.all && !args.force);
+        match tokio::time::timeout(HALF_TIMEOUT, queues).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("{e:#}")),
+            Err(_) => failures.push(format!(
+                "SQS did not finish within {}",
+                human::duration(HALF_TIMEOUT)
+            )),
         }
     }
     match failures.len() {
