@@ -775,3 +775,47 @@ fn cleanup_without_a_kubeconfig_says_what_it_skipped() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[test]
+fn a_slow_queue_delays_the_answer_but_never_changes_it() {
+    let moto = MotoServer::start();
+    let proxy = FaultProxy::start(&moto.endpoint());
+    // Every chunk, each way, held 300 ms: each SQS call takes ~0.6 s or more.
+    proxy.delay(Duration::from_millis(300));
+    worker_bin(); // built before the clock starts
+    let run = Uuid::new_v4();
+    let started = Instant::now();
+    let output = wait_with_timeout(
+        submit_via(
+            &proxy,
+            &moto,
+            &[
+                "-d",
+                "14",
+                "--pods",
+                "2",
+                "--json",
+                "--run-id",
+                &run.to_string(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "SQS delayed 300 ms per chunk: found after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    let nonce: u64 = json_of(&output)["nonce"].as_str().unwrap().parse().unwrap();
+    assert!(verify(&Puzzle::with_default_block(14).unwrap(), nonce).golden);
+    assert_nothing_left(&moto, run);
+}

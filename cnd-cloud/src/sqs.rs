@@ -820,7 +820,7 @@ pub mod testing {
     use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
-    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -974,11 +974,12 @@ pub mod testing {
     }
 
     /// A TCP proxy on 127.0.0.1 in front of `upstream` (a moto server) that can
-    /// stall or cut the traffic on demand. Its threads end when it is dropped.
+    /// delay, stall or cut the traffic on demand. Its threads end when it is dropped.
     #[derive(Debug)]
     pub struct FaultProxy {
         port: u16,
         fault: Arc<AtomicU8>,
+        delay_ms: Arc<AtomicU64>,
         closed: Arc<AtomicBool>,
     }
 
@@ -998,9 +999,14 @@ pub mod testing {
             let proxy = FaultProxy {
                 port,
                 fault: Arc::new(AtomicU8::new(Fault::Pass as u8)),
+                delay_ms: Arc::new(AtomicU64::new(0)),
                 closed: Arc::new(AtomicBool::new(false)),
             };
-            let (fault, closed) = (Arc::clone(&proxy.fault), Arc::clone(&proxy.closed));
+            let (fault, delay, closed) = (
+                Arc::clone(&proxy.fault),
+                Arc::clone(&proxy.delay_ms),
+                Arc::clone(&proxy.closed),
+            );
             std::thread::spawn(move || {
                 while !closed.load(Ordering::SeqCst) {
                     match listener.accept() {
@@ -1013,8 +1019,14 @@ pub mod testing {
                                 (server.try_clone(), client.try_clone()),
                             ] {
                                 if let (Ok(from), Ok(to)) = (from, to) {
-                                    let (fault, closed) = (Arc::clone(&fault), Arc::clone(&closed));
-                                    std::thread::spawn(move || pump(from, to, &fault, &closed));
+                                    let (fault, delay, closed) = (
+                                        Arc::clone(&fault),
+                                        Arc::clone(&delay),
+                                        Arc::clone(&closed),
+                                    );
+                                    std::thread::spawn(move || {
+                                        pump(from, to, &fault, &delay, &closed)
+                                    });
                                 }
                             }
                         }
@@ -1034,6 +1046,13 @@ pub mod testing {
         pub fn set(&self, fault: Fault) {
             self.fault.store(fault as u8, Ordering::SeqCst);
         }
+
+        /// From now on, holds every chunk passed on (each way) for `delay`: a
+        /// slow, distant or congested endpoint.
+        pub fn delay(&self, delay: Duration) {
+            let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            self.delay_ms.store(ms, Ordering::SeqCst);
+        }
     }
 
     impl Drop for FaultProxy {
@@ -1044,7 +1063,13 @@ pub mod testing {
 
     /// Copies `from` to `to` as the proxy's fault says, until either end closes,
     /// the fault is `Cut`, or the proxy is dropped.
-    fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8, closed: &AtomicBool) {
+    fn pump(
+        mut from: TcpStream,
+        mut to: TcpStream,
+        fault: &AtomicU8,
+        delay_ms: &AtomicU64,
+        closed: &AtomicBool,
+    ) {
         use std::io::{Read, Write};
         let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
         let mut buffer = [0u8; 16 * 1024];
@@ -1063,6 +1088,7 @@ pub mod testing {
             match from.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) if now == Fault::Pass as u8 => {
+                    std::thread::sleep(Duration::from_millis(delay_ms.load(Ordering::SeqCst)));
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }
