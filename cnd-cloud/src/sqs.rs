@@ -311,11 +311,15 @@ impl SqsChannel {
         self.owned
     }
 
-    /// Deletes messages of ended runs from a shared queue. Best effort: left,
-    /// they are only released again by the next master that sees them.
-    async fn delete(&self, receipts: &[String]) {
+    /// Deletes the messages of `receipts` in one batch; entry `i` has id `m{i}`.
+    async fn delete_batch<'a>(
+        &self,
+        receipts: impl Iterator<Item = &'a str>,
+    ) -> Result<
+        aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput,
+        SdkError<aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError>,
+    > {
         let entries = receipts
-            .iter()
             .enumerate()
             .map(|(i, receipt)| {
                 DeleteMessageBatchRequestEntry::builder()
@@ -325,14 +329,18 @@ impl SqsChannel {
                     .expect("id and receipt handle are set")
             })
             .collect();
-        let result = self
-            .client
+        self.client
             .delete_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
             .send()
-            .await;
-        if let Err(err) = result {
+            .await
+    }
+
+    /// Deletes messages of ended runs from a shared queue. Best effort: left,
+    /// they are only released again by the next master that sees them.
+    async fn delete(&self, receipts: &[String]) {
+        if let Err(err) = self.delete_batch(receipts.iter().map(String::as_str)).await {
             tracing::debug!(queue = %self.queue_url, error = %error_chain(&err), "could not delete ended runs' messages");
         }
     }
@@ -458,26 +466,11 @@ impl ResultChannel for SqsChannel {
             return Ok(Vec::new());
         }
 
-        let entries = ours
-            .iter()
-            .enumerate()
-            .map(|(i, (receipt, _))| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .receipt_handle(receipt)
-                    .build()
-                    .expect("id and receipt handle are set")
-            })
-            .collect();
         // If the delete fails the messages reappear after the visibility timeout
         // and are delivered then: an error now loses nothing, and nothing is
         // delivered twice.
         let deleted = self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
+            .delete_batch(ours.iter().map(|(receipt, _)| receipt.as_str()))
             .await
             .map_err(|e| {
                 Failure::of(&e).into_channel_error(
