@@ -25,6 +25,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, QueueAttributeName,
 };
 use aws_smithy_http_client::tls;
+use cnd_core::distributed::unix_now;
 use cnd_core::{ChannelError, Message, Report, ResultChannel, RunKey};
 
 pub use cnd_core::SIGNATURE_ATTRIBUTE;
@@ -258,11 +259,7 @@ impl SqsChannel {
         lifetime: Duration,
     ) -> Result<SqsChannel, ChannelError> {
         let name = queue_name(run_id);
-        let expires = SystemTime::now()
-            .checked_add(lifetime)
-            .unwrap_or_else(SystemTime::now)
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let expires = unix_now().saturating_add(lifetime.as_secs());
         let out = client
             .create_queue()
             .queue_name(&name)
@@ -413,9 +410,7 @@ impl ResultChannel for SqsChannel {
             })?;
 
         let run_id = self.run_id.to_string();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now();
         let mut ours = Vec::new();
         let mut others = Vec::new();
         let mut expired = Vec::new();

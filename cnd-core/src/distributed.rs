@@ -65,6 +65,14 @@ pub enum RunSpecError {
     Key(#[from] RunKeyError),
 }
 
+/// Now, in Unix seconds: the clock of `CND_EXPIRES`, the `cnd-expires`
+/// attribute and the queue's `cnd/expires` tag.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Everything a launcher needs to start the workers of one run.
 ///
 /// Outside this crate it can only be made by [`RunSpec::new`], which checks that
@@ -220,10 +228,7 @@ impl RunSpec {
     /// The end of the run's lifetime counted from now, in Unix seconds
     /// (`CND_EXPIRES`; launchers call this as they start the workers).
     pub fn expires_at(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_add(self.lifetime().as_secs())
+        unix_now().saturating_add(self.lifetime().as_secs())
     }
 
     /// `CND_RUN_KEY`, for launchers that pass it as a plain variable (local

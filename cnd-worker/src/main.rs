@@ -358,10 +358,8 @@ async fn send_progress(
 
 /// The instant of a time in Unix seconds (now, if it has passed).
 fn instant_of(unix_secs: u64) -> Instant {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Instant::now() + Duration::from_secs(unix_secs.saturating_sub(now).min(366 * 24 * 3600))
+    let left = unix_secs.saturating_sub(cnd_core::distributed::unix_now());
+    Instant::now() + Duration::from_secs(left.min(366 * 24 * 3600))
 }
 
 fn millis(elapsed: Duration) -> u64 {

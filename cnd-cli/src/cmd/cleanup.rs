@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use std::time::{Duration, SystemTime};
 
-use crate::cmd::submit::{kube_client, parse_dns_label};
+use crate::cmd::submit::{kube_client, parse_dns_label, NoKubeConfig};
 use crate::exit::{usage, Exit};
 use crate::human;
 
@@ -107,7 +107,7 @@ async fn cleanup_kubernetes(args: &CleanupArgs) -> anyhow::Result<()> {
     let client = match kube_client(&mut options).await {
         Ok(client) => client,
         // Nothing to reach is not a failure of cleanup, but it is said.
-        Err(e) if e.to_string().starts_with("no Kubernetes configuration") => {
+        Err(e) if e.downcast_ref::<NoKubeConfig>().is_some() => {
             eprintln!("cnd-cli: skipped Kubernetes (jobs, pods, secrets): {e:#}");
             return Ok(());
         }

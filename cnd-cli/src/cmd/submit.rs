@@ -582,12 +582,16 @@ async fn create_queue(
 /// How long the queue of a cut-short creation is looked for, to delete it.
 const CUT_CLEANUP: Duration = Duration::from_secs(2);
 
+/// The context of a kube client error when there is no configuration at all
+/// (`cleanup` skips Kubernetes then, instead of failing).
+#[derive(Debug, thiserror::Error)]
+#[error("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")]
+pub struct NoKubeConfig;
+
 /// A Kubernetes client from the kubeconfig (or the in-cluster config); fills in
 /// the namespace from it when --namespace was not given (empty).
 pub async fn kube_client(options: &mut KubeOptions) -> anyhow::Result<kube::Client> {
-    let config = kube::Config::infer()
-        .await
-        .context("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")?;
+    let config = kube::Config::infer().await.context(NoKubeConfig)?;
     if options.namespace.is_empty() {
         options.namespace = config.default_namespace.clone();
     }
