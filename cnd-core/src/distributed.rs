@@ -271,6 +271,128 @@ impl Message {
     }
 }
 
+/// Why a line is not a report envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a report envelope ({0})")]
+pub struct EnvelopeError(String);
+
+/// The envelope's fields: the body as a string keeps its exact bytes, which the
+/// signature covers.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    body: String,
+    #[serde(
+        rename = "cnd-signature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    signature: Option<String>,
+}
+
+impl Message {
+    /// The message as one line of JSON, `{"body":"…","cnd-signature":"…"}`: the
+    /// form reports take where there are no message attributes (a worker's
+    /// stdout, a pod's termination message; SPEC §5).
+    pub fn to_envelope(&self) -> String {
+        serde_json::to_string(&Envelope {
+            body: self.body.clone(),
+            signature: self.signature.clone(),
+        })
+        .expect("two strings always serialize")
+    }
+
+    /// Reads an envelope made by [`Message::to_envelope`]; the message is still
+    /// untrusted (the master checks the signature).
+    pub fn from_envelope(text: &str) -> Result<Message, EnvelopeError> {
+        let text = text.trim();
+        // serde would also take a struct as an array (`["…"]`): only an object is one.
+        if !text.starts_with('{') {
+            return Err(EnvelopeError("not a JSON object".into()));
+        }
+        let envelope: Envelope =
+            serde_json::from_str(text).map_err(|e| EnvelopeError(e.to_string()))?;
+        Ok(Message {
+            body: envelope.body,
+            signature: envelope.signature,
+        })
+    }
+}
+
+/// Where a worker sends its reports: what `CND_QUEUE_URL` names (SPEC §4, §5).
+///
+/// SQS is the original channel; the other two need no queue and no cloud
+/// account. Channels without message attributes carry each report as an
+/// envelope (see [`Message::to_envelope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Destination {
+    /// An SQS queue URL (`https://…`, `http://…`): one message per report, the
+    /// signature in the `cnd-signature` message attribute.
+    Sqs(String),
+    /// `stdout:` — one envelope per line on the worker's standard output, read by
+    /// the master that started it (`--launcher local`).
+    Stdout,
+    /// `termination-log:PATH` — only the final report, one envelope written to
+    /// PATH, the container's `terminationMessagePath`; the master reads it from
+    /// the pod's status (`status.containerStatuses[].state.terminated.message`).
+    TerminationLog(String),
+}
+
+/// The address of [`Destination::Stdout`].
+pub const STDOUT_ADDRESS: &str = "stdout:";
+/// The scheme of [`Destination::TerminationLog`].
+pub const TERMINATION_LOG_SCHEME: &str = "termination-log:";
+/// Kubernetes' default `terminationMessagePath`.
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
+/// The most bytes Kubernetes keeps of a container's termination message.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+impl Destination {
+    /// Parses `CND_QUEUE_URL`; the error says which forms are accepted.
+    pub fn parse(text: &str) -> Result<Destination, String> {
+        let text = text.trim();
+        if text == STDOUT_ADDRESS {
+            return Ok(Destination::Stdout);
+        }
+        if let Some(path) = text.strip_prefix(TERMINATION_LOG_SCHEME) {
+            return if path.starts_with('/') && !path.contains('\0') {
+                Ok(Destination::TerminationLog(path.to_string()))
+            } else {
+                Err(format!(
+                    "{text:?} needs an absolute path after {TERMINATION_LOG_SCHEME}"
+                ))
+            };
+        }
+        let host = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"));
+        match host {
+            Some(rest) if !rest.is_empty() && !rest.chars().any(char::is_whitespace) => {
+                Ok(Destination::Sqs(text.to_string()))
+            }
+            _ => Err(format!(
+                "{text:?} is not an SQS queue URL (https://…), {STDOUT_ADDRESS} or {TERMINATION_LOG_SCHEME}PATH"
+            )),
+        }
+    }
+
+    /// The address workers are given as `CND_QUEUE_URL`.
+    pub fn address(&self) -> String {
+        match self {
+            Destination::Sqs(url) => url.clone(),
+            Destination::Stdout => STDOUT_ADDRESS.to_string(),
+            Destination::TerminationLog(path) => format!("{TERMINATION_LOG_SCHEME}{path}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.address())
+    }
+}
+
 /// A snapshot of a run's workers, as the launcher sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerStatus {
@@ -373,4 +495,64 @@ pub trait ResultChannel: Send {
     async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError>;
     /// Removes what the channel created for this run.
     async fn close(&mut self) -> Result<(), ChannelError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn envelopes_made_by_python_are_read() {
+        // json.dumps({"body": body, "cnd-signature": hmac.new(bytes([7]*32),
+        //   body.encode(), hashlib.sha256).hexdigest()}, separators=(",", ":"))
+        let line = r#"{"body":"{\"v\":1,\"kind\":\"exhausted\"}","cnd-signature":"6fabe21f0cdc7ee45e79acf1db89eaca393f47bc814a08f7003fee1283c9b856"}"#;
+        let message = Message::from_envelope(line).unwrap();
+        assert_eq!(message.body, r#"{"v":1,"kind":"exhausted"}"#);
+        assert_eq!(
+            message.signature.as_deref(),
+            Some("6fabe21f0cdc7ee45e79acf1db89eaca393f47bc814a08f7003fee1283c9b856")
+        );
+        let key = RunKey::from_bytes([7; 32]);
+        assert!(key.verify(&message.body, message.signature.as_deref().unwrap()));
+        // No signature at all is read as unsigned (the master drops it).
+        let unsigned = Message::from_envelope(r#"{"body":"x"}"#).unwrap();
+        assert_eq!(unsigned, Message::unsigned("x"));
+    }
+
+    #[test]
+    fn anything_else_is_not_an_envelope() {
+        for bad in [
+            "",
+            "{",
+            r#"{"v":1,"kind":"found"}"#,
+            r#"{"body":1}"#,
+            r#"{"body":"x","cnd-signature":"ab","extra":1}"#,
+            r#"["body"]"#,
+        ] {
+            assert!(Message::from_envelope(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn destinations_print_as_they_parse() {
+        for text in [
+            "stdout:",
+            "termination-log:/dev/termination-log",
+            "https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x",
+        ] {
+            assert_eq!(Destination::parse(text).unwrap().address(), text);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_envelope_keeps_the_exact_body_and_signature(body in ".{0,300}", signed in any::<bool>()) {
+            let key = RunKey::from_bytes([7; 32]);
+            let message = if signed { Message::signed(&key, body.clone()) } else { Message::unsigned(body.clone()) };
+            let line = message.to_envelope();
+            prop_assert!(!line.contains('\n'), "one line: {line}");
+            prop_assert_eq!(Message::from_envelope(&line).unwrap(), message);
+        }
+    }
 }

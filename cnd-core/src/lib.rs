@@ -40,8 +40,8 @@ pub mod worker_config;
 pub use backend::{Backend, BackendError, Job, Template};
 pub use cancel::{CancelToken, ThreadTimer, Timer};
 pub use distributed::{
-    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, RunSpecError,
-    WorkerStatus,
+    ChannelError, Destination, EnvelopeError, LaunchError, Launcher, Message, ResultChannel,
+    RunSpec, RunSpecError, WorkerStatus,
 };
 pub use master::{
     run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Totals,

@@ -7,6 +7,7 @@
 
 use uuid::Uuid;
 
+use crate::distributed::Destination;
 use crate::puzzle::{
     parse_block_hex, parse_difficulty, NonceBits, NonceFormat, Puzzle, PuzzleError,
 };
@@ -111,6 +112,9 @@ pub enum WorkerConfigError {
         /// What is wrong with it.
         source: RangeError,
     },
+    /// `CND_QUEUE_URL` is neither a queue URL, `stdout:` nor `termination-log:PATH`.
+    #[error("CND_QUEUE_URL: {0}")]
+    Destination(String),
     /// `CND_EXPIRES` is not a whole number of Unix seconds.
     #[error("CND_EXPIRES={0:?} is not a time in Unix seconds")]
     Expires(String),
@@ -137,8 +141,10 @@ pub struct WorkerConfig {
     pub shard_index: u64,
     /// This worker's nonces: shard `shard_index` of `shard_count` of `range`.
     pub shard: NonceRange,
-    /// Where reports go.
+    /// Where reports go, as given (`CND_QUEUE_URL`).
     pub queue_url: String,
+    /// The same, parsed: an SQS queue, stdout, or a termination-message file.
+    pub destination: Destination,
     /// The key reports are signed with.
     pub run_key: RunKey,
     /// When the run's lifetime ends (Unix seconds), if the launcher said.
@@ -236,6 +242,7 @@ impl WorkerConfig {
         })?;
 
         let queue_url = required(QUEUE_URL)?.trim().to_string();
+        let destination = Destination::parse(&queue_url).map_err(WorkerConfigError::Destination)?;
         let run_key = RunKey::parse_hex(&required(RUN_KEY)?).map_err(WorkerConfigError::RunKey)?;
         let expires = match get(EXPIRES) {
             Some(v) => {
@@ -267,6 +274,7 @@ impl WorkerConfig {
             shard_index,
             shard,
             queue_url,
+            destination,
             run_key,
             expires,
             threads,
@@ -420,6 +428,36 @@ mod tests {
             // Empty is as good as unset.
             let err = with(&[(variable, Some(" "))]).unwrap_err();
             assert_eq!(err, WorkerConfigError::Missing { variable });
+        }
+    }
+
+    #[test]
+    fn the_destination_is_a_queue_stdout_or_a_termination_log() {
+        let config = parse(&base()).unwrap();
+        assert_eq!(
+            config.destination,
+            Destination::Sqs("http://127.0.0.1:5000/123/cnd-x".into())
+        );
+        let config = with(&[(QUEUE_URL, Some("stdout:"))]).unwrap();
+        assert_eq!(config.destination, Destination::Stdout);
+        let config = with(&[(QUEUE_URL, Some("termination-log:/dev/termination-log"))]).unwrap();
+        assert_eq!(
+            config.destination,
+            Destination::TerminationLog("/dev/termination-log".into())
+        );
+        for bad in [
+            "ftp://x",
+            "stdout",
+            "termination-log:relative",
+            "https://",
+            "queue",
+        ] {
+            let err = with(&[(QUEUE_URL, Some(bad))]).unwrap_err();
+            assert!(
+                matches!(err, WorkerConfigError::Destination(_)),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().starts_with("CND_QUEUE_URL"), "{err}");
         }
     }
 
