@@ -1,4 +1,10 @@
-//! cnd-worker: searches one shard of a run and reports over SQS.
+//! cnd-worker: searches one shard of a run and reports it.
+//!
+//! Reports go where `CND_QUEUE_URL` says (`cnd_core::Destination`): an SQS queue;
+//! `stdout:`, one signed envelope per line for the master that started this
+//! process; or `termination-log:PATH`, the final report only, written to the
+//! container's termination-message file for the master to read from the pod's
+//! status (no queue, no credentials, no API access).
 //!
 //! Configured only by the environment of SPEC §4 (see `cnd_core::WorkerConfig`),
 //! plus `CND_EXPIRES` (the run's end in Unix seconds: the worker stops searching
@@ -15,15 +21,18 @@
 //!   it). Deliberately not 0: a pod evicted mid-search must not count as a
 //!   completed shard, so an Indexed Job runs that shard again.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cnd_cloud::sqs::{self, RetryPolicy, SqsReportSender};
+use cnd_core::distributed::TERMINATION_MESSAGE_LIMIT;
 use cnd_core::{
-    search, Backend, Report, ReportKind, SearchControl, SearchOptions, SearchOutcome, WorkerConfig,
+    search, Backend, Destination, Message, Report, ReportKind, RunKey, SearchControl,
+    SearchOptions, SearchOutcome, WorkerConfig,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -158,16 +167,10 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     } = settings;
     // Installed first, so a SIGTERM during start-up is not the default (abrupt) death.
     let mut signals = Signals::install()?;
-    let client = sqs::client_for_queue(&config.queue_url)
-        .await
-        .context("could not configure the SQS client")?;
-    let sender = SqsReportSender::new(&client, &config.queue_url, config.run_key.clone())
-        .with_expiry(config.expires);
-    // A queue that is gone (or unreachable) is found out now, not after the shard.
-    tokio::select! {
-        checked = check_queue(&client, &config.queue_url) => checked?,
+    let reporter = tokio::select! {
+        reporter = Reporter::connect(&config) => reporter?,
         stop = signals.next() => return Ok(stop.exit_code()),
-    }
+    };
     info!(
         run = %config.run_id,
         shard = config.shard_index,
@@ -193,7 +196,7 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         move || search(&puzzle, shard, &options, &control)
     });
     let progress = tokio::spawn(send_progress(
-        sender.clone(),
+        reporter.clone(),
         config.clone(),
         Arc::clone(&control),
         started,
@@ -261,13 +264,13 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
 
     tokio::select! {
-        sent = sender.send(&final_report) => match sent {
+        sent = reporter.send(&final_report) => match sent {
             Ok(()) => {
                 info!(kind = final_report.kind.name(), "report delivered");
                 Ok(ExitCode::from(if success { 0 } else { 1 }))
             }
             Err(err) => {
-                error!("{err}");
+                error!("{err:#}");
                 Ok(ExitCode::from(1))
             }
         },
@@ -294,6 +297,102 @@ async fn stop_search(
         warn!("the search did not stop within 2 s; exiting anyway");
     }
     stop.exit_code()
+}
+
+/// Where this worker's reports go (SPEC §5).
+#[derive(Clone)]
+enum Reporter {
+    /// Messages on an SQS queue, signed in a message attribute.
+    Sqs(SqsReportSender),
+    /// Signed envelopes, one per line, on stdout.
+    Stdout(RunKey),
+    /// The final report as a signed envelope in the termination-message file.
+    TerminationLog { path: PathBuf, key: RunKey },
+}
+
+impl Reporter {
+    /// Sets up the destination; an SQS queue that is gone (or unreachable) is
+    /// found out now, not after the shard.
+    async fn connect(config: &WorkerConfig) -> anyhow::Result<Reporter> {
+        Ok(match &config.destination {
+            Destination::Stdout => Reporter::Stdout(config.run_key.clone()),
+            Destination::TerminationLog(path) => Reporter::TerminationLog {
+                path: PathBuf::from(path),
+                key: config.run_key.clone(),
+            },
+            Destination::Sqs(url) => {
+                let client = sqs::client_for_queue(url)
+                    .await
+                    .context("could not configure the SQS client")?;
+                check_queue(&client, url).await?;
+                Reporter::Sqs(
+                    SqsReportSender::new(&client, url, config.run_key.clone())
+                        .with_expiry(config.expires),
+                )
+            }
+            other => anyhow::bail!("CND_QUEUE_URL: {other} is not supported by this worker"),
+        })
+    }
+
+    /// Whether `progress` reports are sent: a termination message holds one report.
+    fn sends_progress(&self) -> bool {
+        !matches!(self, Reporter::TerminationLog { .. })
+    }
+
+    /// A reporter that gives up on a report after `every` (progress: a lost one costs nothing).
+    fn brief(self, every: Duration) -> Reporter {
+        match self {
+            Reporter::Sqs(sender) => Reporter::Sqs(sender.with_retry(RetryPolicy {
+                tries: 3,
+                give_up_after: every,
+                ..RetryPolicy::default()
+            })),
+            other => other,
+        }
+    }
+
+    async fn send(&self, report: &Report) -> anyhow::Result<()> {
+        match self {
+            Reporter::Sqs(sender) => Ok(sender.send(report).await?),
+            Reporter::Stdout(key) => {
+                let mut line = Message::signed(key, report.to_json()).to_envelope();
+                line.push('\n');
+                // One write of the whole line (the master reads whole lines), off
+                // the runtime's thread: a full pipe must not hold off the signals.
+                let written = tokio::task::spawn_blocking(move || {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(line.as_bytes()).and_then(|()| out.flush())
+                })
+                .await;
+                match written {
+                    Ok(result) => result.with_context(|| {
+                        format!(
+                            "could not write the {} report to stdout",
+                            report.kind.name()
+                        )
+                    }),
+                    Err(e) => Err(anyhow::anyhow!("writing to stdout failed: {e}")),
+                }
+            }
+            Reporter::TerminationLog { path, key } => {
+                let envelope = Message::signed(key, report.to_json()).to_envelope();
+                // Kubernetes keeps only the first 4096 bytes: a cut envelope would be lost.
+                anyhow::ensure!(
+                    envelope.len() <= TERMINATION_MESSAGE_LIMIT,
+                    "the {} report is {} bytes, more than the {TERMINATION_MESSAGE_LIMIT} a termination message holds",
+                    report.kind.name(),
+                    envelope.len()
+                );
+                std::fs::write(path, envelope).with_context(|| {
+                    format!(
+                        "could not write the {} report to {}",
+                        report.kind.name(),
+                        path.display()
+                    )
+                })
+            }
+        }
+    }
 }
 
 /// Checks the queue exists, retrying transient failures for up to a minute.
@@ -326,17 +425,16 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// Sends a `progress` report every `every` until aborted. A lost progress report
 /// costs nothing, so it is tried briefly and never holds up the search.
 async fn send_progress(
-    sender: SqsReportSender,
+    reporter: Reporter,
     config: WorkerConfig,
     control: Arc<SearchControl>,
     started: Instant,
     every: Duration,
 ) {
-    let sender = sender.with_retry(RetryPolicy {
-        tries: 3,
-        give_up_after: every,
-        ..RetryPolicy::default()
-    });
+    if !reporter.sends_progress() {
+        return;
+    }
+    let reporter = reporter.brief(every);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -349,9 +447,9 @@ async fn send_progress(
             elapsed_ms: millis(started.elapsed()),
             kind: ReportKind::Progress,
         };
-        match sender.send(&report).await {
+        match reporter.send(&report).await {
             Ok(()) => tracing::debug!(hashes = report.hashes, "progress reported"),
-            Err(err) => warn!("{err}"),
+            Err(err) => warn!("{err:#}"),
         }
     }
 }

@@ -354,3 +354,90 @@ async fn a_closed_stderr_never_stops_a_worker() {
     );
     channel.close().await.unwrap();
 }
+
+/// The SPEC §4 environment with reports sent to `destination` and no AWS settings at all.
+fn queueless_env(destination: &str, difficulty: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("CND_RUN_ID", Uuid::new_v4().to_string()),
+        ("CND_BLOCK", "COMSM0010cloud".into()),
+        ("CND_DIFFICULTY", difficulty.to_string()),
+        ("CND_SHARD_COUNT", "4".into()),
+        ("CND_SHARD_INDEX", "2".into()),
+        ("CND_QUEUE_URL", destination.into()),
+        ("CND_RUN_KEY", key().to_hex()),
+        ("CND_THREADS", "2".into()),
+        ("CND_WORKER_NAME", "test-worker-2".into()),
+    ]
+}
+
+#[test]
+fn reports_go_to_stdout_as_one_signed_envelope_per_line() {
+    let mut env = queueless_env("stdout:", 18);
+    env.push(("CND_PROGRESS_SECS", "0.02".into()));
+    let out = output(&env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(stdout.ends_with('\n'), "whole lines only: {stdout:?}");
+    let reports: Vec<Report> = stdout
+        .lines()
+        .map(|line| signed_report(&Message::from_envelope(line).expect("an envelope")))
+        .collect();
+    let (last, progress) = reports.split_last().expect("at least the final report");
+    assert!(progress.iter().all(|r| r.kind == ReportKind::Progress));
+    let ReportKind::Found { nonce, .. } = last.kind else {
+        panic!("expected found last, got {last:?}");
+    };
+    let puzzle = Puzzle::with_default_block(18).unwrap();
+    assert!(puzzle.space().shard(2, 4).unwrap().contains(nonce));
+    assert!(verify(&puzzle, nonce).golden);
+}
+
+#[test]
+fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
+    let dir = std::env::temp_dir().join(format!("cnd-termlog-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("termination-log");
+    let mut env = queueless_env(&format!("termination-log:{}", path.display()), 40);
+    env.push(("CND_RANGE", "5000..6000".into()));
+    env.push(("CND_PROGRESS_SECS", "0.01".into()));
+    let out = output(&env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.len() <= 4096, "fits a termination message");
+    let report = signed_report(&Message::from_envelope(&text).unwrap());
+    assert_eq!(report.kind, ReportKind::Exhausted);
+    assert_eq!(report.hashes, 250, "shard 2 of 4 of 1000 nonces");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_report_too_big_for_a_termination_message_is_an_error_not_a_cut_message() {
+    let dir = std::env::temp_dir().join(format!("cnd-termlog-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("termination-log");
+    let mut env = queueless_env(&format!("termination-log:{}", path.display()), 40);
+    env.push(("CND_RANGE", "5000..6000".into()));
+    env.retain(|(name, _)| *name != "CND_WORKER_NAME");
+    env.push(("CND_WORKER_NAME", "w".repeat(5000)));
+    let out = output(&env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more than the 4096"), "{stderr}");
+    assert!(!path.exists(), "no cut message is left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_malformed_destination_is_named_before_any_work() {
+    let out = output(&queueless_env("ftp://nowhere", 12));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CND_QUEUE_URL"), "{stderr}");
+}
