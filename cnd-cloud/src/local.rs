@@ -7,19 +7,27 @@
 //! again for the same shard, up to [`LocalOptions::max_restarts`] times, as an
 //! Indexed Job would; after that the launcher reports the run fatal. `stop`
 //! kills every worker and waits for it; `kill_on_drop` is the safety net.
+//!
+//! [`StdoutChannel`] is the result channel that needs nothing installed: workers
+//! started with `CND_QUEUE_URL=stdout:` write one signed envelope per line
+//! (SPEC §5) and the launcher that spawned them hands the lines to the channel.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use cnd_core::{LaunchError, Launcher, RunSpec, WorkerStatus};
+use cnd_core::distributed::STDOUT_ADDRESS;
+use cnd_core::{
+    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
+};
 
 /// How local workers are run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub struct LocalLauncher {
     state: Arc<Mutex<State>>,
     stop: Option<watch::Sender<bool>>,
     supervisor: Option<JoinHandle<()>>,
+    /// Where workers' stdout lines go, once [`LocalLauncher::stdout_channel`] was asked for.
+    reports: Option<mpsc::Sender<Message>>,
 }
 
 impl LocalLauncher {
@@ -71,7 +81,17 @@ impl LocalLauncher {
             state: Arc::default(),
             stop: None,
             supervisor: None,
+            reports: None,
         }
+    }
+
+    /// The channel that receives what this launcher's workers write to stdout:
+    /// give its address (`stdout:`) as the run's queue URL. Asking again makes a
+    /// new channel; the old one then hears nothing from workers started later.
+    pub fn stdout_channel(&mut self) -> StdoutChannel {
+        let (sender, receiver) = mpsc::channel(STDOUT_BACKLOG);
+        self.reports = Some(sender);
+        StdoutChannel { receiver }
     }
 
     /// How many crashed workers were started again.
@@ -88,6 +108,7 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 struct Recipe {
     bin: PathBuf,
     env: Vec<(String, String)>,
+    reports: Option<mpsc::Sender<Message>>,
 }
 
 impl Recipe {
@@ -122,33 +143,160 @@ impl Recipe {
         }
         let mut child = command.spawn()?;
         tracing::debug!(worker = %name, attempt, pid = child.id(), "worker started");
-        // Workers' output goes to the master's log, line by line, under their name.
-        for (stream, out) in [
-            (
-                "stdout",
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            ),
-            (
-                "stderr",
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            ),
-        ] {
-            let Some(out) = out else { continue };
-            let name = name.clone();
+        // Workers' output goes to the master's log, line by line, under their
+        // name; with a stdout channel, their stdout lines are reports.
+        if let Some(out) = child.stdout.take() {
+            let (name, reports) = (name.clone(), self.reports.clone());
             tokio::spawn(async move {
-                let mut lines = BufReader::new(out).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(target: "cnd::worker", worker = %name, stream, "{line}");
+                match reports {
+                    Some(reports) => forward_reports(BufReader::new(out), &name, &reports).await,
+                    None => log_lines(out, name, "stdout").await,
                 }
             });
         }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(log_lines(err, name.clone(), "stderr"));
+        }
         Ok(child)
+    }
+}
+
+async fn log_lines(out: impl AsyncRead + Unpin, name: String, stream: &'static str) {
+    let mut lines = BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(target: "cnd::worker", worker = %name, stream, "{line}");
+    }
+}
+
+/// The longest stdout line taken as a report; a report is a few hundred bytes.
+pub const MAX_REPORT_LINE: usize = 64 * 1024;
+
+/// Reports waiting for the master before workers' writes wait for it.
+const STDOUT_BACKLOG: usize = 1024;
+
+/// Hands each whole line of a worker's stdout to the channel: envelopes as
+/// read, anything else as an unsigned message (the master ignores and counts
+/// it). A line cut short by the worker's death, or longer than
+/// [`MAX_REPORT_LINE`], is dropped with a warning.
+async fn forward_reports(
+    mut out: impl AsyncBufRead + Unpin,
+    name: &str,
+    reports: &mpsc::Sender<Message>,
+) {
+    loop {
+        let line = match read_line_bounded(&mut out, MAX_REPORT_LINE).await {
+            Ok(Line::Whole(line)) => line,
+            Ok(Line::TooLong) => {
+                tracing::warn!(worker = %name, "dropped a stdout line longer than {MAX_REPORT_LINE} bytes");
+                continue;
+            }
+            Ok(Line::Cut(partial)) => {
+                tracing::warn!(worker = %name, bytes = partial.len(), "the worker's output ended mid-line; the partial line was dropped");
+                return;
+            }
+            Ok(Line::End) => return,
+            Err(e) => {
+                tracing::warn!(worker = %name, "reading the worker's stdout failed: {e}");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&line);
+        let message = Message::from_envelope(&text).unwrap_or_else(|e| {
+            tracing::debug!(worker = %name, "a stdout line is {e}");
+            Message::unsigned(text.into_owned())
+        });
+        if reports.send(message).await.is_err() {
+            return; // the channel is gone: the run is over
+        }
+    }
+}
+
+/// One read of [`read_line_bounded`].
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line, without its newline.
+    Whole(Vec<u8>),
+    /// A line over the limit, skipped to its end.
+    TooLong,
+    /// Bytes after the last newline when the stream ended.
+    Cut(Vec<u8>),
+    /// The stream ended after a newline (or was empty).
+    End,
+}
+
+/// Reads one line of at most `limit` bytes without ever holding more.
+async fn read_line_bounded(
+    out: &mut (impl AsyncBufRead + Unpin),
+    limit: usize,
+) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buffer = out.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(match (too_long, line.is_empty()) {
+                (true, _) => Line::TooLong,
+                (false, true) => Line::End,
+                (false, false) => Line::Cut(line),
+            });
+        }
+        let (chunk, found) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(at) => (&buffer[..at], Some(at)),
+            None => (buffer, None),
+        };
+        if !too_long && line.len() + chunk.len() <= limit {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line = Vec::new();
+        }
+        let used = found.map_or(chunk.len(), |at| at + 1);
+        out.consume(used);
+        if found.is_some() {
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Whole(line)
+            });
+        }
+    }
+}
+
+/// The reports of local workers started with `CND_QUEUE_URL=stdout:`, as the
+/// launcher that spawned them read them (see [`LocalLauncher::stdout_channel`]).
+/// Nothing to create or delete: the run's channel lives in this process.
+#[derive(Debug)]
+pub struct StdoutChannel {
+    receiver: mpsc::Receiver<Message>,
+}
+
+#[async_trait]
+impl ResultChannel for StdoutChannel {
+    fn address(&self) -> &str {
+        STDOUT_ADDRESS
+    }
+
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
+        let first = match tokio::time::timeout(wait, self.receiver.recv()).await {
+            Ok(Some(message)) => message,
+            // Every worker's stdout is closed and the launcher is gone: nothing
+            // more can come, but the caller asked to wait.
+            Ok(None) => {
+                tokio::time::sleep(wait).await;
+                return Ok(Vec::new());
+            }
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut messages = vec![first];
+        while let Ok(message) = self.receiver.try_recv() {
+            messages.push(message);
+        }
+        Ok(messages)
+    }
+
+    async fn close(&mut self) -> Result<(), ChannelError> {
+        self.receiver.close();
+        Ok(())
     }
 }
 
@@ -275,6 +423,7 @@ impl Launcher for LocalLauncher {
         let recipe = Recipe {
             bin: bin.clone(),
             env,
+            reports: self.reports.clone(),
         };
         *lock(&self.state) = State {
             status: WorkerStatus {
@@ -470,5 +619,84 @@ mod tests {
         let err = launcher.launch(&spec(1, 1)).await.unwrap_err();
         assert!(matches!(err, LaunchError::Unreachable { .. }), "{err}");
         launcher.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_whole_bounded_or_reported_cut() {
+        let mut input: &[u8] = b"one\n\ntoo-long-line\nfour\ncut";
+        let mut lines = Vec::new();
+        loop {
+            let line = read_line_bounded(&mut input, 8).await.unwrap();
+            let end = matches!(line, Line::End | Line::Cut(_));
+            lines.push(line);
+            if end {
+                break;
+            }
+        }
+        assert_eq!(
+            lines,
+            [
+                Line::Whole(b"one".to_vec()),
+                Line::Whole(Vec::new()),
+                Line::TooLong,
+                Line::Whole(b"four".to_vec()),
+                Line::Cut(b"cut".to_vec()),
+            ]
+        );
+        let mut empty: &[u8] = b"";
+        assert_eq!(read_line_bounded(&mut empty, 8).await.unwrap(), Line::End);
+        // Long lines arriving in small reads are still bounded.
+        let long = format!("{}\nok\n", "x".repeat(100));
+        let mut small = BufReader::with_capacity(7, long.as_bytes());
+        assert_eq!(
+            read_line_bounded(&mut small, 50).await.unwrap(),
+            Line::TooLong
+        );
+        assert_eq!(
+            read_line_bounded(&mut small, 50).await.unwrap(),
+            Line::Whole(b"ok".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_stdout_channel_carries_whole_lines_and_drops_cut_ones() {
+        let dir = tempdir("stdout");
+        let key = cnd_core::RunKey::from_bytes([3; 32]);
+        let good = Message::signed(&key, r#"{"v":1}"#).to_envelope();
+        // Shard 0: a report, a line of garbage; shard 1: half an envelope, then death.
+        let bin = script(
+            &dir,
+            &format!(
+                "if [ \"$CND_SHARD_INDEX\" = 0 ]; then echo '{good}'; echo 'not json'; exit 0; fi\nprintf '{{\"body\":\"{{'\nkill -9 $$"
+            ),
+        );
+        let mut launcher = LocalLauncher::new(LocalOptions {
+            max_restarts: 0,
+            ..LocalOptions::new(bin)
+        });
+        let mut channel = launcher.stdout_channel();
+        assert_eq!(channel.address(), "stdout:");
+        let spec = spec(2, 2).with_queue_url(channel.address());
+        launcher.launch(&spec).await.unwrap();
+        let status = until_done(&mut launcher).await;
+        assert_eq!((status.succeeded, status.failed), (1, 1), "{status:?}");
+        let mut received = Vec::new();
+        for _ in 0..20 {
+            received.extend(channel.receive(Duration::from_millis(100)).await.unwrap());
+            if received.len() >= 2 {
+                break;
+            }
+        }
+        launcher.stop().await.unwrap();
+        // Nothing more comes: the cut line was dropped, not delivered.
+        received.extend(channel.receive(Duration::from_millis(200)).await.unwrap());
+        assert_eq!(
+            received,
+            [
+                Message::signed(&key, r#"{"v":1}"#),
+                Message::unsigned("not json")
+            ]
+        );
+        channel.close().await.unwrap();
     }
 }
