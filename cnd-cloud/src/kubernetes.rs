@@ -41,6 +41,7 @@ use kube::Client;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use cnd_core::distributed::DEFAULT_TERMINATION_LOG;
 use cnd_core::{LaunchError, Launcher, RunSpec, WorkerStatus};
 
 /// Label every cnd object carries: `app.kubernetes.io/name=cnd`.
@@ -223,6 +224,11 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
             image: Some(options.image.clone()),
             image_pull_policy: Some(options.image_pull_policy.clone()),
             env: Some(env),
+            // Where a worker reporting through the pod's status writes its final
+            // report (CND_QUEUE_URL=termination-log:…); only that file, never the
+            // log tail, may become the termination message.
+            termination_message_path: Some(DEFAULT_TERMINATION_LOG.into()),
+            termination_message_policy: Some("File".into()),
             // Requests make the cluster autoscaler add nodes; limits equal to them
             // give the pod the Guaranteed class and a CPU quota the worker sizes its threads by.
             resources: Some(ResourceRequirements {

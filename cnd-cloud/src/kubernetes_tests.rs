@@ -831,3 +831,186 @@ async fn a_hanging_api_server_ends_the_run_after_the_retry_budget() {
         "{took:?}"
     );
 }
+
+/// A pod whose worker container ended with `message` as its termination message.
+fn ended_pod(name: &str, phase: &str, exit_code: i32, message: Option<&str>) -> Value {
+    let mut terminated =
+        json!({"exitCode": exit_code, "containerID": format!("containerd://{name}")});
+    if let Some(message) = message {
+        terminated["message"] = json!(message);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "uid": format!("uid-{name}"), "namespace": "cnd-test", "resourceVersion": "5"},
+           "status": {"phase": phase, "containerStatuses": [{
+               "name": "worker", "image": "cnd-worker:1", "imageID": "", "ready": false, "restartCount": 0,
+               "state": {"terminated": terminated}}]}})
+}
+
+/// An API server whose pod list is `pods` and whose watches deliver `events`, one per
+/// watch request (the watcher starts a new watch when one ends), then hang.
+fn watching_server(pods: Vec<Value>, events: Vec<Value>) -> (Answer, Arc<Mutex<Vec<String>>>) {
+    let events = Arc::new(Mutex::new(std::collections::VecDeque::from(events)));
+    let selectors = Arc::new(Mutex::new(Vec::new()));
+    let seen_selectors = Arc::clone(&selectors);
+    let answer: Answer = Box::new(move |seen| {
+        if seen.path.ends_with("/pods") && seen.method == "GET" {
+            seen_selectors.lock().unwrap().push(seen.query.clone());
+            if seen.query.contains("watch=true") {
+                return events.lock().unwrap().pop_front().map(|event| (200, event));
+            }
+            return Some((200, pod_list(pods.clone())));
+        }
+        server(vec![], None)(seen)
+    });
+    (answer, selectors)
+}
+
+async fn receive_until(channel: &mut PodStatusChannel, count: usize) -> Vec<Message> {
+    let mut received = Vec::new();
+    for _ in 0..50 {
+        received.extend(channel.receive(Duration::from_millis(100)).await.unwrap());
+        if received.len() >= count {
+            break;
+        }
+    }
+    // Anything more would be a duplicate.
+    received.extend(channel.receive(Duration::from_millis(300)).await.unwrap());
+    received
+}
+
+use crate::pod_status::PodStatusChannel;
+use cnd_core::{Message, ResultChannel};
+
+#[tokio::test]
+async fn pod_status_delivers_each_termination_message_once_as_received() {
+    let key = cnd_core::RunKey::from_bytes([5; 32]);
+    let run_id = Uuid::new_v4();
+    let found = Message::signed(&key, r#"{"v":1,"kind":"found"}"#);
+    let retried = Message::signed(&key, r#"{"v":1,"kind":"exhausted"}"#);
+    let unsigned = Message::unsigned(r#"{"v":1,"kind":"exhausted"}"#);
+    // What the kubelet keeps of an oversized message: its first 4096 bytes.
+    let cut: String = Message::signed(&key, "x".repeat(5000))
+        .to_envelope()
+        .chars()
+        .take(4096)
+        .collect();
+    let pods = vec![
+        ended_pod("found", "Succeeded", 0, Some(&found.to_envelope())),
+        ended_pod("garbage", "Failed", 1, Some("panicked at ...")),
+        ended_pod("unsigned", "Succeeded", 0, Some(&unsigned.to_envelope())),
+        ended_pod("oversized", "Succeeded", 0, Some(&cut)),
+        // Evicted or killed: no message, nothing reported for its shard.
+        ended_pod("evicted", "Failed", 137, None),
+        pod("running", "Running", None),
+    ];
+    let events = vec![
+        // The same pod again (a status update): not delivered twice.
+        json!({"type": "MODIFIED", "object": ended_pod("found", "Succeeded", 0, Some(&found.to_envelope()))}),
+        // A retried index runs in a new pod, whose report counts.
+        json!({"type": "ADDED", "object": ended_pod("retried", "Succeeded", 0, Some(&retried.to_envelope()))}),
+        // Deleted after it ended: its message still counts, once.
+        json!({"type": "DELETED", "object": ended_pod("retried", "Succeeded", 0, Some(&retried.to_envelope()))}),
+    ];
+    let (answer, selectors) = watching_server(pods, events);
+    let (client, _) = mock(answer);
+    let mut channel = PodStatusChannel::new(client, "cnd-test", run_id);
+    assert_eq!(channel.address(), "termination-log:/dev/termination-log");
+    let received = receive_until(&mut channel, 5).await;
+    assert_eq!(
+        received,
+        [
+            found,
+            Message::unsigned("panicked at ..."),
+            unsigned,
+            Message::unsigned(cut),
+            retried,
+        ]
+    );
+    let selectors = selectors.lock().unwrap().clone();
+    assert!(
+        selectors
+            .iter()
+            .all(|q| q.contains(&format!("cnd%2Frun-id%3D{run_id}"))),
+        "only the run's pods are read: {selectors:?}"
+    );
+    channel.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn pod_status_without_permission_is_refused_and_a_failing_server_is_unreachable() {
+    for (code, refused) in [(403, true), (503, false)] {
+        let answer: Answer = Box::new(move |_| Some((code, status_body(code, "Nope", "no"))));
+        let (client, _) = mock(answer);
+        let mut channel = PodStatusChannel::new(client, "cnd-test", Uuid::new_v4());
+        let err = channel.receive(Duration::from_secs(2)).await.unwrap_err();
+        assert_eq!(
+            matches!(err, cnd_core::ChannelError::Refused { .. }),
+            refused,
+            "{code}: {err}"
+        );
+    }
+}
+
+/// The real master over the mock API server: a pod's termination message holds
+/// the only report, signed with the run's key, and the run ends with its nonce.
+#[tokio::test]
+async fn the_master_finds_the_nonce_in_a_pods_termination_message() {
+    let puzzle = Puzzle::with_default_block(10).unwrap();
+    let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 2, 2)
+        .unwrap()
+        .with_queue_url("termination-log:/dev/termination-log")
+        .with_run_key(cnd_core::RunKey::from_bytes([6; 32]));
+    // Shard 1's smallest golden nonce, as a worker would report it.
+    let shard = puzzle.space().shard(1, 2).unwrap();
+    let nonce = (shard.first()..=shard.last())
+        .find(|&n| cnd_core::verify(&puzzle, n).golden)
+        .unwrap();
+    let report = cnd_core::Report {
+        run_id: spec.run_id,
+        shard: 1,
+        worker: "cnd-x-1".into(),
+        hashes: nonce - shard.first() + 1,
+        elapsed_ms: 5,
+        kind: cnd_core::ReportKind::Found {
+            nonce,
+            hash: cnd_core::verify(&puzzle, nonce).hash,
+        },
+    };
+    let envelope = Message::signed(&spec.run_key, report.to_json()).to_envelope();
+    let forged = Message::unsigned(report.to_json()).to_envelope();
+    let pods = vec![
+        ended_pod("forged", "Succeeded", 0, Some(&forged)),
+        ended_pod("winner", "Succeeded", 0, Some(&envelope)),
+        pod("other", "Running", None),
+    ];
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name(), "namespace": "cnd-test"},
+                     "status": {"active": 1, "succeeded": 1}});
+    let (watching, _) = watching_server(pods.clone(), vec![]);
+    let answer: Answer = Box::new(move |seen| {
+        if seen.method == "GET" && seen.path.contains("/jobs/") {
+            return Some((200, job.clone()));
+        }
+        watching(seen)
+    });
+    let (client, _) = mock(answer);
+    let mut launcher = KubeLauncher::new(client.clone(), options_for_master());
+    let mut channel = PodStatusChannel::new(client, "cnd-test", spec.run_id);
+    let out = cnd_core::run_master(
+        &mut launcher,
+        &mut channel,
+        &spec,
+        &cnd_core::MasterOptions::with_deadline(Some(
+            std::time::Instant::now() + Duration::from_secs(20),
+        )),
+        &crate::TokioTimer,
+        &cnd_core::CancelToken::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let cnd_core::MasterOutcome::Found(golden) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!((golden.nonce, golden.shard), (nonce, 1));
+    assert_eq!(golden.totals.ignored, 1, "the unsigned copy is ignored");
+}

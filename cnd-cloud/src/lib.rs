@@ -7,7 +7,11 @@
 //!   With the `test-support` feature, `sqs::testing::MotoServer` runs a local SQS.
 //! - [`kubernetes`]: [`kubernetes::KubeLauncher`] (one Indexed Job, or bare pods,
 //!   watched with kube-runtime), the manifests for `--dry-run`, and `cleanup`.
-//! - [`local`]: [`local::LocalLauncher`], `cnd-worker` processes on this machine.
+//! - [`pod_status`]: [`pod_status::PodStatusChannel`], the result channel for
+//!   clusters without SQS: each worker's final report, read from its pod's
+//!   termination message.
+//! - [`local`]: [`local::LocalLauncher`], `cnd-worker` processes on this machine,
+//!   and [`local::StdoutChannel`], their reports read from their stdout.
 //!
 //! The master (`cnd_core::master::run_master`) drives one launcher and one channel;
 //! `cnd-cli submit` picks which. The manifests need no cluster:
@@ -33,6 +37,7 @@
 
 pub mod kubernetes;
 pub mod local;
+pub mod pod_status;
 pub mod sqs;
 
 /// The [`Timer`](cnd_core::Timer) of a tokio runtime, for

@@ -93,6 +93,26 @@ fn http_client() -> aws_sdk_sqs::config::SharedHttpClient {
         .build_https()
 }
 
+/// Whether this process has AWS settings the SDK would use: a region, a
+/// profile, credentials or an endpoint in the environment, or `~/.aws/config`.
+/// Without any, SQS cannot be the channel, and `cleanup` skips queues.
+pub fn aws_configured() -> bool {
+    const VARIABLES: &[&str] = &[
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_CONFIG_FILE",
+    ];
+    VARIABLES
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        || std::env::var_os("HOME")
+            .is_some_and(|home| std::path::Path::new(&home).join(".aws/config").is_file())
+}
+
 /// An SQS client configured by the AWS SDK's own chain: region, credentials and
 /// `AWS_ENDPOINT_URL_SQS` (for an SQS-compatible endpoint) from the environment,
 /// the profile files, or the instance/pod identity.
