@@ -74,7 +74,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn submit(moto: &MotoServer, args: &[&str]) -> Command {
     let mut command = Command::new(CLI);
     command
-        .args(["submit", "--launcher", "local"])
+        .args(["submit", "--launcher", "local", "--channel", "sqs"])
         .args(args)
         .env("CND_WORKER_BIN", worker_bin())
         .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
@@ -818,4 +818,275 @@ fn a_slow_queue_delays_the_answer_but_never_changes_it() {
     let nonce: u64 = json_of(&output)["nonce"].as_str().unwrap().parse().unwrap();
     assert!(verify(&Puzzle::with_default_block(14).unwrap(), nonce).golden);
     assert_nothing_left(&moto, run);
+}
+
+/// `cnd-cli ARGS` as on a fresh machine: no AWS settings or files, no moto on PATH.
+fn bare_cli(args: &[&str], home: &Path) -> Command {
+    let mut command = Command::new(CLI);
+    command.args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("RUST_LOG");
+    // The worker sits next to cnd-cli, where submit looks by default.
+    if worker_bin() == Path::new(CLI).with_file_name("cnd-worker") {
+        command.env_remove("CND_WORKER_BIN");
+    } else {
+        command.env("CND_WORKER_BIN", worker_bin());
+    }
+    command
+}
+
+fn temp_home(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cnd-{name}-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_readmes_local_example_runs_as_written_with_nothing_installed() {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("cnd-cli submit --launcher local"))
+        .expect("the README has a local submit example");
+    let command = line
+        .split("cnd-cli ")
+        .nth(1)
+        .and_then(|rest| rest.split('#').next())
+        .unwrap();
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let home = temp_home("readme");
+    let output = bare_cli(&args, &home).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{line}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("reports via the workers' stdout"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let nonce: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Golden nonce"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no nonce in: {stdout}"));
+    let difficulty: u32 = args
+        .windows(2)
+        .find(|w| w[0] == "-d")
+        .map(|w| w[1].parse().unwrap())
+        .unwrap();
+    assert!(verify(&Puzzle::with_default_block(difficulty).unwrap(), nonce).golden);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn stdout_reports_survive_forged_lines_and_a_worker_killed_mid_line() {
+    let dir = temp_home("forged-stdout");
+    let run = Uuid::new_v4();
+    // Each worker first prints an unsigned `exhausted` for its whole shard and
+    // one with a wrong signature (either would end the run as "exhausted" if
+    // believed); shard 0's first attempt then dies in the middle of a line.
+    let forged = |shard: u64| {
+        let hashes = 1u64 << 31;
+        let body = format!(
+            r#"{{"v":1,"run_id":"{run}","kind":"exhausted","shard":{shard},"worker":"forger","hashes":{hashes},"elapsed_ms":1}}"#
+        );
+        let unsigned = cnd_core::Message::unsigned(body.clone()).to_envelope();
+        let wrong = cnd_core::Message {
+            body,
+            signature: Some("0".repeat(64)),
+        }
+        .to_envelope();
+        format!("{unsigned}\n{wrong}\n")
+    };
+    for shard in 0..2 {
+        std::fs::write(dir.join(format!("forged-{shard}")), forged(shard)).unwrap();
+    }
+    let script = dir.join("worker.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat {d}/forged-$CND_SHARD_INDEX\n\
+             if [ \"$CND_SHARD_INDEX\" = 0 ] && [ ! -e {d}/killed ]; then\n\
+             touch {d}/killed; printf '{{\"body\":\"{{\\\\\"v\\\\\":1,'; kill -9 $$\nfi\n\
+             exec {worker}\n",
+            d = dir.display(),
+            worker = worker_bin().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let output = bare_cli(
+        &[
+            "submit",
+            "--launcher",
+            "local",
+            "--pods",
+            "2",
+            "-d",
+            "16",
+            "--json",
+            "-v",
+            "--run-id",
+            &run.to_string(),
+        ],
+        &dir,
+    )
+    .env("CND_WORKER_BIN", &script)
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "found", "{result}");
+    let nonce: u64 = result["nonce"].as_str().unwrap().parse().unwrap();
+    assert!(verify(&Puzzle::with_default_block(16).unwrap(), nonce).golden);
+    // 2 forged lines per worker start, 3 starts (shard 0 twice).
+    assert!(
+        result["ignored_messages"].as_u64().unwrap() >= 4,
+        "{result}"
+    );
+    assert!(stderr.contains("starting it again"), "{stderr}");
+    assert!(dir.join("killed").exists());
+    assert_nothing_left_locally(run);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stdout_channel_says_exhausted_when_every_shard_is_searched() {
+    let home = temp_home("exhausted-stdout");
+    let run = Uuid::new_v4();
+    let output = bare_cli(
+        &[
+            "submit",
+            "--launcher",
+            "local",
+            "--pods",
+            "3",
+            "-d",
+            "40",
+            "--range",
+            "1000..4000",
+            "--json",
+            "--run-id",
+            &run.to_string(),
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "exhausted");
+    assert_eq!(result["hashes"], 3000);
+    assert_nothing_left_locally(run);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn channels_that_cannot_work_are_refused_before_anything_runs() {
+    let home = temp_home("bad-channel");
+    for (args, needle) in [
+        (
+            &[
+                "submit",
+                "--launcher",
+                "local",
+                "--channel",
+                "pod-status",
+                "--pods",
+                "1",
+                "-d",
+                "8",
+            ][..],
+            "--channel pod-status needs --launcher kubernetes",
+        ),
+        (
+            &[
+                "submit",
+                "--channel",
+                "stdout",
+                "--pods",
+                "1",
+                "-d",
+                "8",
+                "--dry-run",
+            ][..],
+            "--channel stdout needs --launcher local",
+        ),
+        (
+            &[
+                "submit",
+                "--launcher",
+                "local",
+                "--channel",
+                "stdout",
+                "--queue-name",
+                "q",
+                "--pods",
+                "1",
+                "-d",
+                "8",
+            ][..],
+            "name an SQS queue",
+        ),
+    ] {
+        let output = bare_cli(args, &home).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr_of(&output).contains(needle),
+            "{}",
+            stderr_of(&output)
+        );
+    }
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+fn assert_nothing_left_locally(run: Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !processes_of(run).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        processes_of(run),
+        Vec::<u32>::new(),
+        "workers of the run still run"
+    );
+}
+
+#[test]
+fn every_channel_returns_the_same_verified_answer() {
+    // One shard, so the answer is that shard's smallest golden nonce whichever
+    // way it travels. hashlib: the smallest nonce of COMSM0010cloud with ≥ 18
+    // leading zero bits is 137342 (hash 000029a4a99ae458…).
+    let args = ["-d", "18", "--pods", "1", "--range", "0..1000000", "--json"];
+    let moto = MotoServer::start();
+    let over_sqs = submit(&moto, &args).output().unwrap();
+    let home = temp_home("same-answer");
+    let mut local = vec!["submit", "--launcher", "local", "--channel", "stdout"];
+    local.extend(args);
+    let over_stdout = bare_cli(&local, &home).output().unwrap();
+    for output in [&over_sqs, &over_stdout] {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
+        let result = json_of(output);
+        assert_eq!(result["nonce"], "137342", "{result}");
+        assert_eq!(
+            result["hash"],
+            "000029a4a99ae4582c2ef4d5985f95acf83207fba4d496434e04548d172d37dc"
+        );
+    }
+    std::fs::remove_dir_all(&home).unwrap();
 }

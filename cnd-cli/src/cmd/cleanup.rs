@@ -82,7 +82,10 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<Exit> {
             )),
         }
     }
-    if !args.no_queues {
+    if !args.no_queues && !sqs::aws_configured() {
+        // A cluster without AWS (pod-status runs) has no queues to remove.
+        eprintln!("cnd-cli: skipped SQS queues: no AWS settings found (AWS_REGION, AWS_PROFILE, ~/.aws/config)");
+    } else if !args.no_queues {
         let queues = cleanup_queues(args.run, args.all && !args.force);
         match tokio::time::timeout(HALF_TIMEOUT, queues).await {
             Ok(Ok(())) => {}

@@ -1,10 +1,10 @@
 //! `cnd-cli submit`: a distributed search, on Kubernetes or as local worker
-//! processes, with results over SQS.
+//! processes, with results over SQS, the pods' own status, or local stdout.
 //!
 //! Glue: validate the flags, pick the pods, build the launcher and the channel,
 //! hand them to `cnd_core::master::run_master`, show its events, print the result.
 //! Whatever happens (found, exhausted, timeout, Ctrl-C, an error), the master
-//! removes the workers and the run's queue before this returns.
+//! removes the workers and the run's queue (if it made one) before this returns.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use cnd_cloud::kubernetes::{self, KubeLauncher, KubeOptions, Workload};
 use cnd_cloud::local::{LocalLauncher, LocalOptions};
+use cnd_cloud::pod_status::PodStatusChannel;
 use cnd_cloud::sqs::{self, SqsChannel};
 use cnd_cloud::TokioTimer;
 use cnd_core::master::{run_master, MasterEvent, MasterOptions, MasterOutcome, Totals};
@@ -44,6 +45,28 @@ pub enum LauncherKind {
     Local,
 }
 
+/// How workers' reports reach this master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelKind {
+    /// An SQS queue (made for the run, or --queue-url/--queue-name): needs AWS.
+    Sqs,
+    /// Kubernetes: each pod's final report in its termination message, read
+    /// from the pod's status; needs no AWS and no credentials in the pods.
+    PodStatus,
+    /// Local: each worker's reports on its stdout; needs nothing at all.
+    Stdout,
+}
+
+impl ChannelKind {
+    fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Sqs => "sqs",
+            ChannelKind::PodStatus => "pod-status",
+            ChannelKind::Stdout => "stdout",
+        }
+    }
+}
+
 /// How the workers are created on Kubernetes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WorkloadKind {
@@ -59,14 +82,22 @@ pub enum WorkloadKind {
 ///   cnd-cli submit -d 30 --pods 20 --image registry/cnd-worker:1
 ///   cnd-cli submit -d 36 --within 10m --confidence 0.9 --rate 40
 ///   cnd-cli submit -d 20 --pods 3 --launcher local
+///   cnd-cli submit -d 30 --pods 4 --channel pod-status
 ///   cnd-cli submit -d 30 --pods 4 --dry-run > run.yaml
 ///
-/// Workers report over SQS: a queue `cnd-<run id>` is created for the run and
-/// deleted after it, unless --queue-url/--queue-name name a shared queue. AWS
-/// settings come from the SDK's usual chain (AWS_REGION, AWS_PROFILE,
-/// AWS_ENDPOINT_URL_SQS, ...); on Kubernetes the workers get credentials from
-/// their own service account (IRSA), and AWS_REGION / AWS_ENDPOINT_URL_SQS are
-/// passed on to them when set here.
+/// How reports come back (--channel):
+///   stdout      local workers write them to their stdout (the default for
+///               --launcher local: nothing to install, no account).
+///   pod-status  each pod writes its final report to its termination message
+///               and the master reads it from the pod's status: any cluster,
+///               no AWS (the default on Kubernetes when no AWS settings are found).
+///   sqs         a queue `cnd-<run id>` is made for the run and deleted after
+///               it, unless --queue-url/--queue-name name a shared queue (the
+///               default on Kubernetes when AWS is configured, or a queue named).
+///               AWS settings come from the SDK's usual chain (AWS_REGION,
+///               AWS_PROFILE, AWS_ENDPOINT_URL_SQS, ...); on Kubernetes the
+///               workers get credentials from their own service account (IRSA),
+///               and AWS_REGION / AWS_ENDPOINT_URL_SQS are passed on to them.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SubmitArgs {
@@ -100,6 +131,11 @@ pub struct SubmitArgs {
     /// Where the workers run.
     #[arg(long, value_enum, default_value = "kubernetes")]
     launcher: LauncherKind,
+
+    /// How reports come back. [default: stdout for --launcher local; on
+    /// Kubernetes sqs when a queue is named or AWS is configured, else pod-status]
+    #[arg(long, value_enum, value_name = "CHANNEL")]
+    channel: Option<ChannelKind>,
 
     /// Kubernetes: one Indexed Job, or bare pods.
     #[arg(long, value_enum, default_value = "job")]
@@ -265,6 +301,39 @@ fn parse_queue_name(s: &str) -> Result<String, String> {
 struct Plan {
     spec: RunSpec,
     kube: KubeOptions,
+    channel: ChannelKind,
+    /// Why that channel, when it was not asked for.
+    channel_reason: &'static str,
+}
+
+/// The channel the flags ask for, or the default for the launcher, and why.
+fn choose_channel(args: &SubmitArgs) -> anyhow::Result<(ChannelKind, &'static str)> {
+    let queue_named = args.queue_url.is_some() || args.queue_name.is_some();
+    let (kind, reason) = match (args.channel, args.launcher) {
+        (Some(kind), _) => (kind, "as asked"),
+        (None, _) if queue_named => (ChannelKind::Sqs, "a queue was named"),
+        (None, LauncherKind::Local) => (ChannelKind::Stdout, "local workers"),
+        (None, LauncherKind::Kubernetes) if sqs::aws_configured() => {
+            (ChannelKind::Sqs, "AWS settings found")
+        }
+        (None, LauncherKind::Kubernetes) => (
+            ChannelKind::PodStatus,
+            "no AWS settings found; --channel sqs for a queue",
+        ),
+    };
+    match (kind, args.launcher) {
+        (ChannelKind::Stdout, LauncherKind::Kubernetes) => Err(usage(
+            "--channel stdout needs --launcher local: the master reads local workers' stdout; on Kubernetes use --channel pod-status",
+        )),
+        (ChannelKind::PodStatus, LauncherKind::Local) => Err(usage(
+            "--channel pod-status needs --launcher kubernetes; local workers report over --channel stdout",
+        )),
+        (ChannelKind::Stdout | ChannelKind::PodStatus, _) if queue_named => Err(usage(format!(
+            "--queue-url/--queue-name name an SQS queue, but --channel is {}",
+            kind.name()
+        ))),
+        _ => Ok((kind, reason)),
+    }
 }
 
 /// Runs `cnd-cli submit`.
@@ -290,7 +359,9 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
                 "cnd-cli: leaving the cleanup; `cnd-cli cleanup --run {run_id}` removes what is left"
             );
         } else {
-            eprintln!("cnd-cli: stopping: removing the run's workers and queue (interrupt again to leave them)");
+            eprintln!(
+                "cnd-cli: stopping: removing what the run created (interrupt again to leave it)"
+            );
         }
         on_signal.cancel();
     })?;
@@ -366,10 +437,16 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         Some(id) => spec.with_run_id(id),
         None => spec,
     };
-    let queue_url = match &args.queue_url {
-        Some(url) => url.clone(),
+    let (channel, channel_reason) = choose_channel(args)?;
+    let queue_url = match (channel, &args.queue_url) {
+        (ChannelKind::Sqs, Some(url)) => url.clone(),
         // Only known once the queue exists; a dry run shows where it would be.
-        None => format!("<the run's queue: {}>", sqs::queue_name(spec.run_id)),
+        (ChannelKind::Sqs, None) => format!("<the run's queue: {}>", sqs::queue_name(spec.run_id)),
+        (ChannelKind::PodStatus, _) => cnd_core::Destination::TerminationLog(
+            cnd_core::distributed::DEFAULT_TERMINATION_LOG.into(),
+        )
+        .address(),
+        (ChannelKind::Stdout, _) => cnd_core::Destination::Stdout.address(),
     };
     let spec = spec.with_queue_url(queue_url).with_timeout(args.timeout);
     let kube = KubeOptions {
@@ -384,10 +461,20 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
             WorkloadKind::Job => Workload::Job,
             WorkloadKind::Pods => Workload::Pods,
         },
-        extra_env: kubernetes::aws_passthrough_env(),
+        // Where the queue is, for workers that use one; others need no AWS at all.
+        extra_env: if channel == ChannelKind::Sqs {
+            kubernetes::aws_passthrough_env()
+        } else {
+            Vec::new()
+        },
         ..KubeOptions::default()
     };
-    Ok(Plan { spec, kube })
+    Ok(Plan {
+        spec,
+        kube,
+        channel,
+        channel_reason,
+    })
 }
 
 /// MH/s of one pod: this machine's single-thread rate (a quarter-second sample)
@@ -423,72 +510,60 @@ fn measure_core_mhs() -> Option<f64> {
 async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyhow::Result<Exit> {
     // The run's time limit counts from here, setup included.
     let deadline = plan.spec.timeout.map(|t| Instant::now() + t);
-    let sqs_client = sqs::client().await.context("setting up the SQS client")?;
-    let channel = match (&args.queue_url, &args.queue_name) {
-        (Some(url), _) => Some(SqsChannel::shared(
-            &sqs_client,
-            url.clone(),
-            plan.spec.run_id,
-        )),
-        (None, Some(name)) => {
-            let url = bounded(cancel, deadline, sqs::queue_url_for_name(&sqs_client, name))
-                .await
-                .with_context(|| format!("looking up the SQS queue {name:?}"))?;
-            match url {
-                Some(url) => Some(SqsChannel::shared(
-                    &sqs_client,
-                    url?.ok_or_else(|| usage(format!("there is no SQS queue named {name:?}")))?,
-                    plan.spec.run_id,
-                )),
-                None => None,
-            }
-        }
-        (None, None) => {
-            create_queue(
-                &sqs_client,
-                plan.spec.run_id,
-                plan.spec.lifetime(),
-                cancel,
-                deadline,
-            )
-            .await?
-        }
-    };
-    let Some(mut channel) = channel else {
-        return Ok(Exit::Interrupted);
-    };
-    plan.spec.queue_url = channel.address().to_string();
-
-    let mut launcher: Box<dyn Launcher> = match args.launcher {
-        LauncherKind::Kubernetes => match kube_client(&mut plan.kube).await {
-            Ok(client) => Box::new(KubeLauncher::new(client, plan.kube.clone())),
-            Err(e) => {
-                // The queue exists already: it must not outlive this failure.
-                let _ = channel.close().await;
-                return Err(e);
-            }
-        },
-        LauncherKind::Local => {
-            let bin = match worker_bin() {
-                Ok(bin) => bin,
+    let (mut launcher, mut channel): (Box<dyn Launcher>, Box<dyn ResultChannel>) = match plan
+        .channel
+    {
+        ChannelKind::Sqs => {
+            let Some(mut channel) = sqs_channel(&args, &plan.spec, cancel, deadline).await? else {
+                return Ok(Exit::Interrupted);
+            };
+            let launcher = match args.launcher {
+                LauncherKind::Kubernetes => kube_client(&mut plan.kube)
+                    .await
+                    .map(|client| Box::new(KubeLauncher::new(client, plan.kube.clone())) as _),
+                LauncherKind::Local => local_launcher(&args).map(|l| Box::new(l) as _),
+            };
+            match launcher {
+                Ok(launcher) => (launcher, Box::new(channel)),
                 Err(e) => {
+                    // The queue exists already: it must not outlive this failure.
                     let _ = channel.close().await;
                     return Err(e);
                 }
-            };
-            Box::new(LocalLauncher::new(LocalOptions {
-                threads: args.threads,
-                ..LocalOptions::new(bin)
-            }))
+            }
+        }
+        ChannelKind::Stdout => {
+            let mut launcher = local_launcher(&args)?;
+            let channel = launcher.stdout_channel();
+            (Box::new(launcher), Box::new(channel))
+        }
+        ChannelKind::PodStatus => {
+            let client = kube_client(&mut plan.kube).await?;
+            let channel =
+                PodStatusChannel::new(client.clone(), &plan.kube.namespace, plan.spec.run_id);
+            (
+                Box::new(KubeLauncher::new(client, plan.kube.clone())),
+                Box::new(channel),
+            )
         }
     };
+    plan.spec.queue_url = channel.address().to_string();
 
     let spec = &plan.spec;
-    tracing::info!(run = %spec.run_id, queue = %spec.queue_url, shards = spec.shards, pods = spec.parallelism, "submitting");
+    tracing::info!(run = %spec.run_id, channel = plan.channel.name(), reports_to = %spec.queue_url, shards = spec.shards, pods = spec.parallelism, "submitting");
     if !args.output.json {
+        let via = match plan.channel {
+            ChannelKind::Sqs => format!("queue {}", spec.queue_url),
+            ChannelKind::PodStatus => "the pods' status".to_string(),
+            ChannelKind::Stdout => "the workers' stdout".to_string(),
+        };
+        let why = match plan.channel_reason {
+            "as asked" => String::new(),
+            reason => format!(" ({reason})"),
+        };
         eprintln!(
-            "cnd-cli: run {} · {} pods · {} shards · queue {}",
-            spec.run_id, spec.parallelism, spec.shards, spec.queue_url
+            "cnd-cli: run {} · {} pods · {} shards · reports via {via}{why}",
+            spec.run_id, spec.parallelism, spec.shards
         );
     }
     let options = MasterOptions {
@@ -496,9 +571,14 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         ..MasterOptions::with_deadline(deadline)
     };
     let mut live = Live::new(spec, !args.output.json);
+    if plan.channel == ChannelKind::PodStatus {
+        // No progress reports on this channel: estimate from the running pods.
+        let per_pod = args.rate.unwrap_or_else(|| default_rate_mhs(&args.cpu)) * 1e6;
+        live.estimate_with(per_pod);
+    }
     let outcome = run_master(
         launcher.as_mut(),
-        &mut channel,
+        channel.as_mut(),
         spec,
         &options,
         &TokioTimer,
@@ -515,6 +595,48 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         MasterOutcome::TimedOut(_) => Exit::TimedOut,
         MasterOutcome::Interrupted(_) => Exit::Interrupted,
     })
+}
+
+/// The run's SQS channel: the named shared queue, or a queue made for the run;
+/// `None` if the run was cancelled first.
+async fn sqs_channel(
+    args: &SubmitArgs,
+    spec: &RunSpec,
+    cancel: &CancelToken,
+    deadline: Option<Instant>,
+) -> anyhow::Result<Option<SqsChannel>> {
+    let sqs_client = sqs::client().await.context("setting up the SQS client")?;
+    match (&args.queue_url, &args.queue_name) {
+        (Some(url), _) => Ok(Some(SqsChannel::shared(
+            &sqs_client,
+            url.clone(),
+            spec.run_id,
+        ))),
+        (None, Some(name)) => {
+            let url = bounded(cancel, deadline, sqs::queue_url_for_name(&sqs_client, name))
+                .await
+                .with_context(|| format!("looking up the SQS queue {name:?}"))?;
+            match url {
+                Some(url) => Ok(Some(SqsChannel::shared(
+                    &sqs_client,
+                    url?.ok_or_else(|| usage(format!("there is no SQS queue named {name:?}")))?,
+                    spec.run_id,
+                ))),
+                None => Ok(None),
+            }
+        }
+        (None, None) => {
+            create_queue(&sqs_client, spec.run_id, spec.lifetime(), cancel, deadline).await
+        }
+    }
+}
+
+/// The launcher of local worker processes.
+fn local_launcher(args: &SubmitArgs) -> anyhow::Result<LocalLauncher> {
+    Ok(LocalLauncher::new(LocalOptions {
+        threads: args.threads,
+        ..LocalOptions::new(worker_bin()?)
+    }))
 }
 
 /// The longest a call made before the master starts (queue lookup or creation) may take.
@@ -628,6 +750,11 @@ struct Live {
     shards: u64,
     space: u128,
     difficulty: u32,
+    /// Hashes per second of one pod, when progress is estimated (no progress reports).
+    per_pod: Option<f64>,
+    /// Hashes estimated from running pods × `per_pod`, and when last counted.
+    estimated: f64,
+    counted_at: Instant,
 }
 
 impl Live {
@@ -652,12 +779,33 @@ impl Live {
             shards: spec.shards,
             space: spec.range.len(),
             difficulty: spec.puzzle.difficulty(),
+            per_pod: None,
+            estimated: 0.0,
+            counted_at: Instant::now(),
         }
+    }
+
+    /// Shows progress as running pods × `per_pod` hashes per second, marked as
+    /// an estimate, for channels that carry only final reports.
+    fn estimate_with(&mut self, per_pod: f64) {
+        self.per_pod = Some(per_pod);
+    }
+
+    /// The hashes to show: reported, or the estimate when it is larger.
+    fn shown_hashes(&self) -> u64 {
+        (self.hashes as f64).max(self.estimated) as u64
     }
 
     fn on(&mut self, event: MasterEvent) {
         match event {
-            MasterEvent::Workers(status) => self.workers = status,
+            MasterEvent::Workers(status) => {
+                if let Some(per_pod) = self.per_pod {
+                    let seconds = self.counted_at.elapsed().as_secs_f64();
+                    self.estimated += self.workers.running as f64 * per_pod * seconds;
+                    self.counted_at = Instant::now();
+                }
+                self.workers = status
+            }
             MasterEvent::Progress(p) => {
                 self.hashes = p.total_hashes;
                 self.shards_done = p.shards_done;
@@ -695,13 +843,14 @@ impl Live {
     fn status_line(&self) -> String {
         let w = &self.workers;
         let elapsed = self.started.elapsed();
-        let rate = human::per_sec(self.hashes, elapsed);
+        let hashes = self.shown_hashes();
+        let rate = human::per_sec(hashes, elapsed);
         let expected = stats::expected_hashes(self.difficulty);
-        let eta = if rate > 0.0 && (self.hashes as f64) < expected {
+        let eta = if rate > 0.0 && (hashes as f64) < expected {
             format!(
                 "~{} to 2^{}",
                 human::duration(Duration::from_secs_f64(
-                    ((expected - self.hashes as f64) / rate).min(1e15)
+                    ((expected - hashes as f64) / rate).min(1e15)
                 )),
                 self.difficulty
             )
@@ -715,8 +864,11 @@ impl Live {
             w.succeeded,
             w.failed,
             format_args!("{}/{}", self.shards_done, self.shards),
-            human::rate(rate),
-            human::percent(self.hashes as f64 / self.space as f64),
+            match self.per_pod {
+                Some(_) => format!("≈{} (estimated)", human::rate(rate)),
+                None => human::rate(rate),
+            },
+            human::percent(hashes as f64 / self.space as f64),
         )
     }
 
@@ -806,7 +958,9 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, json: bool) {
             print_work(t, spec);
         }
         MasterOutcome::Interrupted(t) => {
-            println!("Interrupted before a golden nonce was found; the workers and the run's queue were removed.");
+            println!(
+                "Interrupted before a golden nonce was found; what the run created was removed."
+            );
             print_work(t, spec);
         }
     }
@@ -865,5 +1019,45 @@ mod tests {
         assert!(parse_queue_name("cnd-results").is_ok());
         assert!(parse_queue_name("a/b").is_err());
         assert!(parse_queue_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn progress_without_reports_is_estimated_from_running_pods_and_says_so() {
+        let puzzle = Puzzle::with_default_block(30).unwrap();
+        let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 4, 4).unwrap();
+        let mut live = Live::new(&spec, false);
+        live.estimate_with(1e6);
+        let running = |n| {
+            MasterEvent::Workers(WorkerStatus {
+                running: n,
+                ..WorkerStatus::default()
+            })
+        };
+        live.on(running(2));
+        assert_eq!(
+            live.shown_hashes(),
+            0,
+            "nothing ran before the first status"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        live.on(running(2));
+        // 2 pods × 1 MH/s × ≥ 0.1 s.
+        assert!(live.shown_hashes() >= 200_000, "{}", live.shown_hashes());
+        assert!(
+            live.status_line().contains("(estimated)"),
+            "{}",
+            live.status_line()
+        );
+
+        let mut reported = Live::new(&spec, false);
+        reported.on(running(2));
+        std::thread::sleep(Duration::from_millis(20));
+        reported.on(running(2));
+        assert_eq!(
+            reported.shown_hashes(),
+            0,
+            "without an estimate only reports count"
+        );
+        assert!(!reported.status_line().contains("estimated"));
     }
 }
