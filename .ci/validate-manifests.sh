@@ -38,7 +38,8 @@ mkdir -p "$out"
     --queue-url https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-results \
     --dry-run >"$out/job.yaml"
 "$CLI" submit -d 30 --pods 3 --workload pods --cpu 500m --memory 64Mi \
-    --block "another block" --nonce-format decimal --range 0..1000000 --dry-run >"$out/pods.yaml"
+    --block "another block" --nonce-format decimal --range 0..1000000 --channel pod-status \
+    --dry-run >"$out/pods.yaml"
 
 "$VENV/bin/python" - "$VERSIONS" "$out/job.yaml" "$out/pods.yaml" <<'PY'
 import sys

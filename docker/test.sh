@@ -230,6 +230,25 @@ check "queue holds an 'exhausted' report for shard $barren covering all of it" \
   kit check-report --endpoint "$endpoint" --queue-url "$queue_url" --run-id "$run_id" --run-key "$run_key" --kind exhausted \
   --block "$block" --difficulty 20 --shard "$barren" --shards 65536 --worker cnd-test-exhausted
 
+# Without SQS (SPEC §5.1): the final report in the termination-message file, as
+# the kubelet mounts it (read-only root, no network, no AWS variables), and every
+# report on stdout, one envelope per line.
+spec_env_without CND_QUEUE_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+touch "$scratch/termination-log" && chmod 666 "$scratch/termination-log"
+worker termlog "${filtered[@]}" --network none --read-only -v "$scratch/termination-log:/dev/termination-log" \
+  -e CND_QUEUE_URL=termination-log:/dev/termination-log -e CND_WORKER_NAME=cnd-test-termlog
+check "worker (shard 1 of 4, CND_QUEUE_URL=termination-log:…, no network) exits 0 ($status)" test "$status" -eq 0
+tail -n 3 "$scratch/termlog.err" | indent
+check "its termination message is one signed 'found' envelope under 4096 bytes with a golden nonce in shard 1 of 4" \
+  bash -c 'test "$(stat -c %s "$1")" -le 4096 && test "$(wc -l < "$1")" -eq 0 && shift && "$@"' _ "$scratch/termination-log" \
+  "$venv/bin/python" docker/testkit.py check-report --from-file "$scratch/termination-log" --run-id "$run_id" --run-key "$run_key" \
+  --kind found --block "$block" --difficulty 16 --shard 1 --shards 4 --worker cnd-test-termlog
+worker stdout "${filtered[@]}" --network none -e CND_QUEUE_URL=stdout: -e CND_WORKER_NAME=cnd-test-stdout
+check "worker (shard 1 of 4, CND_QUEUE_URL=stdout:, no network) exits 0 ($status)" test "$status" -eq 0
+check "its stdout ends with a signed 'found' envelope whose nonce is golden and lies in shard 1 of 4" \
+  kit check-report --from-file "$scratch/stdout.out" --run-id "$run_id" --run-key "$run_key" \
+  --kind found --block "$block" --difficulty 16 --shard 1 --shards 4 --worker cnd-test-stdout
+
 # HTTPS, as on AWS: the static binary resolves localhost through /etc/hosts
 # and verifies the endpoint against the bundle at the image's CA path (here a
 # test CA mounted over it); with the image's own bundle it must refuse it.

@@ -162,18 +162,37 @@ def receive_report(args):
     raise CheckFailed(f"no found/exhausted message on {args.queue_url} within {args.wait}s")
 
 
+def read_envelope(path):
+    """The last report in a file of SPEC §5.1 envelopes (a worker's stdout, or its
+    termination message): one JSON object per line, the body as a string."""
+    with open(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    require(lines, f"{path} holds no report")
+    envelope = json.loads(lines[-1])
+    require(isinstance(envelope, dict) and set(envelope) == {"body", SIGNATURE_ATTRIBUTE},
+            f"the last line of {path} is not an envelope: {lines[-1][:200]}")
+    print("envelope:", lines[-1][:300])
+    return envelope["body"], json.loads(envelope["body"]), envelope[SIGNATURE_ATTRIBUTE]
+
+
 def check_report(args):
-    raw, body, attributes = receive_report(args)
+    if args.from_file:
+        raw, body, signature = read_envelope(args.from_file)
+        attributes = None
+    else:
+        raw, body, attributes = receive_report(args)
+        signature = attributes.get(SIGNATURE_ATTRIBUTE, {})
+        require(signature.get("DataType") == "String", f"message attribute {SIGNATURE_ATTRIBUTE} is {signature}")
+        signature = signature.get("StringValue")
     # SPEC §5: HMAC-SHA256 of the body's exact bytes under the run's key, by Python's hmac.
     expected = hmac.new(bytes.fromhex(args.run_key), raw.encode(), hashlib.sha256).hexdigest()
-    signature = attributes.get(SIGNATURE_ATTRIBUTE, {})
-    require(signature.get("DataType") == "String" and signature.get("StringValue") == expected,
-            f"message attribute {SIGNATURE_ATTRIBUTE} is {signature}, expected the String {expected}")
+    require(signature == expected, f"the signature is {signature!r}, expected {expected}")
     require(body.get("v") == 1, f"message version is {body.get('v')!r}, expected 1")
     require(body.get("run_id") == args.run_id, f"run_id is {body.get('run_id')!r}, expected {args.run_id}")
-    attribute = attributes.get(RUN_ID_ATTRIBUTE, {})
-    require(attribute.get("DataType") == "String" and attribute.get("StringValue") == args.run_id,
-            f"message attribute {RUN_ID_ATTRIBUTE} is {attribute}, expected the String {args.run_id}")
+    if attributes is not None:
+        attribute = attributes.get(RUN_ID_ATTRIBUTE, {})
+        require(attribute.get("DataType") == "String" and attribute.get("StringValue") == args.run_id,
+                f"message attribute {RUN_ID_ATTRIBUTE} is {attribute}, expected the String {args.run_id}")
     require(body.get("kind") == args.kind, f"kind is {body.get('kind')!r}, expected {args.kind} (error: {body.get('error')!r})")
     require(body.get("shard") == args.shard, f"shard is {body.get('shard')!r}, expected {args.shard}")
     if args.worker is not None:
@@ -331,8 +350,9 @@ def main():
     p.set_defaults(run=make_tls)
 
     p = commands.add_parser("check-report")
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--queue-url", required=True)
+    p.add_argument("--endpoint")
+    p.add_argument("--queue-url")
+    p.add_argument("--from-file", help="read the report from this file of envelopes instead of SQS")
     p.add_argument("--run-id", required=True)
     p.add_argument("--run-key", required=True, help="CND_RUN_KEY, 64 hex digits")
     p.add_argument("--kind", choices=["found", "exhausted"], required=True)

@@ -722,7 +722,7 @@ pub async fn kube_client(options: &mut KubeOptions) -> anyhow::Result<kube::Clie
 
 /// The `cnd-worker` binary: $CND_WORKER_BIN, else next to this executable.
 pub fn worker_bin() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CND_WORKER_BIN") {
+    if let Some(path) = std::env::var_os("CND_WORKER_BIN").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(path));
     }
     let me = std::env::current_exe().context("finding this executable")?;
