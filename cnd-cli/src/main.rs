@@ -13,6 +13,7 @@ mod exit;
 mod human;
 mod logging;
 mod signals;
+mod startup;
 
 use exit::Exit;
 
