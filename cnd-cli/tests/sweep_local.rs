@@ -194,7 +194,7 @@ fn a_small_sweep_writes_rows_charts_and_a_report() {
         assert!(t.iter().any(|s| s == want), "{want:?} not in {t:?}");
     }
     let t = svg_texts(&dir.join("time_vs_difficulty.svg"));
-    for want in ["1 pods", "2 pods", "difficulty D, leading zero bits"] {
+    for want in ["1 pod", "2 pods", "difficulty D, leading zero bits"] {
         assert!(t.iter().any(|s| s == want), "{want:?} not in {t:?}");
     }
     assert!(svg_texts(&dir.join("speedup.svg"))

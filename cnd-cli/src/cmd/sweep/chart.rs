@@ -272,7 +272,8 @@ fn time_vs_pods(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) -> Dra
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| secs_label(*v))
         .draw()?;
-    for (i, d) in difficulties(cells).into_iter().enumerate() {
+    let ds = difficulties(cells);
+    for (i, d) in ds.iter().copied().enumerate() {
         let c = color(i);
         let row = row(cells, d);
         let medians: Vec<(f64, f64)> = row
@@ -296,7 +297,8 @@ fn time_vs_pods(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) -> Dra
             4,
             c.mix(0.7).stroke_width(1),
         ))?;
-        if i == 0 {
+        // Labelled once, last, below the series.
+        if i + 1 == ds.len() {
             ideal
                 .label("ideal 1/P (dashed, from the fewest pods)")
                 .legend(legend_dashes(BLACK));
@@ -500,7 +502,8 @@ fn time_vs_difficulty(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) 
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| secs_label(*v))
         .draw()?;
-    for (i, p) in pod_counts(cells).into_iter().enumerate() {
+    let pods = pod_counts(cells);
+    for (i, p) in pods.iter().copied().enumerate() {
         let c = color(i);
         let column: Vec<&Cell> = cells
             .values()
@@ -512,7 +515,11 @@ fn time_vs_difficulty(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) 
             .collect();
         chart
             .draw_series(LineSeries::new(medians.clone(), c.stroke_width(2)))?
-            .label(format!("{p} pods"))
+            .label(if p == 1 {
+                "1 pod".to_string()
+            } else {
+                format!("{p} pods")
+            })
             .legend(legend_line(c));
         chart.draw_series(medians.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
         chart.draw_series(whiskers(&column, c, |cell| cell.difficulty as f64, |t| t))?;
@@ -523,7 +530,7 @@ fn time_vs_difficulty(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) 
                 4,
                 c.mix(0.7).stroke_width(1),
             ))?;
-            if i == 0 {
+            if i + 1 == pods.len() {
                 expected
                     .label("2^D hashes at the measured rate (dashed)")
                     .legend(legend_dashes(BLACK));
@@ -680,7 +687,7 @@ mod tests {
         );
         let d = by_file(TIME_VS_DIFFICULTY);
         for want in [
-            "1 pods",
+            "1 pod",
             "2 pods",
             "4 pods",
             "difficulty D, leading zero bits",
