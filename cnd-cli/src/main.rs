@@ -60,7 +60,7 @@ enum Command {
     Submit(Box<cmd::submit::SubmitArgs>),
     /// Delete the Jobs, pods and queues that runs left behind.
     Cleanup(cmd::cleanup::CleanupArgs),
-    /// Time `submit` over a grid of pods × difficulties; write CSV, JSONL, SVG charts, a report.
+    // No doc comment here: a variant's would replace SweepArgs' long help (its examples).
     Sweep(Box<cmd::sweep::SweepArgs>),
 }
 

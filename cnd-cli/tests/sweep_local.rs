@@ -350,3 +350,37 @@ fn an_interrupted_sweep_keeps_its_rows_and_cleans_up_the_run() {
     assert_eq!(queues, Vec::<String>::new());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn help_has_examples_and_bad_grids_are_usage_errors() {
+    let help = Command::new(CLI)
+        .args(["sweep", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Examples:"), "{text}");
+    assert!(text.contains("cnd-cli sweep --plot"), "{text}");
+    for bad in [
+        &["sweep", "--pods", "1,0", "-d", "20", "--out", "x"][..],
+        &["sweep", "--pods", "1", "-d", "26..20", "--out", "x"],
+        &["sweep", "--pods", "1", "-d", "20"],
+        &["sweep", "--plot", "x", "--pods", "1"],
+    ] {
+        let out = Command::new(CLI).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr_of(&out));
+    }
+    // --plot of a directory without results fails naming the file.
+    let empty = out_dir("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(CLI)
+        .args(["sweep", "--plot", empty.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("results.jsonl"),
+        "{}",
+        stderr_of(&out)
+    );
+    std::fs::remove_dir_all(&empty).unwrap();
+}

@@ -37,7 +37,7 @@ pub mod report;
 
 use record::{Outcome, ResultsWriter, RunRecord};
 
-/// Time `submit` over a grid of pod counts and difficulties, and chart it.
+/// Time `submit` over a grid of pods × difficulties: CSV, JSONL, SVG charts, a report
 ///
 /// Every (pods, D) cell runs --repeat times, each with a fresh random block
 /// (unless --block/--block-hex is given), so repeats are independent samples.
