@@ -99,6 +99,39 @@ pub fn markdown(records: &[RunRecord], charts: &[Chart]) -> String {
         md.push('\n');
     }
 
+    let _ = writeln!(
+        md,
+        "\nStart-up: median time from submit until a worker was seen running, and how long \
+         workers were seen pending (on Kubernetes: waiting for a node or the image), both as \
+         fine as the master's 2 s status polls:\n"
+    );
+    let _ = write!(md, "| D \\ pods |");
+    for p in &pods {
+        let _ = write!(md, " {p} |");
+    }
+    let _ = write!(md, "\n|---|");
+    for _ in &pods {
+        let _ = write!(md, "---:|");
+    }
+    md.push('\n');
+    for d in &ds {
+        let _ = write!(md, "| {d} |");
+        for p in &pods {
+            let text = cells
+                .get(&(*d, *p))
+                .map(|c| match (c.first_running, c.pending) {
+                    (Some(first), Some(pending)) => {
+                        format!("{} · pending {}", secs(first), secs(pending))
+                    }
+                    (Some(first), None) => secs(first),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            let _ = write!(md, " {text} |");
+        }
+        md.push('\n');
+    }
+
     if !charts.is_empty() {
         let _ = writeln!(md, "\n## Charts\n");
         for chart in charts {
@@ -189,5 +222,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("Test CPU, 3 GHz (2 logical CPUs)"), "{md}");
+        // The test rows ran after 40 ms, none pending.
+        assert!(
+            md.contains("| 26 | 40 ms · pending 0 ms | 40 ms · pending 0 ms |"),
+            "{md}"
+        );
     }
 }
