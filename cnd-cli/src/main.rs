@@ -13,6 +13,7 @@ mod exit;
 mod human;
 mod logging;
 mod signals;
+mod startup;
 
 use exit::Exit;
 
@@ -29,6 +30,7 @@ use exit::Exit;
 ///   cnd-cli bench                     MH/s of each hash backend on this CPU
 ///   cnd-cli submit -d 30 --pods 20    search across a Kubernetes cluster
 ///   cnd-cli cleanup --all             remove what interrupted runs left
+///   cnd-cli sweep --pods 1,4 -d 22 --out s   time to a nonce against pods, as charts
 ///
 /// Exit codes: 0 found · 1 error · 2 bad usage or input · 3 exhausted (no golden
 /// nonce) · 4 timed out · 130 interrupted (SIGINT) · 143 stopped (SIGTERM).
@@ -58,6 +60,8 @@ enum Command {
     Submit(Box<cmd::submit::SubmitArgs>),
     /// Delete the Jobs, pods and queues that runs left behind.
     Cleanup(cmd::cleanup::CleanupArgs),
+    // No doc comment here: a variant's would replace SweepArgs' long help (its examples).
+    Sweep(Box<cmd::sweep::SweepArgs>),
 }
 
 fn main() -> ExitCode {
@@ -78,5 +82,6 @@ fn run() -> anyhow::Result<Exit> {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Submit(args) => cmd::submit::run(*args),
         Command::Cleanup(args) => cmd::cleanup::run(args),
+        Command::Sweep(args) => cmd::sweep::run(*args),
     }
 }

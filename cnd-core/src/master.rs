@@ -246,6 +246,9 @@ pub struct Golden {
     pub worker: String,
     /// How long that worker searched, by its own clock.
     pub worker_elapsed: Duration,
+    /// Hashes that worker tried, by its own count: with `worker_elapsed`, a
+    /// pod's rate even when the run ended before the others reported.
+    pub worker_hashes: u64,
     /// Time from the master's start until the report was received.
     pub received_after: Duration,
     /// The run's totals when it was received.
@@ -854,6 +857,7 @@ fn take(
                 shard: report.shard,
                 worker: report.worker,
                 worker_elapsed: Duration::from_millis(report.elapsed_ms),
+                worker_hashes: report.hashes.min(length),
                 received_after,
                 totals: tally.totals(started),
             });

@@ -5,4 +5,5 @@ pub mod cleanup;
 pub mod plan;
 pub mod run;
 pub mod submit;
+pub mod sweep;
 pub mod verify;

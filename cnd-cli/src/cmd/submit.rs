@@ -31,6 +31,7 @@ use crate::args::{
 use crate::exit::{usage, Exit};
 use crate::human;
 use crate::signals::StopSignal;
+use crate::startup::StartupTimes;
 
 /// Hash rate of one CPU core of a pod, in MH/s, when `--rate` is not given and
 /// this machine cannot be measured: a conservative figure for one modern x86 core.
@@ -576,6 +577,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         let per_pod = args.rate.unwrap_or_else(|| default_rate_mhs(&args.cpu)) * 1e6;
         live.estimate_with(per_pod);
     }
+    let mut startup = StartupTimes::new();
     let outcome = run_master(
         launcher.as_mut(),
         channel.as_mut(),
@@ -583,12 +585,15 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         &options,
         &TokioTimer,
         cancel,
-        |event| live.on(event),
+        |event| {
+            startup.on(&event);
+            live.on(event)
+        },
     )
     .await;
     live.finish();
     let outcome = outcome?;
-    print_outcome(&outcome, spec, args.output.json);
+    print_outcome(&outcome, spec, &startup, args.output.json);
     Ok(match outcome {
         MasterOutcome::Found(_) => Exit::Success,
         MasterOutcome::Exhausted(_) => Exit::Exhausted,
@@ -893,7 +898,7 @@ impl Live {
     }
 }
 
-fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, json: bool) {
+fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes, json: bool) {
     let difficulty = spec.puzzle.difficulty();
     if json {
         let totals = outcome.totals();
@@ -913,6 +918,9 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, json: bool) {
             "shards": spec.shards,
             "ignored_messages": totals.ignored,
             "failed_reports": totals.failed_reports,
+            // Since the master started, as seen at its status polls; null: none ran.
+            "first_running_ms": startup.first_running().map(|d| d.as_millis() as u64),
+            "pending_ms": startup.pending().as_millis() as u64,
         });
         if let MasterOutcome::Found(g) = outcome {
             let object = value.as_object_mut().expect("an object");
@@ -925,6 +933,7 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, json: bool) {
                 "worker_elapsed_ms".into(),
                 json!(g.worker_elapsed.as_millis() as u64),
             );
+            object.insert("worker_hashes".into(), json!(g.worker_hashes));
             object.insert(
                 "received_after_ms".into(),
                 json!(g.received_after.as_millis() as u64),

@@ -1,0 +1,52 @@
+//! What the end-to-end tests of `cnd-cli` share: the worker binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The `cnd-cli` binary under test.
+pub const CLI: &str = env!("CARGO_BIN_EXE_cnd-cli");
+
+/// The cnd-worker binary, built once per test process with the profile of the
+/// `cnd-cli` under test (a test cannot ask Cargo for another package's binary),
+/// unless `CND_WORKER_BIN` names one.
+pub fn worker_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CND_WORKER_BIN") {
+            return PathBuf::from(bin);
+        }
+        let out_dir = Path::new(CLI)
+            .parent()
+            .expect("the binary is in a directory");
+        let target_dir = out_dir.parent().expect("target/<profile>");
+        let profile = match out_dir.file_name().and_then(|n| n.to_str()) {
+            Some("release") => "release",
+            _ => "test",
+        };
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace");
+        let mut build = Command::new(cargo);
+        build
+            // The features of `cargo test --workspace --all-features` (what CI
+            // runs), so the dependencies it compiled are reused.
+            .args(["build", "--quiet", "--workspace", "--all-features"])
+            .args(["--bin", "cnd-worker", "--profile", profile, "--target-dir"])
+            .arg(target_dir)
+            .current_dir(workspace);
+        // The variables cargo sets for a test would make the nested build look dirty.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("CARGO_") && name != "CARGO_HOME" {
+                build.env_remove(&name);
+            }
+        }
+        let status = build.status().expect("running cargo build -p cnd-worker");
+        assert!(status.success(), "cargo build -p cnd-worker failed");
+        let bin = out_dir.join("cnd-worker");
+        assert!(bin.is_file(), "no worker at {}", bin.display());
+        bin
+    })
+}

@@ -1,0 +1,386 @@
+//! `cnd-cli sweep` end to end on the local launcher: real `submit` runs with
+//! real `cnd-worker` processes reporting over a local SQS (moto).
+//!
+//! Needs `moto_server` (pip install 'moto[server]'; `CND_MOTO_SERVER` names it).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cnd_cloud::sqs;
+use cnd_cloud::sqs::testing::MotoServer;
+use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
+use serde_json::Value;
+use support::{worker_bin, CLI};
+
+/// `cnd-cli sweep --launcher local ARGS`, talking to `moto`.
+fn sweep(moto: &MotoServer, args: &[&str]) -> Command {
+    let mut command = Command::new(CLI);
+    command
+        .args(["sweep", "--launcher", "local"])
+        .args(args)
+        .env("CND_WORKER_BIN", worker_bin())
+        .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("CND_PROGRESS_SECS", "1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+/// A fresh, empty directory for one test.
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cnd-sweep-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The fields of one CSV line (RFC 4180 quoting).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
+
+fn jsonl(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+/// The text of every `<text>` of the SVG at `path`, which must be well-formed.
+fn svg_texts(path: &Path) -> Vec<String> {
+    let svg = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&svg)
+        .unwrap_or_else(|e| panic!("{} is not well-formed XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or_default().trim().to_string())
+        .collect()
+}
+
+fn hex_to_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_small_sweep_writes_rows_charts_and_a_report() {
+    let moto = MotoServer::start();
+    let dir = out_dir("small");
+    let output = sweep(
+        &moto,
+        &[
+            "--pods",
+            "1,2",
+            "-d",
+            "10..11",
+            "--repeat",
+            "2",
+            "--out",
+            dir.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["runs"], 8);
+    assert_eq!(summary["found"], 8);
+    assert_eq!(summary["interrupted"], false);
+
+    // One JSONL row per run, each a verified golden nonce of its own block.
+    let rows = jsonl(&dir);
+    assert_eq!(rows.len(), 8);
+    let mut cells = Vec::new();
+    let mut blocks = std::collections::BTreeSet::new();
+    for row in &rows {
+        assert_eq!(row["outcome"], "found", "{row}");
+        assert_eq!(row["launcher"], "local");
+        let d = row["difficulty"].as_u64().unwrap() as u32;
+        let pods = row["pods"].as_u64().unwrap();
+        assert_eq!(row["shards"].as_u64(), Some(pods));
+        let block = hex_to_bytes(row["block_hex"].as_str().unwrap());
+        let puzzle = Puzzle::new(block.clone(), d, NonceBits::B32, NonceFormat::Binary).unwrap();
+        let nonce: u64 = row["nonce"].as_str().unwrap().parse().unwrap();
+        assert!(verify(&puzzle, nonce).golden, "{row}");
+        assert!(row["time_to_result_ms"].as_u64().is_some(), "{row}");
+        assert!(row["first_running_ms"].as_u64().is_some(), "{row}");
+        assert!(row["wall_ms"].as_u64().unwrap() >= row["time_to_result_ms"].as_u64().unwrap());
+        // The finder's own rate: none when it found the nonce within a millisecond.
+        assert!(
+            row["pod_mhs"].is_null() || row["pod_mhs"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+        cells.push((pods, d, row["repeat"].as_u64().unwrap()));
+        blocks.insert(block);
+    }
+    cells.sort();
+    let mut want: Vec<(u64, u32, u64)> = Vec::new();
+    for pods in [1, 2] {
+        for d in [10, 11] {
+            want.extend([(pods, d, 1), (pods, d, 2)]);
+        }
+    }
+    assert_eq!(cells, want);
+    assert_eq!(blocks.len(), 8, "each run has a fresh block");
+
+    // The CSV: a header and the same eight rows.
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 9, "{csv}");
+    let header = csv_fields(lines[0]);
+    assert_eq!(
+        &header[..7],
+        [
+            "pods",
+            "shards",
+            "difficulty",
+            "repeat",
+            "block_hex",
+            "nonce",
+            "outcome"
+        ]
+    );
+    let outcome = header.iter().position(|h| h == "outcome").unwrap();
+    for line in &lines[1..] {
+        let fields = csv_fields(line);
+        assert_eq!(fields.len(), header.len(), "{line}");
+        assert_eq!(fields[outcome], "found");
+    }
+
+    // The charts: well-formed SVG with a series per D and per pod count.
+    let t = svg_texts(&dir.join("time_vs_pods.svg"));
+    for want in [
+        "D = 10",
+        "D = 11",
+        "pods (log scale)",
+        "time to result, seconds (log scale)",
+    ] {
+        assert!(t.iter().any(|s| s == want), "{want:?} not in {t:?}");
+    }
+    let t = svg_texts(&dir.join("time_vs_difficulty.svg"));
+    for want in ["1 pod", "2 pods", "difficulty D, leading zero bits"] {
+        assert!(t.iter().any(|s| s == want), "{want:?} not in {t:?}");
+    }
+    assert!(svg_texts(&dir.join("speedup.svg"))
+        .iter()
+        .any(|s| s == "ideal (S = P)"));
+    assert!(svg_texts(&dir.join("efficiency.svg"))
+        .iter()
+        .any(|s| s == "ideal (100%)"));
+    // Local workers are pending only while they are spawned: no pending chart.
+    assert!(!dir.join("pending.svg").exists());
+
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("| D \\ pods | 1 | 2 |"), "{report}");
+    assert!(
+        report.contains("\n| 10 | ") && report.contains("\n| 11 | "),
+        "{report}"
+    );
+    assert!(
+        report.contains("![") && report.contains("(time_vs_pods.svg)"),
+        "{report}"
+    );
+    assert!(report.contains("cnd version: "), "{report}");
+
+    // --plot redraws everything from results.jsonl alone.
+    for f in ["time_vs_pods.svg", "speedup.svg", "report.md"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    let replot = Command::new(CLI)
+        .args(["sweep", "--plot", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        replot.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr_of(&replot)
+    );
+    assert!(svg_texts(&dir.join("time_vs_pods.svg"))
+        .iter()
+        .any(|s| s == "D = 11"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.md")).unwrap(),
+        report
+    );
+    assert_eq!(jsonl(&dir).len(), 8, "--plot does not touch the rows");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Pids of the worker processes of the block `block` (text or hex) at D = 40.
+fn workers_with(block: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                let mut vars = env.split(|&b| b == 0);
+                let ours = vars
+                    .clone()
+                    .any(|var| var.starts_with(b"CND_BLOCK") && var.ends_with(block.as_bytes()));
+                ours && vars.any(|var| var == b"CND_DIFFICULTY=40")
+            })
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_interrupted_sweep_keeps_its_rows_and_cleans_up_the_run() {
+    let moto = MotoServer::start();
+    let dir = out_dir("interrupted");
+    // D = 40 with 32-bit nonces: the second run would search for minutes.
+    let block = format!("sweep-interrupt-{}", std::process::id());
+    let block_hex: String = block.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut child = sweep(
+        &moto,
+        &[
+            "--pods",
+            "1",
+            "-d",
+            "10,40",
+            "--block",
+            &block,
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The first run's row is written; the second run's worker is searching.
+    wait_until(
+        "the second run's worker starting",
+        Duration::from_secs(60),
+        || !workers_with(&block_hex).is_empty() || !workers_with(&block).is_empty(),
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the sweep did not stop within 60 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "stderr: {}",
+        stderr_of(&output)
+    );
+
+    let rows = jsonl(&dir);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "found");
+    assert_eq!(rows[0]["difficulty"], 10);
+    assert_eq!(rows[1]["outcome"], "interrupted");
+    assert_eq!(rows[1]["difficulty"], 40);
+    assert_eq!(rows[1]["nonce"], Value::Null);
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // The charts and the report are drawn from what was measured.
+    assert!(dir.join("time_vs_pods.svg").is_file());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("| 1 | 40 | 1 | interrupted |"), "{report}");
+
+    // The interrupted run cleaned up: no worker, no queue.
+    wait_until("the workers ending", Duration::from_secs(5), || {
+        workers_with(&block_hex).is_empty() && workers_with(&block).is_empty()
+    });
+    let queues = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { sqs::list_run_queues(&moto.client().await).await.unwrap() });
+    assert_eq!(queues, Vec::<String>::new());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_has_examples_and_bad_grids_are_usage_errors() {
+    let help = Command::new(CLI)
+        .args(["sweep", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Examples:"), "{text}");
+    assert!(text.contains("cnd-cli sweep --plot"), "{text}");
+    for bad in [
+        &["sweep", "--pods", "1,0", "-d", "20", "--out", "x"][..],
+        &["sweep", "--pods", "1", "-d", "26..20", "--out", "x"],
+        &["sweep", "--pods", "1", "-d", "20"],
+        &["sweep", "--plot", "x", "--pods", "1"],
+    ] {
+        let out = Command::new(CLI).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr_of(&out));
+    }
+    // --plot of a directory without results fails naming the file.
+    let empty = out_dir("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(CLI)
+        .args(["sweep", "--plot", empty.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("results.jsonl"),
+        "{}",
+        stderr_of(&out)
+    );
+    std::fs::remove_dir_all(&empty).unwrap();
+}
