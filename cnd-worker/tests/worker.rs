@@ -393,13 +393,24 @@ fn reports_go_to_stdout_as_one_signed_envelope_per_line() {
     assert!(verify(&puzzle, nonce).golden);
 }
 
-#[test]
-fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
+/// A fresh directory, the termination-log path in it, and a worker environment
+/// writing there for shard 2 of 4 of 5000..6000 at D = 40 (no golden nonce).
+fn barren_termination_log_env() -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Vec<(&'static str, String)>,
+) {
     let dir = std::env::temp_dir().join(format!("cnd-termlog-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("termination-log");
     let mut env = queueless_env(&format!("termination-log:{}", path.display()), 40);
     env.push(("CND_RANGE", "5000..6000".into()));
+    (dir, path, env)
+}
+
+#[test]
+fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
+    let (dir, path, mut env) = barren_termination_log_env();
     env.push(("CND_PROGRESS_SECS", "0.01".into()));
     let out = output(&env);
     assert_eq!(
@@ -419,11 +430,7 @@ fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
 
 #[test]
 fn a_report_too_big_for_a_termination_message_is_an_error_not_a_cut_message() {
-    let dir = std::env::temp_dir().join(format!("cnd-termlog-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("termination-log");
-    let mut env = queueless_env(&format!("termination-log:{}", path.display()), 40);
-    env.push(("CND_RANGE", "5000..6000".into()));
+    let (dir, path, mut env) = barren_termination_log_env();
     env.retain(|(name, _)| *name != "CND_WORKER_NAME");
     env.push(("CND_WORKER_NAME", "w".repeat(5000)));
     let out = output(&env);
