@@ -1,13 +1,13 @@
 //! End to end, without a cluster: `cnd-cli submit --launcher local` with real
-//! `cnd-worker` processes reporting over a local SQS (moto).
+//! `cnd-worker` processes reporting over their stdout or a local SQS (moto).
 //!
-//! Needs `moto_server` (pip install 'moto[server]'; `CND_MOTO_SERVER` names it).
-//! The worker binary is built here once with the same profile (a test cannot ask
-//! Cargo for another package's binary), unless `CND_WORKER_BIN` names one.
+//! Needs `moto_server` (pip install 'moto[server]'; `CND_MOTO_SERVER` names it)
+//! for the SQS tests; the worker binary comes from `support::worker_bin`.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
@@ -15,53 +15,8 @@ use cnd_cloud::sqs;
 use cnd_cloud::sqs::testing::{Fault, FaultProxy, MotoServer};
 use cnd_core::{verify, Puzzle, Report, ReportKind};
 use serde_json::Value;
+use support::{worker_bin, CLI};
 use uuid::Uuid;
-
-const CLI: &str = env!("CARGO_BIN_EXE_cnd-cli");
-
-/// The cnd-worker binary, built once per test process.
-fn worker_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("CND_WORKER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let out_dir = Path::new(CLI)
-            .parent()
-            .expect("the binary is in a directory");
-        let target_dir = out_dir.parent().expect("target/<profile>");
-        // Same profile as this test's cnd-cli: its artifacts land next to it.
-        let profile = match out_dir.file_name().and_then(|n| n.to_str()) {
-            Some("release") => "release",
-            _ => "test",
-        };
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the workspace");
-        let mut build = Command::new(cargo);
-        build
-            // The features of `cargo test --workspace --all-features` (what CI runs),
-            // so the dependencies it compiled are reused, not built again.
-            .args(["build", "--quiet", "--workspace", "--all-features"])
-            .args(["--bin", "cnd-worker", "--profile", profile, "--target-dir"])
-            .arg(target_dir)
-            .current_dir(workspace);
-        // The variables cargo sets for a test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
-        // would make the nested build look dirty next to a plain `cargo build`.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if name.starts_with("CARGO_") && name != "CARGO_HOME" {
-                build.env_remove(&name);
-            }
-        }
-        let status = build.status().expect("running cargo build -p cnd-worker");
-        assert!(status.success(), "cargo build -p cnd-worker failed");
-        let bin = out_dir.join("cnd-worker");
-        assert!(bin.is_file(), "no worker at {}", bin.display());
-        bin
-    })
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
