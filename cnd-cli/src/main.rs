@@ -48,19 +48,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Search on this machine, on every core, for the smallest golden nonce.
+    // No doc comments on the variants: clap would show a variant's instead of
+    // its Args struct's, whose long help carries the explanation and examples.
     Run(cmd::run::RunArgs),
-    /// Hash one nonce independently and say whether it is golden (exit 0) or not (exit 3).
     Verify(cmd::verify::VerifyArgs),
-    /// Expected work, the chance of success, and pods needed for a deadline.
     Plan(cmd::plan::PlanArgs),
-    /// Measure each hash backend's MH/s on this CPU.
     Bench(cmd::bench::BenchArgs),
-    /// Search with many workers at once: pods on Kubernetes (or local processes), results over SQS.
     Submit(Box<cmd::submit::SubmitArgs>),
-    /// Delete the Jobs, pods and queues that runs left behind.
     Cleanup(cmd::cleanup::CleanupArgs),
-    // No doc comment here: a variant's would replace SweepArgs' long help (its examples).
     Sweep(Box<cmd::sweep::SweepArgs>),
 }
 

@@ -316,3 +316,25 @@ fn a_deadline_that_needs_billions_of_pods_is_refused_not_attempted() {
         "100000",
     );
 }
+
+#[test]
+fn subcommand_help_keeps_its_explanation_and_examples() {
+    let out = cnd(&["submit", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for needle in ["Examples:", "--launcher local", "pod-status", "--channel"] {
+        assert!(
+            text.contains(needle),
+            "submit --help lacks {needle:?}:\n{text}"
+        );
+    }
+    let out = cnd(&["cleanup", "--help"]);
+    assert!(
+        stdout(&out).contains("--force removes them too"),
+        "{}",
+        stdout(&out)
+    );
+    // The one-line summaries in the command list still come through.
+    let out = cnd(&["--help"]);
+    assert!(stdout(&out).contains("Search the nonce space with many workers"));
+}
