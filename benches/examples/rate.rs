@@ -1,6 +1,7 @@
 //! Hash rate of every available backend on the benchmark shapes, 1 and 2 threads:
 //! `cargo run --release -p cnd-benches --example rate -- [SECONDS] [BACKEND...]`;
-//! `RATE_SHAPE=binary32` and `RATE_THREADS=1` restrict what runs.
+//! `RATE_SHAPE=binary32` and `RATE_THREADS=1` restrict what runs; `shani2` to
+//! `shani5` name the shani backend with that many interleaved streams.
 //!
 //! Each thread scans its own runs of 2^16 nonces through `Job::scan` at D = 256
 //! (nothing is golden, so every nonce is hashed), as `search` does.
@@ -8,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cnd_core::backend::{Backend, Job};
+use cnd_core::backend::{Backend, Job, ScanFn};
 use cnd_core::{NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
 
 const RUN: u32 = 1 << 16;
@@ -43,8 +44,7 @@ fn thread_cpu_seconds() -> f64 {
 }
 
 /// (wall-clock MH/s of all threads, sum over threads of each one's MH/s per CPU second).
-fn rate(backend: Backend, job: &Job, first: u64, threads: u64, seconds: f64) -> (f64, f64) {
-    let scan = backend.scan_fn();
+fn rate(scan: ScanFn, job: &Job, first: u64, threads: u64, seconds: f64) -> (f64, f64) {
     let next = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
@@ -75,19 +75,35 @@ fn rate(backend: Backend, job: &Job, first: u64, threads: u64, seconds: f64) -> 
     )
 }
 
+/// A backend by name, or `shaniN`: the shani backend with N interleaved streams.
+fn scan_fn(name: &str) -> ScanFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use cnd_core::backend::shani::scan_streams;
+        match name {
+            "shani2" => return scan_streams::<2>,
+            "shani3" => return scan_streams::<3>,
+            "shani4" => return scan_streams::<4>,
+            "shani5" => return scan_streams::<5>,
+            _ => {}
+        }
+    }
+    Backend::from_name(name).expect("backend").scan_fn()
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().map_or(3.0, |s| s.parse().expect("seconds"));
     let names: Vec<String> = args.collect();
-    let backends: Vec<Backend> = if names.is_empty() {
+    let backends: Vec<(String, ScanFn)> = if names.is_empty() {
         Backend::available()
-    } else {
-        names
-            .iter()
-            .map(|n| Backend::from_name(n).expect("backend"))
+            .into_iter()
+            .map(|b| (b.name().to_string(), b.scan_fn()))
             .collect()
+    } else {
+        names.iter().map(|n| (n.clone(), scan_fn(n))).collect()
     };
-    for backend in backends {
+    for (backend, scan) in backends {
         for (shape, puzzle, first) in shapes() {
             if std::env::var("RATE_SHAPE").is_ok_and(|s| s != shape) {
                 continue;
@@ -97,7 +113,7 @@ fn main() {
                 if std::env::var("RATE_THREADS").is_ok_and(|t| t != threads.to_string()) {
                     continue;
                 }
-                let (wall, cpu) = rate(backend, &job, first, threads, seconds);
+                let (wall, cpu) = rate(scan, &job, first, threads, seconds);
                 println!(
                     "{backend:7} {shape:9} threads={threads} {wall:8.2} MH/s wall {cpu:8.2} MH/s per CPU-second"
                 );

@@ -171,6 +171,21 @@ fn bench_json_lists_each_backend() {
         .unwrap()
         .iter()
         .all(|b| b["mhs"].as_f64().unwrap() > 0.0));
+    // Per CPU-second too, where /proc gives CPU time (this crate's tests run on Linux).
+    if cfg!(target_os = "linux") {
+        assert!(v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["mhs_cpu"].as_f64().unwrap() > 0.0));
+    }
+    // What `auto` picks is one of the backends, named; the CPU's model is said.
+    let auto = v["auto"].as_str().unwrap();
+    assert!(
+        auto != "auto" && cnd_core::Backend::from_name(auto).is_ok(),
+        "{auto}"
+    );
+    assert!(!v["cpu"].as_str().unwrap().is_empty());
 }
 
 #[test]

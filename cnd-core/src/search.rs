@@ -82,11 +82,11 @@ pub struct SearchOptions {
 }
 
 impl SearchOptions {
-    /// The best backend on all available CPUs, no deadline.
+    /// `auto` (the fastest backend for the puzzle's shape) on all available CPUs, no deadline.
     pub fn all_cores() -> Self {
         SearchOptions {
             threads: available_threads(),
-            backend: Backend::best(),
+            backend: Backend::Auto,
             deadline: None,
         }
     }

@@ -7,11 +7,13 @@ use cnd_core::backend::{scalar, Backend, BackendError, Job, ScanFn};
 use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
 use proptest::prelude::*;
 
-/// The backends under test: every available one except the reference itself.
+/// The backends under test: every available one except the reference itself, and
+/// `auto` (whichever it picks, through its own dispatch).
 fn backends() -> Vec<Backend> {
     Backend::available()
         .into_iter()
         .filter(|&b| b != Backend::Scalar)
+        .chain([Backend::Auto])
         .collect()
 }
 
@@ -165,7 +167,29 @@ fn a_missing_backend_is_unsupported_and_an_available_one_parses() {
         }
     }
     assert!(Backend::available().contains(&Backend::Scalar));
-    assert_eq!(Backend::best(), Backend::available()[0]);
+    let best = Backend::best();
+    assert!(best.is_available() && best != Backend::Auto && best != Backend::Scalar);
+    assert_eq!(Backend::from_name("auto"), Ok(Backend::Auto));
+    assert!(!Backend::ALL.contains(&Backend::Auto));
+}
+
+#[test]
+fn auto_picks_the_fastest_candidate_it_measured_once_per_shape() {
+    let puzzle = Puzzle::new(b"COMSM0010cloud", 256, NonceBits::B32, NonceFormat::Decimal).unwrap();
+    let job = Job::new(&puzzle);
+    let t = job.templates().last().unwrap();
+    let first = cnd_core::backend::auto::calibration(t);
+    // Cached: the same answer, not a second measurement.
+    let again = cnd_core::backend::auto::calibration(t);
+    assert_eq!(first.rates, again.rates);
+    assert_eq!(first.chosen, again.chosen);
+    assert!(first.chosen.is_available() && first.chosen != Backend::Auto);
+    if let Some(fastest) = first.rates.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        assert_eq!(first.chosen, fastest.0);
+        assert!(first.rates.iter().all(|r| r.1 > 0.0 && r.1.is_finite()));
+    }
+    assert_eq!(Backend::Auto.resolve(&puzzle), first.chosen);
+    assert_eq!(Backend::Scalar.resolve(&puzzle), Backend::Scalar);
 }
 
 #[test]

@@ -1,10 +1,17 @@
 //! `cnd-cli bench`: each hash backend's MH/s on this CPU, optionally beside OpenSSL.
+//!
+//! Two rates per measurement: `mhs`, nonces per wall-clock second, and `mhs_cpu`,
+//! nonces per CPU-second of the process's threads (`utime + stime` of
+//! `/proc/self/stat`, dead threads included). On a machine shared with other work the
+//! wall figure swings with the load; the CPU figure does not, and it is what `openssl
+//! speed` reports too (it divides by user CPU time unless told `-elapsed`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use cnd_core::backend::{auto, Job};
 use cnd_core::search::available_threads;
 use cnd_core::{Backend, Puzzle, SearchControl, SearchOptions, SearchOutcome};
 use serde_json::json;
@@ -35,7 +42,7 @@ pub struct BenchArgs {
     backend: Option<String>,
 
     /// Also run `openssl speed -evp sha256 -bytes 8192` for as long and print the
-    /// ratio R = nonces/s ÷ (OpenSSL bytes/s ÷ 128), per thread.
+    /// ratio R = nonces per CPU-second ÷ (OpenSSL bytes per CPU-second ÷ 128).
     #[arg(long)]
     openssl: bool,
 
@@ -50,8 +57,11 @@ pub struct Measurement {
     pub backend: Backend,
     /// Threads used.
     pub threads: usize,
-    /// Nonces hashed per second, all threads together.
+    /// Nonces hashed per wall-clock second, all threads together.
     pub rate: f64,
+    /// Nonces hashed per CPU-second of the process's threads (None where the CPU
+    /// time cannot be read).
+    pub cpu_rate: Option<f64>,
 }
 
 /// Runs `cnd-cli bench`.
@@ -67,14 +77,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Exit> {
         None if all > 1 => vec![1, all],
         None => vec![1],
     };
+    let cpu = cpu_model();
+    // What `auto` picks for this shape, and the rates it picked by.
+    let job = Job::new(&puzzle);
+    let calibration = auto::calibration(job.templates().last().expect("a template"));
+    if !args.output.json {
+        println!("CPU: {cpu}");
+        let why: Vec<String> = calibration
+            .rates
+            .iter()
+            .map(|(b, r)| format!("{b} {:.2}", r / 1e6))
+            .collect();
+        if why.is_empty() {
+            println!("auto: {} (the only candidate)", calibration.chosen);
+        } else {
+            println!(
+                "auto: {} (calibration, MH/s per CPU-second: {})",
+                calibration.chosen,
+                why.join(", ")
+            );
+        }
+        println!();
+    }
     let mut results = Vec::new();
     for &backend in &backends {
         for &threads in &thread_counts {
-            let rate = measure(&puzzle, backend, threads, args.seconds)?;
+            let (rate, cpu_rate) = measure_both(&puzzle, backend, threads, args.seconds)?;
             let m = Measurement {
                 backend,
                 threads,
                 rate,
+                cpu_rate,
             };
             if !args.output.json {
                 print_row(&m, results.is_empty());
@@ -91,34 +124,51 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Exit> {
         let backends: Vec<_> = results
             .iter()
             .map(|m| {
-                let mut row = json!({"name": m.backend.name(), "threads": m.threads, "mhs": round2(m.rate / 1e6)});
+                let mut row = json!({
+                    "name": m.backend.name(),
+                    "threads": m.threads,
+                    "mhs": round2(m.rate / 1e6),
+                    "mhs_cpu": m.cpu_rate.map(|r| round2(r / 1e6)),
+                });
                 if let Some(bytes) = openssl {
-                    row["ratio_vs_openssl"] = json!(round2(ratio(m, bytes)));
+                    row["ratio_vs_openssl"] = json!(ratio(m, bytes).map(round2));
                 }
                 row
             })
             .collect();
-        let mut value = json!({ "backends": backends });
+        let calibrated: serde_json::Map<String, serde_json::Value> = calibration
+            .rates
+            .iter()
+            .map(|(b, r)| (b.name().to_string(), json!(round2(r / 1e6))))
+            .collect();
+        let mut value = json!({
+            "cpu": cpu,
+            "auto": calibration.chosen.name(),
+            "auto_calibration_mhs_cpu": calibrated,
+            "backends": backends,
+        });
         if let Some(bytes) = openssl {
-            value["openssl_sha256_8192_bytes_per_sec"] = json!(bytes.round());
-            value["openssl_nonces_per_sec_equiv"] = json!((bytes / 128.0).round());
+            value["openssl_sha256_8192_bytes_per_cpu_sec"] = json!(bytes.round());
+            value["openssl_nonces_per_cpu_sec_equiv"] = json!((bytes / 128.0).round());
         }
         println!("{value}");
     } else if let Some(bytes) = openssl {
         println!();
         println!(
-            "OpenSSL sha256, 8192-byte blocks: {:.1} MB/s = {} of nonces (÷ 128 bytes each), one thread",
+            "OpenSSL sha256, 8192-byte blocks: {:.1} MB per CPU-second = {} of nonces (÷ 128 bytes each)",
             bytes / 1e6,
             human::rate(bytes / 128.0)
         );
         for m in &results {
-            println!(
-                "R({}, {} thread{}) = {:.2} per thread",
-                m.backend,
-                m.threads,
-                if m.threads == 1 { "" } else { "s" },
-                ratio(m, bytes)
-            );
+            match ratio(m, bytes) {
+                Some(r) => println!(
+                    "R({}, {} thread{}) = {r:.2} (per CPU-second, both sides)",
+                    m.backend,
+                    m.threads,
+                    if m.threads == 1 { "" } else { "s" },
+                ),
+                None => println!("R({}): no CPU time on this system", m.backend),
+            }
         }
     }
     Ok(Exit::Success)
@@ -128,25 +178,53 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Nonces/s per thread ÷ OpenSSL's single-stream nonce-equivalents per second.
-fn ratio(m: &Measurement, openssl_bytes_per_sec: f64) -> f64 {
-    (m.rate / m.threads as f64) / (openssl_bytes_per_sec / 128.0)
+/// Nonces per CPU-second ÷ OpenSSL's single-stream nonce-equivalents per CPU-second.
+fn ratio(m: &Measurement, openssl_bytes_per_cpu_sec: f64) -> Option<f64> {
+    Some(m.cpu_rate? / (openssl_bytes_per_cpu_sec / 128.0))
 }
 
 fn print_row(m: &Measurement, first: bool) {
     if first {
         println!(
-            "{:<8} {:>7} {:>12} {:>16}",
-            "backend", "threads", "MH/s", "MH/s per thread"
+            "{:<8} {:>7} {:>12} {:>16} {:>18}",
+            "backend", "threads", "MH/s", "MH/s per thread", "MH/s per CPU-s"
         );
     }
     println!(
-        "{:<8} {:>7} {:>12.2} {:>16.2}",
+        "{:<8} {:>7} {:>12.2} {:>16.2} {:>18}",
         m.backend.name(),
         m.threads,
         m.rate / 1e6,
-        m.rate / 1e6 / m.threads as f64
+        m.rate / 1e6 / m.threads as f64,
+        m.cpu_rate
+            .map_or_else(|| "-".to_string(), |r| format!("{:.2}", r / 1e6))
     );
+}
+
+/// The CPU's model name, from `/proc/cpuinfo` (the first `model name`).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == "model name").then(|| value.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// CPU time of this process so far, all its threads (live and ended), in seconds:
+/// `utime + stime` from `/proc/self/stat`, in clock ticks of 1/100 s.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; fields after its `)` are fixed.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Nonces per second of `backend` on `threads` threads, hashing for `seconds`.
@@ -156,18 +234,40 @@ pub fn measure(
     threads: usize,
     seconds: Duration,
 ) -> anyhow::Result<f64> {
+    Ok(measure_both(puzzle, backend, threads, seconds)?.0)
+}
+
+/// Nonces per wall-clock second and per CPU-second of `backend` on `threads`
+/// threads, hashing for `seconds`.
+pub fn measure_both(
+    puzzle: &Puzzle,
+    backend: Backend,
+    threads: usize,
+    seconds: Duration,
+) -> anyhow::Result<(f64, Option<f64>)> {
     let options = SearchOptions {
         threads,
         backend,
         deadline: Some(Instant::now() + seconds),
     };
     let control = SearchControl::new();
-    match cnd_core::search(puzzle, puzzle.space(), &options, &control)? {
+    let cpu_before = process_cpu_seconds();
+    let outcome = cnd_core::search(puzzle, puzzle.space(), &options, &control)?;
+    let cpu = match (cpu_before, process_cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => Some(b - a),
+        _ => None,
+    };
+    let hashes = match outcome {
         SearchOutcome::TimedOut { hashes, elapsed }
-        | SearchOutcome::Exhausted { hashes, elapsed } => Ok(human::per_sec(hashes, elapsed)),
-        SearchOutcome::Found(f) => Ok(human::per_sec(f.hashes, f.elapsed)),
-        SearchOutcome::Cancelled { .. } => Err(usage("the benchmark was interrupted")),
-    }
+        | SearchOutcome::Exhausted { hashes, elapsed } => (hashes, elapsed),
+        SearchOutcome::Found(f) => (f.hashes, f.elapsed),
+        SearchOutcome::Cancelled { .. } => return Err(usage("the benchmark was interrupted")),
+    };
+    let (hashes, elapsed) = hashes;
+    Ok((
+        human::per_sec(hashes, elapsed),
+        cpu.map(|c| hashes as f64 / c),
+    ))
 }
 
 /// OpenSSL's single-thread SHA-256 throughput on 8192-byte blocks, bytes per second.

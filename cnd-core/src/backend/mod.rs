@@ -2,14 +2,16 @@
 //!
 //! Every backend has the same signature, [`ScanFn`]: given a [`Template`] (the
 //! puzzle prepared for nonces of one encoded length) and a run of nonces, return the
-//! smallest golden nonce of the run. [`Backend::from_env`] picks the fastest one the
-//! CPU supports at run time, or the one `CND_BACKEND` names.
+//! smallest golden nonce of the run. [`Backend::from_env`] gives `auto` (the fastest
+//! one for the puzzle's shape, measured on this CPU when first needed: [`auto`]), or
+//! the one `CND_BACKEND` names.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::puzzle::{decimal_digits, NonceFormat, Puzzle};
+use crate::puzzle::{decimal_digits, NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
 
+pub mod auto;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -40,7 +42,7 @@ pub type ScanFn = fn(t: &Template, start: u64, count: u32) -> Option<u64>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     /// No backend has this name.
-    #[error("unknown hash backend {0:?}: expected one of scalar, sha2, shani, avx2, avx512")]
+    #[error("unknown hash backend {0:?}: expected one of auto, scalar, sha2, shani, avx2, avx512")]
     Unknown(String),
     /// The backend exists but this CPU (or this build) cannot run it.
     #[error("hash backend {0} is not supported on this CPU")]
@@ -60,10 +62,14 @@ pub enum Backend {
     Avx2,
     /// x86-64 AVX-512F: 16 nonces per vector.
     Avx512,
+    /// Whichever of the others is fastest on this CPU for the puzzle's shape, measured
+    /// once per shape and process ([`auto`]).
+    Auto,
 }
 
 impl Backend {
-    /// Every backend, fastest first.
+    /// Every backend that hashes itself (all but `auto`), fastest first on the CPUs
+    /// that have them all (measured, not assumed: see [`auto`]).
     pub const ALL: &'static [Backend] = &[
         Backend::Avx512,
         Backend::Shani,
@@ -80,13 +86,14 @@ impl Backend {
             Backend::Shani => "shani",
             Backend::Avx2 => "avx2",
             Backend::Avx512 => "avx512",
+            Backend::Auto => "auto",
         }
     }
 
     /// Whether this CPU can run the backend.
     pub fn is_available(self) -> bool {
         match self {
-            Backend::Scalar | Backend::Sha2 => true,
+            Backend::Scalar | Backend::Sha2 | Backend::Auto => true,
             #[cfg(target_arch = "x86_64")]
             Backend::Shani => shani::is_available(),
             #[cfg(target_arch = "x86_64")]
@@ -98,7 +105,7 @@ impl Backend {
         }
     }
 
-    /// The backends this CPU can run, fastest first.
+    /// The backends this CPU can run (not `auto`), in [`ALL`](Self::ALL)'s order.
     pub fn available() -> Vec<Backend> {
         Backend::ALL
             .iter()
@@ -107,9 +114,33 @@ impl Backend {
             .collect()
     }
 
-    /// The fastest backend this CPU can run.
+    /// The fastest backend this CPU can run for the default puzzle shape (the default
+    /// block, 32-bit binary nonces), measured once per process ([`auto`]).
     pub fn best() -> Backend {
-        Backend::available()[0]
+        let puzzle = Puzzle::new(
+            DEFAULT_BLOCK.as_bytes(),
+            256,
+            NonceBits::B32,
+            NonceFormat::Binary,
+        )
+        .expect("the default puzzle is valid");
+        Backend::best_for(&puzzle)
+    }
+
+    /// The fastest backend this CPU can run for `puzzle`'s shape (for its largest
+    /// nonces, where a search spends its time), measured once per shape and process.
+    pub fn best_for(puzzle: &Puzzle) -> Backend {
+        let job = Job::new(puzzle);
+        let t = job.templates().last().expect("a job has a template");
+        auto::choose(t)
+    }
+
+    /// `auto` resolved for `puzzle`: the backend it hashes with; any other backend as is.
+    pub fn resolve(self, puzzle: &Puzzle) -> Backend {
+        match self {
+            Backend::Auto => Backend::best_for(puzzle),
+            other => other,
+        }
     }
 
     /// The backend called `name`, if this CPU can run it.
@@ -120,6 +151,7 @@ impl Backend {
             "shani" => Backend::Shani,
             "avx2" => Backend::Avx2,
             "avx512" => Backend::Avx512,
+            "auto" => Backend::Auto,
             other => return Err(BackendError::Unknown(other.to_string())),
         };
         if backend.is_available() {
@@ -129,11 +161,11 @@ impl Backend {
         }
     }
 
-    /// The backend `CND_BACKEND` names, or the best one when it is unset or empty.
+    /// The backend `CND_BACKEND` names, or `auto` when it is unset or empty.
     pub fn from_env() -> Result<Backend, BackendError> {
         match std::env::var(BACKEND_ENV) {
             Ok(name) if !name.trim().is_empty() => Backend::from_name(&name),
-            _ => Ok(Backend::best()),
+            _ => Ok(Backend::Auto),
         }
     }
 
@@ -144,6 +176,7 @@ impl Backend {
         match self {
             Backend::Scalar => scalar::scan,
             Backend::Sha2 => sha2_compress::scan,
+            Backend::Auto => auto::scan,
             #[cfg(target_arch = "x86_64")]
             Backend::Shani => shani::scan,
             #[cfg(target_arch = "x86_64")]

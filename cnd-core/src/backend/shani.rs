@@ -1,22 +1,45 @@
 //! x86-64 SHA extensions (SHA-NI): `sha256rnds2` does two rounds, `sha256msg1/2` the
 //! message schedule. One nonce's rounds form a long dependency chain (each
-//! `sha256rnds2` waits for the previous one), so [`STREAMS`] independent nonces are
-//! interleaved instruction by instruction to keep the SHA unit busy.
+//! `sha256rnds2` waits for the previous one, 3 to 4 cycles), so [`STREAMS`]
+//! independent nonces are interleaved to keep the SHA unit busy every cycle.
 //!
-//! Done once per call: the nonce bytes shared by the whole run, a leading tail block
-//! without varying bytes (compressed into the chaining value) and a trailing one
-//! (its schedule precomputed). The second hash's constant words (padding, length) are
-//! folded by the compiler, and only its first word is extracted.
+//! Everything is straight-line code: the 16 groups of four rounds and the message
+//! schedule are unrolled by macros, the message lives in registers (or, past the
+//! 16 `xmm` registers the legacy-encoded SHA instructions can name, in spill slots
+//! the compiler chooses), and one instance of the loop is compiled per round pair
+//! the first varying message word falls in ([`RUNS`]). What `lanes.rs` does once per
+//! call is done here too:
+//! - the nonce bytes the whole run shares are message constants, a leading tail
+//!   block without varying bytes is compressed into the chaining value, and a
+//!   trailing one has its whole `K + W` precomputed;
+//! - the rounds before the first varying word run once, on scalars (from the even
+//!   round at or before it: `sha256rnds2` does rounds in pairs);
+//! - message groups without varying words are loop invariants: the compiler hoists
+//!   every schedule step whose inputs are all constant;
+//! - the second hash's padding words are constants, and only its first word `H0`
+//!   is extracted and compared with the threshold.
+//!
+//! Nonces are encoded on scalars (integer ports, idle while the SHA unit works) as
+//! one 64-bit integer `x` per stream whose bytes, lowest first, are the nonce's last
+//! eight bytes: the binary nonce itself, or the decimal digits as ASCII, advanced by
+//! a SWAR decimal increment (no per-digit loop). A message word is then
+//! `fixed | x << l >> r`, two words become one `movq`.
 
 use std::arch::x86_64::*;
 
-use super::scalar::{compress as scalar_compress, schedule, K};
+use super::scalar::{compress as scalar_compress, K};
 use super::{Template, IV};
 use crate::puzzle::NonceFormat;
 
-/// Independent nonces in flight per thread: 2 measured best on Sapphire Rapids
-/// (12.5 MH/s against 8.5 for 1, 11.8 for 4, 11.0 for 8).
-const STREAMS: usize = 2;
+/// Independent nonces in flight per thread. Measured on AMD EPYC (Zen 3: one
+/// `sha256rnds2` per cycle, 4 cycles latency), MH/s per CPU-second on the default
+/// block, 1 thread, same run: 3 streams 24.7, 4 streams 19.1, 5 streams 12.1 (the
+/// SHA instructions can only name `xmm0..15`: with 4 and 5 streams the message
+/// schedule spills more, and the loop gets slower, not faster). Keeping the message
+/// in memory on purpose (volatile accesses) was slower still: 18.1, 16.5 and 11.4
+/// for 3, 4 and 5 streams, against `avx2`'s 12.0 in the same run. The rounds
+/// themselves are one `asm!` block per group of four rounds (see [`interleaved!`]).
+pub const STREAMS: usize = 3;
 
 /// Whether this CPU can run the backend.
 pub fn is_available() -> bool {
@@ -26,9 +49,251 @@ pub fn is_available() -> bool {
 /// [`ScanFn`](super::ScanFn) for the shani backend. Callers check [`is_available`]
 /// first (`Backend::from_name` does); without SHA-NI it panics rather than fault.
 pub fn scan(t: &Template, start: u64, count: u32) -> Option<u64> {
+    scan_streams::<STREAMS>(t, start, count)
+}
+
+/// [`scan`] with `S` interleaved streams (1 to 6), for measuring the choice of
+/// [`STREAMS`]; `S` other than [`STREAMS`] is compiled only where it is used.
+#[doc(hidden)]
+pub fn scan_streams<const S: usize>(t: &Template, start: u64, count: u32) -> Option<u64> {
     assert!(is_available(), "the shani backend needs SHA-NI and SSE4.1");
-    // SAFETY: SHA-NI and SSE4.1 (with the SSSE3 and SSE2 it implies) were detected above.
-    unsafe { scan_shani(t, start, count) }
+    assert!((1..=6).contains(&S));
+    let end = t.nonce_offset + t.nonce_len;
+    assert!(count >= 1 && end <= 128);
+    let last = start + u64::from(count - 1);
+    // A decimal run whose varying digits do not fit in eight bytes (over 10^8
+    // nonces, never from `search`) is cut at multiples of 10^7.
+    if t.format == NonceFormat::Decimal && t.run_bytes(start, last).1 + 8 < end {
+        const PIECE: u64 = 10_000_000;
+        let mut from = start;
+        loop {
+            let to = last.min((from / PIECE + 1) * PIECE - 1);
+            if let Some(n) = scan_streams::<S>(t, from, (to - from + 1) as u32) {
+                return Some(n);
+            }
+            if to == last {
+                return None;
+            }
+            from = to + 1;
+        }
+    }
+    let setup = Setup::new(t, start, last);
+    let runs = runs::<S>();
+    // SAFETY: SHA-NI and SSE4.1 (with the SSSE3 and SSE2 it implies) were detected
+    // above, which is all the instances of `run` are compiled for.
+    unsafe { runs[setup.pair](&setup, t, start, count) }
+}
+
+/// A loop instance: [`run`] for one stream count and one first round pair.
+type RunFn = unsafe fn(&Setup, &Template, u64, u32) -> Option<u64>;
+
+/// The instances of [`run`] for `S` streams, indexed by the first round pair.
+fn runs<const S: usize>() -> [RunFn; 8] {
+    [
+        run::<S, 0>,
+        run::<S, 1>,
+        run::<S, 2>,
+        run::<S, 3>,
+        run::<S, 4>,
+        run::<S, 5>,
+        run::<S, 6>,
+        run::<S, 7>,
+    ]
+}
+
+/// One message word's share of the encoded nonce: `(x >> shr) << shl`, masked.
+#[derive(Clone, Copy, Default)]
+struct Part {
+    shr: u32,
+    shl: u32,
+    mask: u32,
+}
+
+impl Part {
+    /// For message word `i` of the tail, the nonce's last byte at `end - 1`.
+    fn new(i: usize, end: usize) -> Part {
+        // Bits from the nonce's last byte to the end of word i: `x << shift`.
+        let shift = 8 * (4 * i as i64 + 4 - end as i64);
+        if !(-63..=63).contains(&shift) {
+            return Part::default();
+        }
+        Part {
+            shr: (-shift).max(0) as u32,
+            shl: shift.max(0) as u32,
+            mask: u32::MAX,
+        }
+    }
+
+    #[inline(always)]
+    fn of(self, x: u64) -> u32 {
+        ((x >> self.shr) << self.shl) as u32 & self.mask
+    }
+}
+
+/// A message group (four words) that holds nonce bytes.
+#[derive(Clone, Copy, Default)]
+struct VarGroup {
+    /// The words with the varying bytes zero.
+    fixed: [u32; 4],
+    parts: [Part; 4],
+}
+
+impl VarGroup {
+    fn new(words: &[u32; 32], g: usize, end: usize) -> VarGroup {
+        VarGroup {
+            fixed: std::array::from_fn(|k| words[4 * g + k]),
+            parts: std::array::from_fn(|k| Part::new(4 * g + k, end)),
+        }
+    }
+
+    /// The group's words for a nonce encoded as `x`, as one vector (lowest word first).
+    #[inline(always)]
+    unsafe fn vector(&self, x: u64) -> __m128i {
+        let w: [u64; 4] = std::array::from_fn(|k| u64::from(self.fixed[k] | self.parts[k].of(x)));
+        // SAFETY: SSE2 is enabled in the caller (this module's `run`).
+        unsafe { _mm_set_epi64x((w[3] << 32 | w[2]) as i64, (w[1] << 32 | w[0]) as i64) }
+    }
+}
+
+/// What [`run`] needs, prepared once per call on scalars.
+struct Setup {
+    /// Round pair (0..8) of the first varying word within its block: the loop starts there.
+    pair: usize,
+    /// The tail's words with the varying nonce bytes zero.
+    words: [u32; 32],
+    /// The block (0 or 1) holding the first varying word.
+    first_block: usize,
+    /// Whether the next block also holds varying words.
+    two_blocks: bool,
+    /// The chaining value before `first_block`.
+    chain: [u32; 8],
+    /// The state before round `2 * pair` of `first_block`.
+    st: [u32; 8],
+    /// The varying groups: the first varying word's and the next one.
+    group_a: VarGroup,
+    group_b: VarGroup,
+    /// Whether `group_b` holds any nonce byte.
+    b_varies: bool,
+    /// `K + W` of a trailing block without varying words.
+    const_kw: Option<[u32; 64]>,
+    /// The nonce's encoding of the run's first nonce (see the module's doc).
+    x0: u64,
+}
+
+impl Setup {
+    fn new(t: &Template, start: u64, last: u64) -> Setup {
+        let end = t.nonce_offset + t.nonce_len;
+        let (first_bytes, varying_from) = t.run_bytes(start, last);
+        let v = varying_from / 4;
+        let e = (end - 1) / 4;
+        debug_assert!(end - varying_from <= 8 && e - v <= 2);
+        let mut common = first_bytes;
+        common[varying_from..end].fill(0);
+        let mut words = [0u32; 32];
+        for (word, bytes) in words.iter_mut().zip(common.as_chunks::<4>().0) {
+            *word = u32::from_be_bytes(*bytes);
+        }
+        let block =
+            |b: usize| -> [u32; 16] { words[b * 16..b * 16 + 16].try_into().expect("16 words") };
+        let first_block = v / 16;
+        let mut chain = t.midstate;
+        if first_block == 1 {
+            scalar_compress(&mut chain, &block(0));
+        }
+        let pair = (v % 16) / 2;
+        let mut st = chain;
+        scalar_rounds(&mut st, &block(first_block), 2 * pair);
+        let ga = v / 4;
+        let gb = ga + 1;
+        let two_blocks = e / 16 > first_block;
+        let b_varies = e / 4 >= gb;
+        let const_kw = (t.tail_blocks == 2 && e < 16).then(|| {
+            let w = super::scalar::schedule(&block(1));
+            std::array::from_fn(|i| w[i].wrapping_add(K[i]))
+        });
+        // The last eight bytes of the nonce field (fewer for a shorter nonce), lowest
+        // byte last in the message, as an integer.
+        let x0 = match t.format {
+            NonceFormat::Binary => start,
+            NonceFormat::Decimal => {
+                let from = end - t.nonce_len.min(8);
+                first_bytes[from..end]
+                    .iter()
+                    .fold(0u64, |x, &b| (x << 8) | u64::from(b))
+            }
+        };
+        Setup {
+            pair,
+            words,
+            first_block,
+            two_blocks,
+            chain,
+            st,
+            group_a: VarGroup::new(&words, ga, end),
+            group_b: if gb < 8 {
+                VarGroup::new(&words, gb, end)
+            } else {
+                VarGroup::default()
+            },
+            b_varies,
+            const_kw,
+            x0,
+        }
+    }
+}
+
+/// Rounds `0..upto` of one block on scalars.
+fn scalar_rounds(s: &mut [u32; 8], w: &[u32; 16], upto: usize) {
+    for i in 0..upto {
+        let [a, b, c, d, e, f, g, h] = *s;
+        let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+        let t1 = h
+            .wrapping_add(s1)
+            .wrapping_add((e & f) ^ (!e & g))
+            .wrapping_add(K[i])
+            .wrapping_add(w[i]);
+        let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+        let t2 = s0.wrapping_add((a & b) ^ (a & c) ^ (b & c));
+        *s = [t1.wrapping_add(t2), a, b, c, d.wrapping_add(t1), e, f, g];
+    }
+}
+
+/// ASCII decimal digits in the bytes of a `u64` (lowest byte the last digit), each
+/// digit byte biased by `0xC6` so that `'9'` is `0xFF`: adding 1 to the integer then
+/// carries through nines like a decimal increment. Bytes that carried out wrap to 0
+/// and are set back to a biased `'0'` (`0xF6`); only the digit bytes (`digits`, a
+/// mask of `0xFF` bytes) are fixed, the ones above can only change past the run's
+/// last nonce, whose lanes are never read.
+#[derive(Clone, Copy)]
+struct Decimal {
+    biased: u64,
+    digits: u64,
+}
+
+impl Decimal {
+    const BIAS: u64 = 0xC6C6_C6C6_C6C6_C6C6;
+
+    fn new(ascii: u64, digits: u64) -> Decimal {
+        Decimal {
+            biased: ascii.wrapping_add(Self::BIAS & digits),
+            digits,
+        }
+    }
+
+    #[inline(always)]
+    fn ascii(self) -> u64 {
+        self.biased.wrapping_sub(Self::BIAS & self.digits)
+    }
+
+    #[inline(always)]
+    fn increment(&mut self) {
+        const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+        let x = self.biased.wrapping_add(1);
+        // High bit of each byte that is zero (exact: no carries between bytes).
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+        let fix = ((zero >> 7) * 0xF6) & self.digits;
+        self.biased = x + fix;
+    }
 }
 
 /// A SHA-256 state as `sha256rnds2` wants it: `abef = [F, E, B, A]`, `cdgh = [H, G, D, C]`
@@ -43,7 +308,7 @@ struct State {
 #[inline(always)]
 unsafe fn state(h: &[u32; 8]) -> State {
     let w = h.map(|x| x as i32);
-    // SAFETY: SSE2 is enabled in the caller (this module's functions run under `scan_shani`).
+    // SAFETY: SSE2 is enabled in the caller (this module's `run`).
     unsafe {
         State {
             abef: _mm_setr_epi32(w[5], w[4], w[1], w[0]),
@@ -59,238 +324,342 @@ unsafe fn quad(w: &[u32]) -> __m128i {
     unsafe { _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32) }
 }
 
-/// Four rounds on every stream; `kw[s]` holds `K[i..i+4] + W[i..i+4]` of stream `s`.
+/// `K[4g..4g + 4]` as a vector (a constant: the compiler folds it).
 #[inline(always)]
-unsafe fn rounds4(st: &mut [State; STREAMS], kw: &[__m128i; STREAMS]) {
-    // SAFETY: SHA-NI and SSE2 are enabled in the caller.
-    unsafe {
-        for (s, &k) in st.iter_mut().zip(kw) {
-            s.cdgh = _mm_sha256rnds2_epu32(s.cdgh, s.abef, k);
-        }
-        for (s, &k) in st.iter_mut().zip(kw) {
-            s.abef = _mm_sha256rnds2_epu32(s.abef, s.cdgh, _mm_shuffle_epi32::<0x0E>(k));
-        }
-    }
+unsafe fn k4(g: usize) -> __m128i {
+    // SAFETY: SSE2 is enabled in the caller.
+    unsafe { quad(&K[4 * g..]) }
 }
 
-/// Compresses one block per stream, `m[s]` its 16 words as four vectors; the result
-/// is the new chaining value (the state plus `chain`).
+/// Message group `i` of stream `s`.
+macro_rules! msg {
+    ($m:ident, $s:expr, $i:expr) => {
+        $m[$s][$i]
+    };
+}
+
+/// The next message group: `W[4g..4g+4]` from the four before it (`m[g & 3]` is
+/// replaced), on every stream.
+macro_rules! schedule {
+    ($m:ident, $g:expr) => {
+        for s in 0..S {
+            let next = _mm_sha256msg1_epu32(msg!($m, s, $g & 3), msg!($m, s, ($g + 1) & 3));
+            let next = _mm_add_epi32(
+                next,
+                _mm_alignr_epi8::<4>(msg!($m, s, ($g + 3) & 3), msg!($m, s, ($g + 2) & 3)),
+            );
+            let next = _mm_sha256msg2_epu32(next, msg!($m, s, ($g + 3) & 3));
+            $m[s][$g & 3] = next;
+        }
+    };
+}
+
+/// Rounds `4g .. 4g + 4` on every stream (from `4g + 2` when `lo` is false), with
+/// `K + W` of each stream in `kw`.
+macro_rules! rounds4 {
+    ($st:ident, $kw:expr, $lo:expr) => {
+        let kw = $kw;
+        if $lo && S == 4 {
+            let st: &mut [State; 4] = (&mut $st[..]).try_into().expect("4 streams");
+            let kw: &[__m128i; 4] = (&kw[..]).try_into().expect("4 streams");
+            interleaved!(
+                st,
+                kw,
+                (0, c0, a0, k0),
+                (1, c1, a1, k1),
+                (2, c2, a2, k2),
+                (3, c3, a3, k3)
+            );
+        } else if $lo && S == 3 {
+            let st: &mut [State; 3] = (&mut $st[..]).try_into().expect("3 streams");
+            let kw: &[__m128i; 3] = (&kw[..]).try_into().expect("3 streams");
+            interleaved!(st, kw, (0, c0, a0, k0), (1, c1, a1, k1), (2, c2, a2, k2));
+        } else if $lo && S == 5 {
+            let st: &mut [State; 5] = (&mut $st[..]).try_into().expect("5 streams");
+            let kw: &[__m128i; 5] = (&kw[..]).try_into().expect("5 streams");
+            interleaved!(
+                st,
+                kw,
+                (0, c0, a0, k0),
+                (1, c1, a1, k1),
+                (2, c2, a2, k2),
+                (3, c3, a3, k3),
+                (4, c4, a4, k4)
+            );
+        } else {
+            rounds4_intrinsics!($st, kw, $lo);
+        }
+    };
+}
+
+/// Four rounds on every stream, in one `asm!` block so that the streams' dependent
+/// `sha256rnds2`s stay interleaved instruction by instruction. Left to the compiler
+/// (intrinsics), LLVM's scheduler orders them stream after stream (to save
+/// registers), and the core then waits out the 4-cycle latency of each.
+macro_rules! interleaved {
+    ($st:ident, $kw:ident, $(($i:tt, $c:ident, $a:ident, $k:ident)),+) => {
+        // SAFETY (the caller's `unsafe` block covers this): SHA-NI and SSE2 are
+        // enabled in the caller; the block reads and writes only its register
+        // operands and xmm0 (declared clobbered).
+        {
+            std::arch::asm!(
+                $(
+                    concat!("movdqa {", stringify!($k), "}, %xmm0"),
+                    concat!("sha256rnds2 %xmm0, {", stringify!($a), "}, {", stringify!($c), "}"),
+                )+
+                $(
+                    concat!("pshufd $0x0e, {", stringify!($k), "}, %xmm0"),
+                    concat!("sha256rnds2 %xmm0, {", stringify!($c), "}, {", stringify!($a), "}"),
+                )+
+                $(
+                    $c = inout(xmm_reg) $st[$i].cdgh,
+                    $a = inout(xmm_reg) $st[$i].abef,
+                    $k = in(xmm_reg) $kw[$i],
+                )+
+                out("xmm0") _,
+                options(pure, nomem, nostack, att_syntax),
+            );
+        }
+    };
+}
+
+/// [`rounds4!`] by intrinsics, for stream counts without an `asm!` block and for
+/// the half group a loop may start with.
+macro_rules! rounds4_intrinsics {
+    ($st:ident, $kw:expr, $lo:expr) => {
+        let kw = $kw;
+        if $lo {
+            for (s, k) in $st.iter_mut().zip(kw.iter()) {
+                s.cdgh = _mm_sha256rnds2_epu32(s.cdgh, s.abef, *k);
+            }
+        }
+        for (s, k) in $st.iter_mut().zip(kw.iter()) {
+            s.abef = _mm_sha256rnds2_epu32(s.abef, s.cdgh, _mm_shuffle_epi32::<0x0E>(*k));
+        }
+    };
+}
+
+/// Compresses one block on every stream from round `2 * P`: `st` is the state
+/// before that round (with `abef` and `cdgh` swapped when `P` is odd, as
+/// `sha256rnds2`'s alternation has them), `m[s]` the block's four message groups
+/// (every one, the schedule needs them). Returns the state after round 64, not yet
+/// added to the chaining value.
 #[inline(always)]
-unsafe fn compress(
-    chain: &[State; STREAMS],
-    m: &mut [[__m128i; 4]; STREAMS],
-    k4: &[__m128i; 16],
-) -> [State; STREAMS] {
+unsafe fn compress<const S: usize, const P: usize>(
+    mut st: [State; S],
+    m: &mut [[__m128i; 4]; S],
+) -> [State; S] {
     // SAFETY: SHA-NI, SSSE3 and SSE2 are enabled in the caller.
     unsafe {
-        let mut st = *chain;
-        let mut kw = [_mm_setzero_si128(); STREAMS];
-        for g in 0..16 {
-            for (x, m) in kw.iter_mut().zip(m.iter_mut()) {
-                if g >= 4 {
-                    let next = _mm_sha256msg1_epu32(m[g & 3], m[(g + 1) & 3]);
-                    let next =
-                        _mm_add_epi32(next, _mm_alignr_epi8::<4>(m[(g + 3) & 3], m[(g + 2) & 3]));
-                    m[g & 3] = _mm_sha256msg2_epu32(next, m[(g + 3) & 3]);
+        macro_rules! group {
+            ($g:expr) => {
+                if $g >= 4 {
+                    schedule!(m, $g);
                 }
-                *x = _mm_add_epi32(m[g & 3], k4[g]);
-            }
-            rounds4(&mut st, &kw);
+                if 2 * $g + 1 >= P {
+                    let mut kw = [_mm_setzero_si128(); S];
+                    for (s, kw) in kw.iter_mut().enumerate() {
+                        *kw = _mm_add_epi32(msg!(m, s, $g & 3), k4($g));
+                    }
+                    rounds4!(st, kw, 2 * $g >= P);
+                }
+            };
         }
-        for (s, c) in st.iter_mut().zip(chain) {
-            s.abef = _mm_add_epi32(s.abef, c.abef);
-            s.cdgh = _mm_add_epi32(s.cdgh, c.cdgh);
-        }
+        group!(0);
+        group!(1);
+        group!(2);
+        group!(3);
+        group!(4);
+        group!(5);
+        group!(6);
+        group!(7);
+        group!(8);
+        group!(9);
+        group!(10);
+        group!(11);
+        group!(12);
+        group!(13);
+        group!(14);
+        group!(15);
         st
     }
 }
 
-/// Compresses a block whose schedule is known: `kw[g]` is `K + W` of rounds `4g..4g+4`.
+/// Compresses a block whose `K + W` is known and the same on every stream: `kw[g]`
+/// holds rounds `4g..4g+4`.
 #[inline(always)]
-unsafe fn compress_const(chain: &[State; STREAMS], kw: &[__m128i; 16]) -> [State; STREAMS] {
+unsafe fn compress_const<const S: usize>(chain: [State; S], kw: &[__m128i; 16]) -> [State; S] {
     // SAFETY: SHA-NI and SSE2 are enabled in the caller.
     unsafe {
-        let mut st = *chain;
-        for k in kw {
-            rounds4(&mut st, &[*k; STREAMS]);
+        let mut st = chain;
+        for g in 0..16 {
+            rounds4!(st, [kw[g]; S], true);
         }
-        for (s, c) in st.iter_mut().zip(chain) {
-            s.abef = _mm_add_epi32(s.abef, c.abef);
-            s.cdgh = _mm_add_epi32(s.cdgh, c.cdgh);
-        }
-        st
+        add(st, &chain)
     }
 }
 
-/// The second hash of each stream's digest, as far as its first word `H0`.
+/// `st + chain`, stream by stream.
 #[inline(always)]
-unsafe fn second_h0(d: &[State; STREAMS], k4: &[__m128i; 16]) -> [u32; STREAMS] {
-    // SAFETY: SHA-NI, SSE4.1 and SSE2 are enabled in the caller.
+unsafe fn add<const S: usize>(st: [State; S], chain: &[State; S]) -> [State; S] {
+    // SAFETY: SSE2 is enabled in the caller.
     unsafe {
-        let mut m = [[_mm_setzero_si128(); 4]; STREAMS];
-        for (m, d) in m.iter_mut().zip(d) {
+        std::array::from_fn(|s| State {
+            abef: _mm_add_epi32(st[s].abef, chain[s].abef),
+            cdgh: _mm_add_epi32(st[s].cdgh, chain[s].cdgh),
+        })
+    }
+}
+
+/// The second hash of each stream's digest, as far as its first word: `H0 - IV0`
+/// (the caller adds `IV0`).
+#[inline(always)]
+unsafe fn second_a<const S: usize>(d: &[State; S]) -> [u32; S] {
+    // SAFETY: SHA-NI, SSE4.1, SSSE3 and SSE2 are enabled in the caller.
+    unsafe {
+        let mut m: [[__m128i; 4]; S] = std::array::from_fn(|s| {
             // [F, E, B, A] -> [A, B, E, F]; [H, G, D, C] -> [C, D, G, H].
-            let abef = _mm_shuffle_epi32::<0x1B>(d.abef);
-            let cdgh = _mm_shuffle_epi32::<0x1B>(d.cdgh);
-            m[0] = _mm_unpacklo_epi64(abef, cdgh);
-            m[1] = _mm_unpackhi_epi64(abef, cdgh);
-            // Padding: 0x80 after the 32 bytes, then the bit length, 256.
-            m[2] = _mm_setr_epi32(0x8000_0000u32 as i32, 0, 0, 0);
-            m[3] = _mm_setr_epi32(0, 0, 0, 256);
-        }
-        let iv = [state(&IV); STREAMS];
-        let out = compress(&iv, &mut m, k4);
-        out.map(|s| _mm_extract_epi32::<3>(s.abef) as u32)
+            let abef = _mm_shuffle_epi32::<0x1B>(d[s].abef);
+            let cdgh = _mm_shuffle_epi32::<0x1B>(d[s].cdgh);
+            [
+                _mm_unpacklo_epi64(abef, cdgh),
+                _mm_unpackhi_epi64(abef, cdgh),
+                // Padding: 0x80 after the 32 bytes, zeros, the bit length 256.
+                _mm_setr_epi32(0x8000_0000u32 as i32, 0, 0, 0),
+                _mm_setr_epi32(0, 0, 0, 256),
+            ]
+        });
+        let st = [state(&IV); S];
+        let out = compress::<S, 0>(st, &mut m);
+        // Lane 3 of `abef` is A (SSE2 only: this closure has no target features).
+        out.map(|s| _mm_cvtsi128_si32(_mm_shuffle_epi32::<0xFF>(s.abef)) as u32)
     }
 }
 
-/// How the message words of one nonce are built: the call's constant words, with
-/// the varying ones (`first_var ..`, `nvar` of them) rewritten per nonce.
-struct Words {
-    words: [u32; 32],
-    first_var: usize,
-    nvar: usize,
-}
-
+/// The nonce loop for `S` streams whose first varying message word is in round
+/// pair `P` of its block.
+///
+/// # Safety
+///
+/// The CPU must have SHA-NI, SSE4.1, SSSE3 and SSE2.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-unsafe fn scan_shani(t: &Template, start: u64, count: u32) -> Option<u64> {
-    let off = t.nonce_offset;
-    let len = t.nonce_len;
-    let end = off + len;
-    assert!(count >= 1 && end <= 128);
-    let last = start + u64::from(count - 1);
-
-    // Nonce bytes shared by the whole run are constants of the call.
-    let (first_bytes, varying_from) = t.run_bytes(start, last);
-    let v = varying_from / 4;
-    let e = (end - 1) / 4;
-    let mut words = Words {
-        words: [0; 32],
-        first_var: v,
-        nvar: e - v + 1,
-    };
-    for (word, bytes) in words.words.iter_mut().zip(first_bytes.as_chunks::<4>().0) {
-        *word = u32::from_be_bytes(*bytes);
-    }
-    let first_block = v / 16;
-    let last_block = e / 16;
-    let mut chain = t.midstate;
-    if first_block == 1 {
-        let block: [u32; 16] = words.words[..16].try_into().expect("16 words");
-        scalar_compress(&mut chain, &block);
-    }
-
-    // SAFETY: this function is compiled with the SHA-NI, SSE2, SSSE3 and SSE4.1 features
-    // and only called after `is_available` found them.
+unsafe fn run<const S: usize, const P: usize>(
+    setup: &Setup,
+    t: &Template,
+    start: u64,
+    count: u32,
+) -> Option<u64> {
+    // SAFETY: this function is compiled with SHA-NI, SSE4.1, SSSE3 and SSE2, which the
+    // caller checked the CPU has; the helpers need nothing more.
     unsafe {
-        let k4: [__m128i; 16] = std::array::from_fn(|g| quad(&K[4 * g..]));
-        // A trailing block with no varying word: precompute K + W for all 64 rounds.
-        let const_kw = if t.tail_blocks == 2 && last_block == 0 {
-            let block: &[u32; 16] = words.words[16..].try_into().expect("16 words");
-            let mut w = schedule(block);
-            for (x, k) in w.iter_mut().zip(K) {
-                *x = x.wrapping_add(k);
+        let b0 = setup.first_block * 16;
+        let chain1 = [state(&setup.chain); S];
+        // The state before round 2P; sha256rnds2's alternation has the halves swapped
+        // when P is odd (the group's first call is skipped).
+        let st = state(&setup.st);
+        let st = if P % 2 == 1 {
+            State {
+                abef: st.cdgh,
+                cdgh: st.abef,
             }
-            Some(std::array::from_fn::<__m128i, 16, _>(|g| quad(&w[4 * g..])))
         } else {
-            None
+            st
         };
-        let chain = [state(&chain); STREAMS];
+        let st = [st; S];
+        let block_a: [__m128i; 4] = std::array::from_fn(|g| quad(&setup.words[b0 + 4 * g..]));
+        let block_b: [__m128i; 4] =
+            std::array::from_fn(|g| quad(&setup.words[(b0 + 16 + 4 * g) & 31..]));
+        let const_kw: Option<[__m128i; 16]> = setup
+            .const_kw
+            .as_ref()
+            .map(|kw| std::array::from_fn(|g| quad(&kw[4 * g..])));
+        let ga = P / 2;
+        let two_blocks = setup.two_blocks;
+        let b_varies = setup.b_varies;
+        let (group_a, group_b) = (setup.group_a, setup.group_b);
         let max = t.first_word_max();
-        let decimal = t.format == NonceFormat::Decimal;
-        let mut buf = first_bytes;
+        let binary = t.format == NonceFormat::Binary;
+        let nonce_mask = u64::MAX >> (64 - 8 * t.nonce_len.min(8));
+        let digits = u64::MAX >> (64 - 8 * t.nonce_len.min(8));
+        let mut decimal = Decimal::new(setup.x0, digits);
 
         let mut done = 0u32;
         while done < count {
             let base = start + u64::from(done);
-            // The message blocks of each stream's nonce (lanes past the run hash junk).
-            let mut m = [[[_mm_setzero_si128(); 4]; 2]; STREAMS];
-            for (s, m) in m.iter_mut().enumerate() {
-                let nonce = base.wrapping_add(s as u64);
-                if decimal {
-                    // `buf` holds `nonce` already: runs are consecutive.
-                    let chunks = buf.as_chunks::<4>().0;
-                    for k in 0..words.nvar.min(6) {
-                        let i = (words.first_var + k) & 31;
-                        words.words[i] = u32::from_be_bytes(chunks[i]);
-                    }
-                    increment_decimal(&mut buf[off..end]);
+            let xs: [u64; S] = std::array::from_fn(|s| {
+                if binary {
+                    base.wrapping_add(s as u64) & nonce_mask
                 } else {
-                    for k in 0..words.nvar.min(3) {
-                        let i = (words.first_var + k) & 31;
-                        words.words[i] = (words.words[i] & !binary_mask(i, off, len))
-                            | binary_part(nonce, i, off, len);
-                    }
+                    let x = decimal.ascii();
+                    decimal.increment();
+                    x
                 }
-                for (b, m) in m
-                    .iter_mut()
-                    .enumerate()
-                    .take(last_block + 1)
-                    .skip(first_block)
-                {
-                    for (g, m) in m.iter_mut().enumerate() {
-                        *m = quad(&words.words[(16 * b + 4 * g) & 31..][..4]);
+            });
+            // The message of each stream's nonce.
+            let mut ma = [block_a; S];
+            let mut mb = [block_b; S];
+            for s in 0..S {
+                ma[s][ga] = group_a.vector(xs[s]);
+                if b_varies {
+                    if ga < 3 {
+                        ma[s][ga + 1] = group_b.vector(xs[s]);
+                    } else {
+                        mb[s][0] = group_b.vector(xs[s]);
                     }
                 }
             }
-            let mut h = chain;
-            for b in first_block..=last_block {
-                let mut mb: [[__m128i; 4]; STREAMS] = std::array::from_fn(|s| m[s][b & 1]);
-                h = compress(&h, &mut mb, &k4);
+            let mut h = add(compress::<S, P>(st, &mut ma), &chain1);
+            if two_blocks {
+                h = add(compress::<S, 0>(h, &mut mb), &h);
             }
             if let Some(kw) = &const_kw {
-                h = compress_const(&h, kw);
+                h = compress_const(h, kw);
             }
-            let h0 = second_h0(&h, &k4);
+            let a = second_a(&h);
             let remaining = count - done;
-            for (s, &h0) in h0.iter().enumerate().take(remaining as usize) {
-                if h0 <= max {
-                    let nonce = base + s as u64;
-                    if t.difficulty <= 32 || t.confirm(nonce) {
-                        return Some(nonce);
-                    }
-                }
+            let mut hits = 0u32;
+            for (s, &a) in a.iter().enumerate() {
+                hits |= u32::from(a.wrapping_add(IV[0]) <= max) << s;
             }
-            done = done.saturating_add(STREAMS as u32);
+            if remaining < S as u32 {
+                hits &= (1 << remaining) - 1;
+            }
+            while hits != 0 {
+                let nonce = base + u64::from(hits.trailing_zeros());
+                if t.difficulty <= 32 || t.confirm(nonce) {
+                    return Some(nonce);
+                }
+                hits &= hits - 1;
+            }
+            done = done.saturating_add(S as u32);
         }
         None
     }
 }
 
-/// Bits of message word `i` that a binary nonce at `off`, `len` bytes long, covers.
-#[inline(always)]
-fn binary_mask(i: usize, off: usize, len: usize) -> u32 {
-    binary_part(u64::MAX >> (64 - 8 * len), i, off, len)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// What a binary nonce at byte `off`, `len` bytes long, puts into message word `i`.
-#[inline(always)]
-fn binary_part(nonce: u64, i: usize, off: usize, len: usize) -> u32 {
-    let nonce = nonce & (u64::MAX >> (64 - 8 * len));
-    // Bits from the nonce's last byte to the end of word i.
-    let shift = 8 * (4 * i as i64 + 4 - off as i64 - len as i64);
-    if shift >= 0 {
-        if shift >= 64 {
-            0
-        } else {
-            (nonce << shift) as u32
+    #[test]
+    fn decimal_increment_carries_like_a_decimal_counter() {
+        let ascii = |s: &str| s.bytes().fold(0u64, |x, b| (x << 8) | u64::from(b));
+        for (from, len) in [
+            (0u64, 1usize),
+            (95, 3),
+            (999_999, 8),
+            (12_345_678, 8),
+            (9_999_999, 7),
+        ] {
+            let text = format!("{from:0len$}");
+            let digits = u64::MAX >> (64 - 8 * len);
+            let mut d = Decimal::new(ascii(&text), digits);
+            for n in from..from + 2_000 {
+                let want = format!("{:0len$}", n % 10u64.pow(len as u32));
+                // Bytes above the digits only change past the field's last value.
+                assert_eq!(d.ascii() & digits, ascii(&want), "{n}");
+                d.increment();
+            }
         }
-    } else if -shift >= 64 {
-        0
-    } else {
-        (nonce >> -shift) as u32
-    }
-}
-
-/// Adds one to the ASCII decimal number in `field`, wrapping at the top (only nonces
-/// past the end of a run ever wrap, and they are never reported).
-#[inline(always)]
-fn increment_decimal(field: &mut [u8]) {
-    for digit in field.iter_mut().rev() {
-        if *digit < b'9' {
-            *digit += 1;
-            return;
-        }
-        *digit = b'0';
     }
 }
