@@ -57,6 +57,12 @@ fn run_json_is_one_object_with_the_spec_fields() {
     assert_eq!(v["leading_zeros"], 14);
     assert!(v["hashes"].as_u64().unwrap() >= 2671);
     assert!(v["elapsed_ms"].is_u64());
+    // The backend that hashed, never the word "auto".
+    let backend = v["backend"].as_str().unwrap();
+    assert!(
+        ["avx512", "shani", "avx2", "sha2", "scalar"].contains(&backend),
+        "{backend}"
+    );
 }
 
 #[test]

@@ -54,7 +54,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
     };
     let threads = args.threads.unwrap_or_else(available_threads);
     warn_if_likely_empty(&puzzle, &range);
-    tracing::info!(%range, threads, %backend, difficulty = puzzle.difficulty(), "searching");
+    // `auto` is said as what it picked for this puzzle (calibrated once, cached).
+    let shown = backend.resolve(&puzzle);
+    tracing::info!(%range, threads, backend = %shown, difficulty = puzzle.difficulty(), "searching");
 
     let control = Arc::new(SearchControl::new());
     let handler_control = Arc::clone(&control);
@@ -72,7 +74,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
         search.join().expect("the search thread does not panic")
     })?;
-    print_outcome(&outcome, &puzzle, threads, backend, args.output.json);
+    print_outcome(&outcome, &puzzle, threads, shown, args.output.json);
     Ok(match outcome {
         SearchOutcome::Found(_) => Exit::Success,
         SearchOutcome::Exhausted { .. } => Exit::Exhausted,
