@@ -15,7 +15,7 @@ use cnd_cloud::sqs;
 use cnd_cloud::sqs::testing::{Fault, FaultProxy, MotoServer};
 use cnd_core::{verify, Puzzle, Report, ReportKind};
 use serde_json::Value;
-use support::{worker_bin, CLI};
+use support::{processes_where, worker_bin, CLI};
 use uuid::Uuid;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -89,18 +89,7 @@ fn stderr_of(output: &Output) -> String {
 /// Pids of the processes (workers) whose environment says they belong to `run`.
 fn processes_of(run: Uuid) -> Vec<u32> {
     let needle = format!("CND_RUN_ID={run}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect()
+    processes_where(|vars| vars.contains(&needle.as_bytes()))
 }
 
 /// Whether the run's queue `cnd-<run>` still exists.

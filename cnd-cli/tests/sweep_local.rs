@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
 use serde_json::Value;
-use support::{worker_bin, CLI};
+use support::{processes_where, worker_bin, CLI};
 
 /// `cnd-cli sweep --launcher local ARGS`, with no AWS settings at all.
 fn sweep(args: &[&str]) -> Command {
@@ -236,22 +236,12 @@ fn a_small_sweep_writes_rows_charts_and_a_report() {
 
 /// Pids of the worker processes of the block `block` (text or hex) at D = 40.
 fn workers_with(block: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                let mut vars = env.split(|&b| b == 0);
-                let ours = vars
-                    .clone()
-                    .any(|var| var.starts_with(b"CND_BLOCK") && var.ends_with(block.as_bytes()));
-                ours && vars.any(|var| var == b"CND_DIFFICULTY=40")
-            })
-        })
-        .collect()
+    processes_where(|vars| {
+        let ours = vars
+            .iter()
+            .any(|var| var.starts_with(b"CND_BLOCK") && var.ends_with(block.as_bytes()));
+        ours && vars.contains(&&b"CND_DIFFICULTY=40"[..])
+    })
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {

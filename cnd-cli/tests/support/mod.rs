@@ -50,3 +50,21 @@ pub fn worker_bin() -> &'static Path {
         bin
     })
 }
+
+/// Pids of the processes whose environment (`/proc/PID/environ`) passes `matches`,
+/// given as its `NAME=value` entries: how the tests find a run's workers.
+pub fn processes_where(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+                matches(&vars)
+            })
+        })
+        .collect()
+}

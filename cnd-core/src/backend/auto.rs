@@ -82,9 +82,17 @@ pub fn calibration(t: &Template) -> Calibration {
     c
 }
 
-/// The fastest backend for `t`'s shape.
+/// The fastest backend for `t`'s shape. Called for every chunk a search thread
+/// scans, so a known shape costs one lock and a short look-up, no allocation.
 pub fn choose(t: &Template) -> Backend {
-    calibration(t).chosen
+    let shape = Shape::of(t);
+    let known = CHOSEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|c| c.shape == shape)
+        .map(|c| c.chosen);
+    known.unwrap_or_else(|| calibration(t).chosen)
 }
 
 /// [`ScanFn`](super::ScanFn) for `auto`: the chosen backend's.

@@ -311,6 +311,19 @@ impl Template {
         (first_bytes, varying_from)
     }
 
+    /// The tail's 32 message words for the run `start ..= last`: every byte the
+    /// run's nonces share written in, the varying ones (from `varying_from`, see
+    /// [`run_bytes`](Self::run_bytes)) zero, so a backend adds each nonce's bytes in.
+    pub(super) fn shared_words(&self, first_bytes: &[u8; 128], varying_from: usize) -> [u32; 32] {
+        let mut common = *first_bytes;
+        common[varying_from..self.nonce_offset + self.nonce_len].fill(0);
+        let mut words = [0u32; 32];
+        for (word, bytes) in words.iter_mut().zip(common.as_chunks::<4>().0) {
+            *word = u32::from_be_bytes(*bytes);
+        }
+        words
+    }
+
     /// The largest value the hash's first word may have for the nonce to be a
     /// candidate: every golden nonce passes; for `D <= 32` every candidate is golden.
     pub fn first_word_max(&self) -> u32 {

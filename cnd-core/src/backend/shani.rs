@@ -187,12 +187,7 @@ impl Setup {
         let v = varying_from / 4;
         let e = (end - 1) / 4;
         debug_assert!(end - varying_from <= 8 && e - v <= 2);
-        let mut common = first_bytes;
-        common[varying_from..end].fill(0);
-        let mut words = [0u32; 32];
-        for (word, bytes) in words.iter_mut().zip(common.as_chunks::<4>().0) {
-            *word = u32::from_be_bytes(*bytes);
-        }
+        let words = t.shared_words(&first_bytes, varying_from);
         let block =
             |b: usize| -> [u32; 16] { words[b * 16..b * 16 + 16].try_into().expect("16 words") };
         let first_block = v / 16;

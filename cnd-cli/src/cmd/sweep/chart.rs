@@ -304,11 +304,19 @@ fn time_vs_pods(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) -> Dra
                 .legend(legend_dashes(BLACK));
         }
     }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+/// Every chart's legend box, at `at`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(at)
         .draw()?;
     Ok(())
 }
@@ -439,16 +447,13 @@ fn scaling(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells, what: Scali
             )
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(match what {
+    legend(
+        &mut chart,
+        match what {
             Scaling::Speedup => SeriesLabelPosition::UpperLeft,
             Scaling::Efficiency => SeriesLabelPosition::UpperRight,
-        })
-        .draw()?;
-    Ok(())
+        },
+    )
 }
 
 /// Seconds to hash 2^d at `mhs` MH/s: the expected time to a golden nonce.
@@ -537,13 +542,7 @@ fn time_vs_difficulty(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) 
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 fn pending(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) -> DrawResult {
@@ -614,13 +613,7 @@ fn pending(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) -> DrawResu
         }))?
         .label("searching (median time − pending)")
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], search_color.filled()));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

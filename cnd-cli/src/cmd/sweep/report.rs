@@ -12,6 +12,31 @@ use crate::human;
 /// The file name under the sweep's directory.
 pub const REPORT: &str = "report.md";
 
+/// A table with a row per D and a column per pod count, `text(d, pods)` in each cell.
+fn grid(
+    md: &mut String,
+    ds: &BTreeSet<u32>,
+    pods: &BTreeSet<u64>,
+    text: impl Fn(u32, u64) -> String,
+) {
+    let _ = write!(md, "| D \\ pods |");
+    for p in pods {
+        let _ = write!(md, " {p} |");
+    }
+    let _ = write!(md, "\n|---|");
+    for _ in pods {
+        let _ = write!(md, "---:|");
+    }
+    md.push('\n');
+    for &d in ds {
+        let _ = write!(md, "| {d} |");
+        for &p in pods {
+            let _ = write!(md, " {} |", text(d, p));
+        }
+        md.push('\n');
+    }
+}
+
 /// The report for `records`, linking `charts` (files next to it).
 pub fn markdown(records: &[RunRecord], charts: &[Chart]) -> String {
     let cells = cells(records);
@@ -38,38 +63,22 @@ pub fn markdown(records: &[RunRecord], charts: &[Chart]) -> String {
         repeats
     );
 
-    let _ = write!(md, "| D \\ pods |");
-    for p in &pods {
-        let _ = write!(md, " {p} |");
-    }
-    let _ = write!(md, "\n|---|");
-    for _ in &pods {
-        let _ = write!(md, "---:|");
-    }
-    md.push('\n');
-    for d in &ds {
-        let _ = write!(md, "| {d} |");
-        for p in &pods {
-            let text = match cells.get(&(*d, *p)) {
-                None => "".to_string(),
-                Some(cell) => match cell.time {
-                    None => "no result".to_string(),
-                    Some(t) => {
-                        let mut text = secs(t.median);
-                        if cell.found > 1 {
-                            let _ = write!(text, " ({}–{})", secs(t.min), secs(t.max));
-                        }
-                        if cell.found < cell.runs {
-                            let _ = write!(text, " · {}/{} found", cell.found, cell.runs);
-                        }
-                        text
-                    }
-                },
-            };
-            let _ = write!(md, " {text} |");
-        }
-        md.push('\n');
-    }
+    grid(&mut md, &ds, &pods, |d, p| match cells.get(&(d, p)) {
+        None => "".to_string(),
+        Some(cell) => match cell.time {
+            None => "no result".to_string(),
+            Some(t) => {
+                let mut text = secs(t.median);
+                if cell.found > 1 {
+                    let _ = write!(text, " ({}–{})", secs(t.min), secs(t.max));
+                }
+                if cell.found < cell.runs {
+                    let _ = write!(text, " · {}/{} found", cell.found, cell.runs);
+                }
+                text
+            }
+        },
+    });
 
     let _ = writeln!(
         md,
@@ -77,27 +86,13 @@ pub fn markdown(records: &[RunRecord], charts: &[Chart]) -> String {
          finding worker's own rate (the other workers' counts arrive every few seconds, \
          so a short run's total under-counts):\n"
     );
-    let _ = write!(md, "| D \\ pods |");
-    for p in &pods {
-        let _ = write!(md, " {p} |");
-    }
-    let _ = write!(md, "\n|---|");
-    for _ in &pods {
-        let _ = write!(md, "---:|");
-    }
-    md.push('\n');
-    for d in &ds {
-        let _ = write!(md, "| {d} |");
-        for p in &pods {
-            let text = cells
-                .get(&(*d, *p))
-                .and_then(|c| c.mhs)
-                .map(|m| human::rate(m * 1e6))
-                .unwrap_or_default();
-            let _ = write!(md, " {text} |");
-        }
-        md.push('\n');
-    }
+    grid(&mut md, &ds, &pods, |d, p| {
+        cells
+            .get(&(d, p))
+            .and_then(|c| c.mhs)
+            .map(|m| human::rate(m * 1e6))
+            .unwrap_or_default()
+    });
 
     let _ = writeln!(
         md,
@@ -105,32 +100,18 @@ pub fn markdown(records: &[RunRecord], charts: &[Chart]) -> String {
          workers were seen pending (on Kubernetes: waiting for a node or the image), both as \
          fine as the master's 2 s status polls:\n"
     );
-    let _ = write!(md, "| D \\ pods |");
-    for p in &pods {
-        let _ = write!(md, " {p} |");
-    }
-    let _ = write!(md, "\n|---|");
-    for _ in &pods {
-        let _ = write!(md, "---:|");
-    }
-    md.push('\n');
-    for d in &ds {
-        let _ = write!(md, "| {d} |");
-        for p in &pods {
-            let text = cells
-                .get(&(*d, *p))
-                .map(|c| match (c.first_running, c.pending) {
-                    (Some(first), Some(pending)) => {
-                        format!("{} · pending {}", secs(first), secs(pending))
-                    }
-                    (Some(first), None) => secs(first),
-                    _ => String::new(),
-                })
-                .unwrap_or_default();
-            let _ = write!(md, " {text} |");
-        }
-        md.push('\n');
-    }
+    grid(&mut md, &ds, &pods, |d, p| {
+        cells
+            .get(&(d, p))
+            .map(|c| match (c.first_running, c.pending) {
+                (Some(first), Some(pending)) => {
+                    format!("{} · pending {}", secs(first), secs(pending))
+                }
+                (Some(first), None) => secs(first),
+                _ => String::new(),
+            })
+            .unwrap_or_default()
+    });
 
     if !charts.is_empty() {
         let _ = writeln!(md, "\n## Charts\n");
