@@ -3,7 +3,7 @@
 //! 200-byte block. Each iteration is one `Job::scan` of 2^16 nonces, as `search`
 //! hands them out, at D = 256 so nothing is golden and every nonce is hashed.
 //!
-//! `cargo bench -p cnd-benches` (a few minutes); `cargo bench -p cnd-benches -- --test`
+//! `cargo bench -p cnd-benches` (a few minutes); `cargo test --benches` (as CI does)
 //! runs each once, as a smoke test.
 
 use std::hint::black_box;
