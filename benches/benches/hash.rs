@@ -13,8 +13,8 @@ use cnd_core::backend::{Backend, Job};
 use cnd_core::{NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// Nonces per `Job::scan`, as `search::CHUNK`.
-const RUN: u32 = 1 << 16;
+/// Nonces per `Job::scan`: what `search` hands each thread at a time.
+const RUN: u32 = cnd_core::search::CHUNK;
 
 fn hash(c: &mut Criterion) {
     let default = DEFAULT_BLOCK.as_bytes();

@@ -28,6 +28,8 @@ use aws_smithy_http_client::tls;
 use cnd_core::distributed::unix_now;
 use cnd_core::{ChannelError, Message, Report, ResultChannel, RunKey};
 
+use crate::error_chain;
+
 pub use cnd_core::SIGNATURE_ATTRIBUTE;
 use uuid::Uuid;
 
@@ -160,24 +162,6 @@ pub async fn client_for_queue(queue_url: &str) -> Result<Client, ClientError> {
         return Err(ClientError::NoRegion);
     }
     Ok(Client::new(&config))
-}
-
-/// An error and its sources as one line, `outer: inner: innermost`.
-///
-/// Like the SDK's `DisplayErrorContext`, without the `Debug` dump it appends,
-/// and without repeating a source whose text its parent already shows.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let part = inner.to_string();
-        if !part.is_empty() && !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 /// What went wrong with one SDK call, reduced to what callers decide on.
@@ -1159,19 +1143,5 @@ mod tests {
             None
         );
         assert_eq!(region("not a url"), None);
-    }
-
-    #[test]
-    fn error_chains_are_one_line() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let outer = std::io::Error::other(inner);
-        assert_eq!(error_chain(&outer), "refused");
-    }
-
-    #[test]
-    fn default_retry_is_bounded() {
-        let retry = RetryPolicy::default();
-        assert_eq!(retry.tries, 10);
-        assert!(retry.first_delay <= retry.max_delay);
     }
 }

@@ -264,12 +264,19 @@ pub fn encode_nonce(nonce: u64, bits: NonceBits, format: NonceFormat, buf: &mut 
         }
         (NonceFormat::Decimal, _) => {
             let len = decimal_digits(nonce);
-            let mut rest = nonce;
-            for slot in buf[..len].iter_mut().rev() {
-                *slot = b'0' + (rest % 10) as u8;
-                rest /= 10;
-            }
+            write_decimal(nonce, &mut buf[..len]);
             &buf[..len]
         }
+    }
+}
+
+/// Writes the last `field.len()` decimal digits of `n` into `field` as ASCII,
+/// right-aligned (leading zeros where `n` has fewer digits).
+#[inline(always)]
+pub(crate) fn write_decimal(n: u64, field: &mut [u8]) {
+    let mut rest = n;
+    for slot in field.iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
 }

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::puzzle::{decimal_digits, NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
+use crate::puzzle::{decimal_digits, write_decimal, NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
 
 pub mod auto;
 #[cfg(target_arch = "x86_64")]
@@ -284,13 +284,7 @@ impl Template {
                 let bytes = nonce.to_be_bytes();
                 field.copy_from_slice(&bytes[8 - self.nonce_len..]);
             }
-            NonceFormat::Decimal => {
-                let mut rest = nonce;
-                for slot in field.iter_mut().rev() {
-                    *slot = b'0' + (rest % 10) as u8;
-                    rest /= 10;
-                }
-            }
+            NonceFormat::Decimal => write_decimal(nonce, field),
         }
     }
 
@@ -341,17 +335,15 @@ impl Template {
     }
 }
 
-/// Leading zero bits of a hash given as big-endian words (SPEC §1).
+/// Leading zero bits of a hash given as big-endian words (SPEC §1): the same
+/// count as [`leading_zero_bits`](crate::verify::leading_zero_bits) of its bytes.
 #[inline]
 pub fn leading_zeros(hash: &[u32; 8]) -> u32 {
-    let mut zeros = 0;
-    for &word in hash {
-        zeros += word.leading_zeros();
-        if word != 0 {
-            break;
-        }
+    let mut bytes = [0u8; 32];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(hash) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
-    zeros
+    crate::verify::leading_zero_bits(&bytes)
 }
 
 /// A puzzle prepared for every backend: its templates and the ranges they cover.
