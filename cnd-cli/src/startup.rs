@@ -43,7 +43,7 @@ impl StartupTimes {
         let after = at.saturating_duration_since(self.started);
         let ran = match event {
             MasterEvent::Workers(status) => {
-                if status.pending > 0 {
+                if status.waiting() > 0 {
                     self.pending_until = Some(after);
                 }
                 status.running + status.succeeded + status.failed > 0

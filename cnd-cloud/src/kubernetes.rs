@@ -404,7 +404,8 @@ pub fn launch_error(action: &str, namespace: &str, error: kube::Error) -> Launch
         },
         kube::Error::HyperError(_) | kube::Error::Service(_) => LaunchError::Unreachable {
             target: "the Kubernetes API server".into(),
-            detail: error.to_string(),
+            // "client error (Connect)" alone says nothing: add its causes.
+            detail: format!("{action}: {}", crate::error_chain(&error)),
         },
         other => LaunchError::Other(format!("{action} failed: {other}")),
     }
@@ -425,6 +426,10 @@ pub struct KubeLauncher {
     owns_job: bool,
     /// The same for the run's Secret.
     owns_secret: bool,
+    /// Whether any pod of the run may exist: not when the API server refused
+    /// the first creation outright, so that `stop` after a refused launch
+    /// makes no calls (and reports no failure to clean up what never was).
+    may_have_pods: bool,
     pods: Option<Store<Pod>>,
     watcher: Option<JoinHandle<()>>,
     watch_error: Arc<Mutex<Option<String>>>,
@@ -449,6 +454,7 @@ impl KubeLauncher {
             run: None,
             owns_job: false,
             owns_secret: false,
+            may_have_pods: false,
             pods: None,
             watcher: None,
             watch_error: Arc::default(),
@@ -474,7 +480,7 @@ impl KubeLauncher {
         self.owns_secret = true;
         let secret = secret_manifest(spec, &self.options);
         if let Err(e) = self.secrets().create(&PostParams::default(), &secret).await {
-            self.owns_secret = !matches!(&e, kube::Error::Api(status) if status.code == 409);
+            self.owns_secret = may_have_created(&e);
             return Err(launch_error(&action, &ns, e));
         }
         tracing::debug!(secret = %spec.name(), "secret created");
@@ -538,11 +544,12 @@ impl Launcher for KubeLauncher {
                 let created = match self.jobs().create(&PostParams::default(), &job).await {
                     Ok(created) => created,
                     Err(e) => {
-                        self.owns_job =
-                            !matches!(&e, kube::Error::Api(status) if status.code == 409);
+                        self.owns_job = may_have_created(&e);
+                        self.may_have_pods = self.owns_job;
                         return Err(launch_error(&action, &ns, e));
                     }
                 };
+                self.may_have_pods = true;
                 tracing::info!(job = %spec.name(), namespace = %ns, "job created");
                 vec![owner_reference("batch/v1", "Job", &created.metadata)?]
             }
@@ -552,10 +559,14 @@ impl Launcher for KubeLauncher {
                 for shard in 0..spec.shards {
                     let pod = pod_manifest(spec, &self.options, shard);
                     let action = format!("creating the pod of shard {shard} in namespace {ns}");
-                    let created = api
-                        .create(&PostParams::default(), &pod)
-                        .await
-                        .map_err(|e| launch_error(&action, &ns, e))?;
+                    let created = match api.create(&PostParams::default(), &pod).await {
+                        Ok(created) => created,
+                        Err(e) => {
+                            self.may_have_pods |= may_have_created(&e);
+                            return Err(launch_error(&action, &ns, e));
+                        }
+                    };
+                    self.may_have_pods = true;
                     tracing::debug!(pod = ?created.metadata.name, shard, "pod created");
                     owners.push(owner_reference("v1", "Pod", &created.metadata)?);
                 }
@@ -586,14 +597,15 @@ impl Launcher for KubeLauncher {
                 )));
             }
         }
-        let mut status = pod_status(&pods.state());
+        let pods = pods.state();
+        let mut status = pod_status(&pods);
         if self.options.workload == Workload::Job {
             let name = run.name();
             let job = self.jobs().get_opt(&name).await.map_err(|e| {
                 launch_error(&format!("reading job {name}"), &self.options.namespace, e)
             })?;
             match job {
-                Some(job) => apply_job_status(&mut status, &job, run.shards),
+                Some(job) => apply_job_status(&mut status, &job, run, &pods),
                 None => {
                     status
                         .fatal
@@ -633,14 +645,18 @@ impl Launcher for KubeLauncher {
         // Also the pods themselves, at once (bare pods, and a Job's pods that the
         // garbage collector would otherwise take a moment to reach).
         let lp = ListParams::default().labels(&selector(Some(run.run_id)));
-        match self
-            .pod_api()
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => failed.push(launch_error(
+        let deleted = match self.may_have_pods {
+            true => Some(
+                self.pod_api()
+                    .delete_collection(&DeleteParams::background(), &lp)
+                    .await,
+            ),
+            false => None,
+        };
+        match deleted {
+            None | Some(Ok(_)) => {}
+            Some(Err(e)) if is_not_found(&e) => {}
+            Some(Err(e)) => failed.push(launch_error(
                 &format!("deleting the pods of {}", run.name()),
                 &ns,
                 e,
@@ -663,6 +679,14 @@ impl Launcher for KubeLauncher {
         }
         all_or_each_failure(failed)
     }
+}
+
+/// Whether a create call that failed with `error` may still have created the
+/// object: yes unless the API server refused it outright (a 4xx answer: forbidden,
+/// invalid, or the name already taken by another object). A 5xx or a broken
+/// connection may come after the object was stored.
+fn may_have_created(error: &kube::Error) -> bool {
+    !matches!(error, kube::Error::Api(status) if (400..500).contains(&status.code))
 }
 
 /// `Ok` when no step failed, else the one failure, or all of them in one error.
@@ -721,6 +745,8 @@ fn pod_status(pods: &[Arc<Pod>]) -> WorkerStatus {
             "Running" => status.running += 1,
             "Succeeded" => status.succeeded += 1,
             "Failed" => status.failed += 1,
+            // On a node already: its containers are being created, not waiting for capacity.
+            _ if scheduled(pod) => status.starting += 1,
             _ => status.pending += 1,
         }
         if status.fatal.is_some() {
@@ -745,9 +771,21 @@ fn pod_status(pods: &[Arc<Pod>]) -> WorkerStatus {
     status
 }
 
-/// Folds the Job's own view into pod counts: indexes waiting for a pod (or for a
-/// retry's backoff) are pending, and a Failed Job is fatal.
-fn apply_job_status(status: &mut WorkerStatus, job: &Job, shards: u64) {
+/// Whether the scheduler has put the pod on a node.
+fn scheduled(pod: &Pod) -> bool {
+    let on_node = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    on_node
+        || pod
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+}
+
+/// Folds the Job's own view into pod counts: indexes waiting for a pod are
+/// pending (or retrying, after a failed pod), and a Failed Job is fatal.
+fn apply_job_status(status: &mut WorkerStatus, job: &Job, run: &RunSpec, pods: &[Arc<Pod>]) {
+    let shards = run.shards;
     let Some(job_status) = &job.status else {
         status.pending = status.pending.max(shards);
         return;
@@ -759,15 +797,21 @@ fn apply_job_status(status: &mut WorkerStatus, job: &Job, shards: u64) {
         .map(count_indexes)
         .unwrap_or(0);
     status.succeeded = status.succeeded.max(succeeded);
-    let waiting =
-        shards.saturating_sub(succeeded + failed_indexes + status.running + status.pending);
+    let waiting = shards.saturating_sub(
+        succeeded + failed_indexes + status.running + status.pending + status.starting,
+    );
+    // Indexes without a pod whose last pod failed wait out the Job's back-off;
+    // the Job counts failed pods, not indexes, so this is an upper bound.
+    let failed_pods = job_status.failed.unwrap_or(0).max(0) as u64;
+    let retrying = waiting.min(failed_pods.saturating_sub(failed_indexes));
     let finished = job_status
         .conditions
         .iter()
         .flatten()
         .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
     if !finished {
-        status.pending += waiting;
+        status.retrying += retrying;
+        status.pending += waiting - retrying;
     }
     if let Some(failed) = job_status
         .conditions
@@ -776,14 +820,87 @@ fn apply_job_status(status: &mut WorkerStatus, job: &Job, shards: u64) {
         .find(|c| c.type_ == "Failed" && c.status == "True")
     {
         status.fatal.get_or_insert_with(|| {
+            let lost = job_status
+                .failed_indexes
+                .as_deref()
+                .map(|list| lost_shards(list, run, pods))
+                .unwrap_or_default();
             format!(
-                "job {} failed: {}: {}",
+                "job {} failed: {}: {}{lost}",
                 job.metadata.name.as_deref().unwrap_or("?"),
                 failed.reason.as_deref().unwrap_or("Failed"),
                 failed.message.as_deref().unwrap_or("no message")
             )
         });
     }
+}
+
+/// The annotation that holds a Job pod's completion index (its shard).
+const JOB_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// "; shard 1 (nonces A..B) ended with exit 137 (OOMKilled)" for the first few
+/// failed indexes of `list`, saying that their nonces went unsearched.
+fn lost_shards(list: &str, run: &RunSpec, pods: &[Arc<Pod>]) -> String {
+    let ends = pod_failures(pods);
+    let named: Vec<String> = each_index(list)
+        .take(8)
+        .map(|shard| {
+            let nonces = run
+                .range
+                .shard(shard, run.shards)
+                .map(|r| format!(" (nonces {r})"))
+                .unwrap_or_default();
+            let end = ends
+                .get(&shard)
+                .map(|e| format!(" ended with {e}"))
+                .unwrap_or_default();
+            format!("shard {shard}{nonces}{end}")
+        })
+        .collect();
+    let more = count_indexes(list).saturating_sub(named.len() as u64);
+    match (named.len(), more) {
+        (0, _) => String::new(),
+        (1, 0) => format!("; {}: not searched", named[0]),
+        (_, 0) => format!("; {}: not searched", named.join(", ")),
+        _ => format!("; {} and {more} more: not searched", named.join(", ")),
+    }
+}
+
+/// How each failed pod of a Job ended, by completion index: `exit 137 (OOMKilled)`.
+fn pod_failures(pods: &[Arc<Pod>]) -> BTreeMap<u64, String> {
+    pods.iter()
+        .filter_map(|pod| {
+            let index = pod.metadata.annotations.as_ref()?.get(JOB_INDEX)?;
+            let index = index.parse::<u64>().ok()?;
+            let ended = pod
+                .status
+                .as_ref()?
+                .container_statuses
+                .iter()
+                .flatten()
+                .find_map(|c| c.state.as_ref()?.terminated.as_ref())?;
+            (ended.exit_code != 0).then(|| {
+                let reason = ended.reason.as_deref().map(|r| format!(" ({r})"));
+                (
+                    index,
+                    format!("exit {}{}", ended.exit_code, reason.unwrap_or_default()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The indexes of a Job's index list ("1,3-5,9"), in order, lazily.
+fn each_index(list: &str) -> impl Iterator<Item = u64> + '_ {
+    list.split(',')
+        .filter(|part| !part.is_empty())
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+            // Anything else is not an index list we understand: nothing to name.
+            (b >= a).then_some(a..=b)
+        })
+        .flatten()
 }
 
 /// Counts the indexes of a Job's index list ("1,3-5,9").

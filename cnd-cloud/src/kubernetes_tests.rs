@@ -403,7 +403,7 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
             ),
         ))
     });
-    let (client, _) = mock(answer);
+    let (client, seen) = mock(answer);
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
     let LaunchError::Refused { action, detail } = &error else {
@@ -414,6 +414,10 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
         detail.contains("RBAC") && detail.contains("cnd-test"),
         "{detail}"
     );
+    // Nothing was created, so there is nothing to delete (and no failure to
+    // delete it, which the user would be told to clean up after).
+    launcher.stop().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
 }
 
 #[tokio::test]
@@ -452,8 +456,8 @@ async fn stop_never_deletes_a_job_whose_name_was_taken() {
             .any(|r| r.method == "DELETE" && r.path.contains("/jobs/")),
         "{seen:?}"
     );
-    // Its own pods (by run id) and its own Secret are still removed.
-    assert!(seen
+    // No pod of the run can exist; its own Secret is still removed.
+    assert!(!seen
         .iter()
         .any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
     assert!(seen
@@ -503,6 +507,8 @@ async fn an_unreachable_server_is_unreachable() {
 fn pod(name: &str, phase: &str, waiting: Option<&str>) -> Value {
     let mut status = json!({"phase": phase});
     if let Some(reason) = waiting {
+        // A container waits only once the pod is on a node.
+        status["conditions"] = json!([{"type": "PodScheduled", "status": "True"}]);
         status["containerStatuses"] = json!([{
             "name": "worker", "image": "nope:1", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": reason, "message": "Back-off pulling image \"nope:1\""}}
@@ -542,7 +548,23 @@ async fn an_image_that_cannot_be_pulled_is_fatal() {
         fatal.contains("cnd-1-0-abcde") && fatal.contains("ImagePullBackOff"),
         "{fatal}"
     );
-    assert_eq!((status.pending, status.running), (1, 1));
+    assert_eq!((status.pending, status.starting, status.running), (0, 1, 1));
+    launcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pods_on_a_node_are_starting_not_waiting_for_one() {
+    let pods = vec![
+        pod("cnd-1-0-abcde", "Pending", None),
+        pod("cnd-1-1-fghij", "Pending", Some("ContainerCreating")),
+        pod("cnd-1-2-klmno", "Running", None),
+    ];
+    let (client, _) = mock(server(pods, None));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    launcher.launch(&spec(3, 3)).await.unwrap();
+    let status = status_when(&mut launcher, |s| s.running == 1).await;
+    assert_eq!((status.pending, status.starting, status.running), (1, 1, 1));
+    assert_eq!((status.waiting(), status.fatal), (2, None));
     launcher.stop().await.unwrap();
 }
 
@@ -562,15 +584,17 @@ async fn job_status_counts_waiting_indexes_and_a_failed_job_is_fatal() {
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     launcher.launch(&spec).await.unwrap();
     let status = status_when(&mut launcher, |s| s.running == 1).await;
-    // 6 shards: 3 succeeded, index 4 failed for good, 1 running, 1 waiting for a pod.
+    // 6 shards: 3 succeeded, index 4 failed for good, 1 running, and 1 without a
+    // pod: 2 pods failed, one of them index 4's, so it waits out the back-off.
     assert_eq!(
         (
             status.pending,
+            status.retrying,
             status.running,
             status.succeeded,
             status.failed
         ),
-        (1, 1, 3, 2)
+        (0, 1, 1, 3, 2)
     );
     assert_eq!(status.fatal, None);
     launcher.stop().await.unwrap();
@@ -578,11 +602,29 @@ async fn job_status_counts_waiting_indexes_and_a_failed_job_is_fatal() {
     let failed = job(
         json!([{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]),
     );
+    // Index 4's last pod was killed for its memory.
+    let mut killed = pod("d", "Failed", None);
+    killed["metadata"]["annotations"] = json!({"batch.kubernetes.io/job-completion-index": "4"});
+    killed["status"]["containerStatuses"] = json!([{
+        "name": "worker", "image": "cnd-worker:1", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    }]);
+    let pods = [pods, vec![killed]].concat();
     let (client, _) = mock(server(pods, Some(failed)));
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     launcher.launch(&spec).await.unwrap();
-    let status = status_when(&mut launcher, |s| s.fatal.is_some()).await;
-    assert!(status.fatal.unwrap().contains("FailedIndexes"));
+    // Once the pods are listed (one runs), as they are long before a Job fails.
+    let status = status_when(&mut launcher, |s| s.running == 1 && s.fatal.is_some()).await;
+    // Which shard, why, and which nonces went unsearched.
+    let shard = spec.range.shard(4, 6).unwrap();
+    assert_eq!(
+        status.fatal.unwrap(),
+        format!(
+            "job {} failed: FailedIndexes: Job has failed indexes; \
+             shard 4 (nonces {shard}) ended with exit 137 (OOMKilled): not searched",
+            spec.name()
+        )
+    );
     launcher.stop().await.unwrap();
 }
 
@@ -733,6 +775,9 @@ fn index_lists_are_counted() {
     assert_eq!(count_indexes(""), 0);
     assert_eq!(count_indexes("4"), 1);
     assert_eq!(count_indexes("1,3-5,9"), 5);
+    assert_eq!(each_index("1,3-5,9").collect::<Vec<_>>(), [1, 3, 4, 5, 9]);
+    assert_eq!(each_index("0-99999999999").take(3).count(), 3, "lazily");
+    assert_eq!(each_index("x,2").collect::<Vec<_>>(), [2]);
 }
 
 /// A run driven by the real master over a mock API server whose job reads

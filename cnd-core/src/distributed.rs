@@ -396,8 +396,15 @@ impl std::fmt::Display for Destination {
 /// A snapshot of a run's workers, as the launcher sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerStatus {
-    /// Created but not running yet (on Kubernetes: waiting for a node, pulling the image).
+    /// Not placed yet: on Kubernetes, pods waiting for a node (or a Job's
+    /// indexes without a pod); locally, shards queued for a free worker slot.
     pub pending: u64,
+    /// Placed but not running yet: on Kubernetes, pods on a node whose
+    /// containers are being created (pulling the image, mounting volumes).
+    pub starting: u64,
+    /// Failed and waiting out the launcher's retry delay before a new attempt
+    /// (a Job's back-off).
+    pub retrying: u64,
     /// Running.
     pub running: u64,
     /// Ended successfully (their final report was sent).
@@ -407,6 +414,13 @@ pub struct WorkerStatus {
     /// Set when workers cannot start at all (an image that cannot be pulled, a
     /// rejected spec, retries used up): the run cannot succeed and should end.
     pub fatal: Option<String>,
+}
+
+impl WorkerStatus {
+    /// Workers that will run but do not yet: pending, starting or retrying.
+    pub fn waiting(&self) -> u64 {
+        self.pending + self.starting + self.retrying
+    }
 }
 
 /// Why a launcher call failed.

@@ -297,8 +297,10 @@ pub enum MasterError {
     /// Every worker ended but some shards never reported: their part of the
     /// space was not searched.
     #[error(
-        "every worker has ended but {unfinished} of {shards} shards never reported; \
-         {failed} workers failed"
+        "every worker has ended but {} of {shards} shards never reported ({failed} {} failed): {}",
+        .unfinished,
+        if *.failed == 1 { "worker" } else { "workers" },
+        unsearched(.missing, *.unfinished)
     )]
     WorkersGone {
         /// Shards without an `exhausted` report.
@@ -307,6 +309,8 @@ pub enum MasterError {
         shards: u64,
         /// Failed workers, as the launcher counts them.
         failed: u64,
+        /// The first few of those shards (at most 8), with their nonce ranges.
+        missing: Vec<(u64, NonceRange)>,
     },
     /// Asking the launcher how the workers are doing kept failing.
     #[error("could not watch the workers: {0}")]
@@ -314,6 +318,26 @@ pub enum MasterError {
     /// Receiving from the result channel kept failing.
     #[error("could not receive results: {0}")]
     Channel(ChannelError),
+}
+
+/// "shard 1 (nonces A..B) was not searched; `--range A..B` searches it", for
+/// the shards in `missing` (the first few of `unfinished`).
+fn unsearched(missing: &[(u64, NonceRange)], unfinished: u64) -> String {
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|(shard, range)| format!("shard {shard} (nonces {range})"))
+        .collect();
+    let more = unfinished.saturating_sub(missing.len() as u64);
+    let mut text = listed.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    match missing {
+        [(_, range)] if unfinished == 1 => {
+            format!("{text} was not searched; `--range {range}` searches it")
+        }
+        _ => format!("{text} were not searched"),
+    }
 }
 
 /// How long the master waits for things, and how long it rides out trouble.
@@ -728,7 +752,7 @@ async fn drive(
                         return Err(MasterError::Fatal(fatal));
                     }
                     let unfinished = spec.shards - tally.shards_done;
-                    let idle = status.pending == 0
+                    let idle = status.waiting() == 0
                         && status.running == 0
                         && status.succeeded + status.failed > 0;
                     idle_polls = if idle && unfinished > 0 {
@@ -737,10 +761,16 @@ async fn drive(
                         0
                     };
                     if idle_polls >= 2 {
+                        let missing = (0..spec.shards)
+                            .filter(|&shard| !tally.exhausted[shard as usize])
+                            .take(8)
+                            .map(|shard| (shard, tally.shard_ranges[shard as usize]))
+                            .collect();
                         return Err(MasterError::WorkersGone {
                             unfinished,
                             shards: spec.shards,
                             failed: status.failed,
+                            missing,
                         });
                     }
                 }
@@ -1403,15 +1433,50 @@ mod tests {
             None,
             &CancelToken::new(),
         );
-        assert!(matches!(
-            out,
-            Err(MasterError::WorkersGone {
-                unfinished: 2,
-                failed: 2,
-                ..
-            })
-        ));
+        let Err(gone @ MasterError::WorkersGone { .. }) = out else {
+            panic!("{out:?}")
+        };
+        let MasterError::WorkersGone {
+            unfinished,
+            failed,
+            missing,
+            ..
+        } = &gone
+        else {
+            unreachable!()
+        };
+        assert_eq!((*unfinished, *failed), (2, 2));
+        let halves: Vec<(u64, String)> = missing.iter().map(|(s, r)| (*s, r.to_string())).collect();
+        assert_eq!(
+            halves,
+            [
+                (0, "0..2147483648".to_string()),
+                (1, "2147483648..4294967296".to_string())
+            ]
+        );
+        // The message names the shards and the nonces nobody searched.
+        assert_eq!(
+            gone.to_string(),
+            "every worker has ended but 2 of 2 shards never reported (2 workers failed): \
+             shard 0 (nonces 0..2147483648), shard 1 (nonces 2147483648..4294967296) were not searched"
+        );
         assert!(launcher.1 && channel.is_closed());
+    }
+
+    #[test]
+    fn one_unsearched_shard_is_named_with_the_range_that_searches_it() {
+        let range = NonceRange::new(0, 999).unwrap();
+        let gone = MasterError::WorkersGone {
+            unfinished: 1,
+            shards: 4,
+            failed: 1,
+            missing: vec![(3, range)],
+        };
+        assert_eq!(
+            gone.to_string(),
+            "every worker has ended but 1 of 4 shards never reported (1 worker failed): \
+             shard 3 (nonces 0..1000) was not searched; `--range 0..1000` searches it"
+        );
     }
 
     #[test]
