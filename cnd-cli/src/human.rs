@@ -1,10 +1,12 @@
-//! Numbers a person can read at a glance.
+//! Numbers a person can read at a glance, and the warnings that use them.
 
 use std::time::Duration;
 
-/// `43983182` → `43,983,182`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
+use cnd_core::{stats, NonceRange, Puzzle};
+
+/// `43983182` → `43,983,182` (any unsigned width, 2^64 included).
+pub fn count(n: impl Into<u128>) -> String {
+    let digits = n.into().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
@@ -58,5 +60,69 @@ pub fn per_sec(hashes: u64, elapsed: Duration) -> f64 {
         hashes as f64 / secs
     } else {
         0.0
+    }
+}
+
+/// `1 pod`, `4 pods`: a count and its noun, singular or plural (nouns that take an `s`).
+pub fn plural(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{} {noun}s", count(n)),
+    }
+}
+
+/// Says so before a run that is likely to come back empty (SPEC §1).
+pub fn warn_if_likely_empty(puzzle: &Puzzle, range: &NonceRange) {
+    let empty = stats::empty_space_probability(puzzle.difficulty(), range.len());
+    if empty >= 0.05 {
+        eprintln!(
+            "cnd-cli: warning: at D = {} the {} nonces searched hold no golden nonce with probability {}; \
+             consider --nonce-bits 64",
+            puzzle.difficulty(),
+            count(range.len()),
+            percent(empty)
+        );
+    }
+}
+
+/// How long `hashes` more at `rate` per second take to reach 2^D, the expected
+/// work: `~1m 5s to 2^30`, or `past 2^30` once that many were hashed.
+pub fn eta_to_expected(hashes: u64, rate: f64, difficulty: u32) -> String {
+    let expected = stats::expected_hashes(difficulty);
+    if rate > 0.0 && (hashes as f64) < expected {
+        let left = ((expected - hashes as f64) / rate).min(1e15);
+        format!(
+            "~{} to 2^{difficulty}",
+            duration(Duration::from_secs_f64(left))
+        )
+    } else {
+        format!("past 2^{difficulty}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_separators_and_nouns_agree() {
+        assert_eq!(count(0u64), "0");
+        assert_eq!(count(999u64), "999");
+        assert_eq!(count(43_983_182u64), "43,983,182");
+        assert_eq!(count(1u128 << 64), "18,446,744,073,709,551,616");
+        assert_eq!(plural(1, "pod"), "1 pod");
+        assert_eq!(plural(0, "pod"), "0 pods");
+        assert_eq!(plural(1200, "shard"), "1,200 shards");
+    }
+
+    #[test]
+    fn the_eta_counts_down_to_the_expected_work_then_says_it_is_past() {
+        // 2^20 hashes at 2^19 per second: 2 s to go from the start.
+        assert_eq!(
+            eta_to_expected(0, (1u64 << 19) as f64, 20),
+            "~2.00 s to 2^20"
+        );
+        assert_eq!(eta_to_expected(1 << 20, 1e6, 20), "past 2^20");
+        assert_eq!(eta_to_expected(5, 0.0, 20), "past 2^20", "no rate yet");
     }
 }

@@ -6,8 +6,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Starts logging: `warn` by default, `info` with -v, `debug` with -vv, or `RUST_LOG`.
 pub fn init(verbose: u8) {
+    // kube-client logs every failed request at ERROR itself; cnd says what failed,
+    // in a sentence, so at the default level those lines are noise.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,kube_client=off",
         1 => "info,cnd_core=info,cnd_cloud=info",
         _ => "debug,hyper=info,h2=info,rustls=info,tower=info",
     };

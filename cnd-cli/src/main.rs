@@ -8,10 +8,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod args;
+mod cluster;
 mod cmd;
+mod console;
 mod exit;
 mod human;
 mod logging;
+mod machine;
 mod signals;
 mod startup;
 

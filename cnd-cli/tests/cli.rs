@@ -306,6 +306,39 @@ fn unknown_backend_in_the_environment_is_refused() {
 }
 
 #[test]
+fn bare_cleanup_names_both_ways_to_say_what() {
+    assert_bad_input(
+        &["cleanup"],
+        "--run ID (one run, as submit printed it) or --all",
+    );
+}
+
+#[test]
+fn plan_counts_with_separators_and_singular_pods() {
+    let out = cnd(&[
+        "plan", "-d", "20", "--rate", "100", "--pods", "1", "--within", "10s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("4,294,967,296 nonces searched"), "{text}");
+    assert!(text.contains("Pods           1 pod: "), "{text}");
+    assert!(text.contains(" with 1 pod\n"), "{text}");
+    assert!(!text.contains("1 pods"), "{text}");
+}
+
+#[test]
+fn help_shows_the_backend_variable_and_the_defaults() {
+    let out = cnd(&["run", "--help"]);
+    let text = stdout(&out);
+    assert!(text.contains("[env: CND_BACKEND=]"), "{text}");
+    assert!(text.contains("[default: auto]"), "{text}");
+    assert!(text.contains("[default: no limit]"), "{text}");
+    let out = cnd(&["submit", "--help"]);
+    let text = stdout(&out);
+    assert!(text.contains("Required unless --within"), "{text}");
+}
+
+#[test]
 fn help_teaches_the_first_commands() {
     let out = cnd(&["--help"]);
     assert_eq!(out.status.code(), Some(0));

@@ -7,18 +7,19 @@
 //! speed` reports too (it divides by user CPU time unless told `-elapsed`).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use cnd_core::backend::{auto, Job};
 use cnd_core::search::available_threads;
-use cnd_core::{Backend, Puzzle, SearchControl, SearchOptions, SearchOutcome};
+use cnd_core::Backend;
 use serde_json::json;
 
 use crate::args::{parse_duration, parse_threads, OutputArgs, PuzzleShape};
-use crate::exit::{usage, Exit};
+use crate::exit::Exit;
 use crate::human;
+use crate::machine::{cpu_model, measure_both};
 
 /// Measure how many nonces per second each backend hashes on this CPU.
 ///
@@ -199,75 +200,6 @@ fn print_row(m: &Measurement, first: bool) {
         m.cpu_rate
             .map_or_else(|| "-".to_string(), |r| format!("{:.2}", r / 1e6))
     );
-}
-
-/// The CPU's model name, from `/proc/cpuinfo` (the first `model name`).
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                (key.trim() == "model name").then(|| value.trim().to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// CPU time of this process so far, all its threads (live and ended), in seconds:
-/// `utime + stime` from `/proc/self/stat`, in clock ticks of 1/100 s.
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) may hold spaces; fields after its `)` are fixed.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
-/// Nonces per second of `backend` on `threads` threads, hashing for `seconds`.
-pub fn measure(
-    puzzle: &Puzzle,
-    backend: Backend,
-    threads: usize,
-    seconds: Duration,
-) -> anyhow::Result<f64> {
-    Ok(measure_both(puzzle, backend, threads, seconds)?.0)
-}
-
-/// Nonces per wall-clock second and per CPU-second of `backend` on `threads`
-/// threads, hashing for `seconds`.
-pub fn measure_both(
-    puzzle: &Puzzle,
-    backend: Backend,
-    threads: usize,
-    seconds: Duration,
-) -> anyhow::Result<(f64, Option<f64>)> {
-    let options = SearchOptions {
-        threads,
-        backend,
-        deadline: Some(Instant::now() + seconds),
-    };
-    let control = SearchControl::new();
-    let cpu_before = process_cpu_seconds();
-    let outcome = cnd_core::search(puzzle, puzzle.space(), &options, &control)?;
-    let cpu = match (cpu_before, process_cpu_seconds()) {
-        (Some(a), Some(b)) if b > a => Some(b - a),
-        _ => None,
-    };
-    let hashes = match outcome {
-        SearchOutcome::TimedOut { hashes, elapsed }
-        | SearchOutcome::Exhausted { hashes, elapsed } => (hashes, elapsed),
-        SearchOutcome::Found(f) => (f.hashes, f.elapsed),
-        SearchOutcome::Cancelled { .. } => return Err(usage("the benchmark was interrupted")),
-    };
-    let (hashes, elapsed) = hashes;
-    Ok((
-        human::per_sec(hashes, elapsed),
-        cpu.map(|c| hashes as f64 / c),
-    ))
 }
 
 /// OpenSSL's single-thread SHA-256 throughput on 8192-byte blocks, bytes per second.

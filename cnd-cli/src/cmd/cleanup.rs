@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use std::time::{Duration, SystemTime};
 
-use crate::cmd::submit::{kube_client, parse_dns_label, NoKubeConfig};
+use crate::cluster::{kube_client, parse_dns_label, NoKubeConfig};
 use crate::exit::{usage, Exit};
 use crate::human;
 
@@ -23,12 +23,8 @@ use crate::human;
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The run to clean up (its id, as `submit` printed it).
-    #[arg(
-        long,
-        value_name = "ID",
-        conflicts_with = "all",
-        required_unless_present = "all"
-    )]
+    // Not `required_unless_present`: clap would name only --run, where --all would do too.
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
     run: Option<Uuid>,
 
     /// Every cnd run that has ended: cnd Jobs, pods and Secrets of the
@@ -56,7 +52,9 @@ pub struct CleanupArgs {
 /// Runs `cnd-cli cleanup`.
 pub fn run(args: CleanupArgs) -> anyhow::Result<Exit> {
     if args.run.is_none() && !args.all {
-        return Err(usage("say what to clean up: --run ID or --all"));
+        return Err(usage(
+            "say what to clean up: --run ID (one run, as submit printed it) or --all (every run that has ended)",
+        ));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,7 +106,7 @@ async fn cleanup_kubernetes(args: &CleanupArgs) -> anyhow::Result<()> {
         ..KubeOptions::default()
     };
     let client = match kube_client(&mut options).await {
-        Ok(client) => client,
+        Ok((client, _)) => client,
         // Nothing to reach is not a failure of cleanup, but it is said.
         Err(e) if e.downcast_ref::<NoKubeConfig>().is_some() => {
             eprintln!("cnd-cli: skipped Kubernetes (jobs, pods, secrets): {e:#}");

@@ -95,7 +95,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
             "Puzzle         D = {d}, {}-bit {} nonces, {} nonces searched",
             puzzle.nonce_bits(),
             puzzle.nonce_format(),
-            space
+            human::count(space)
         );
         println!(
             "Expected work  2^{d} = {:.4e} hashes",
@@ -152,24 +152,24 @@ fn plan_json(plan: &PodPlan, within: Duration) -> serde_json::Value {
 fn print_plan(plan: &PodPlan, within: Duration, pods_given: bool, confidence: f64) {
     if pods_given {
         println!(
-            "Pods           {} pods: {} chance within {}",
-            plan.pods,
+            "Pods           {}: {} chance within {}",
+            human::plural(plan.pods, "pod"),
             human::percent(plan.confidence),
             human::duration(within)
         );
     } else {
         println!(
-            "Pods           {} pods for {} confidence within {} (reaching {})",
-            plan.pods,
+            "Pods           {} for {} confidence within {} (reaching {})",
+            human::plural(plan.pods, "pod"),
             human::percent(confidence),
             human::duration(within),
             human::percent(plan.confidence)
         );
     }
     println!(
-        "Expected time  {} with {} pods",
+        "Expected time  {} with {}",
         human::duration(plan.expected),
-        plan.pods
+        human::plural(plan.pods, "pod")
     );
 }
 
@@ -181,7 +181,7 @@ fn measured_rate(puzzle: &Puzzle) -> anyhow::Result<f64> {
         puzzle.nonce_bits(),
         puzzle.nonce_format(),
     )?;
-    crate::cmd::bench::measure(
+    crate::machine::measure(
         &probe,
         Backend::from_env()?,
         available_threads(),

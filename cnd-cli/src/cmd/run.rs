@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use cnd_core::puzzle::to_hex;
 use cnd_core::search::available_threads;
-use cnd_core::{stats, Backend, NonceRange, Puzzle, SearchControl, SearchOptions, SearchOutcome};
+use cnd_core::{Backend, NonceRange, Puzzle, SearchControl, SearchOptions, SearchOutcome};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -32,13 +32,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
 
-    /// Give up after this long (exit 4), e.g. 30s, 5m, 1h.
+    /// Give up after this long (exit 4), e.g. 30s, 5m, 1h. [default: no limit]
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
-    /// Hash backend: scalar, sha2, shani, avx2, avx512. [default: $CND_BACKEND, else the fastest]
-    #[arg(long, value_name = "NAME")]
-    backend: Option<String>,
+    /// Hash backend: auto (the fastest here, measured), scalar, sha2, shani, avx2, avx512.
+    #[arg(long, value_name = "NAME", env = "CND_BACKEND", default_value = "auto")]
+    backend: String,
 
     #[command(flatten)]
     output: OutputArgs,
@@ -48,12 +48,9 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let puzzle = args.puzzle.puzzle()?;
     let range = range_for(&puzzle, args.range.as_deref())?;
-    let backend = match &args.backend {
-        Some(name) => Backend::from_name(name)?,
-        None => Backend::from_env()?,
-    };
+    let backend = Backend::from_name(&args.backend)?;
     let threads = args.threads.unwrap_or_else(available_threads);
-    warn_if_likely_empty(&puzzle, &range);
+    human::warn_if_likely_empty(&puzzle, &range);
     // `auto` is said as what it picked for this puzzle (calibrated once, cached).
     let shown = backend.resolve(&puzzle);
     tracing::info!(%range, threads, backend = %shown, difficulty = puzzle.difficulty(), "searching");
@@ -83,20 +80,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Says so before a run that is likely to come back empty (SPEC §1).
-pub fn warn_if_likely_empty(puzzle: &Puzzle, range: &NonceRange) {
-    let empty = stats::empty_space_probability(puzzle.difficulty(), range.len());
-    if empty >= 0.05 {
-        eprintln!(
-            "cnd-cli: warning: at D = {} the {} nonces searched hold no golden nonce with probability {}; \
-             consider --nonce-bits 64",
-            puzzle.difficulty(),
-            human::count(range.len().min(u128::from(u64::MAX)) as u64),
-            human::percent(empty)
-        );
-    }
-}
-
 /// A progress bar on stderr: hashes, MH/s, % of the range, ETA against 2^D.
 fn watch_progress<T>(
     search: &std::thread::ScopedJoinHandle<'_, T>,
@@ -105,35 +88,24 @@ fn watch_progress<T>(
     range: &NonceRange,
 ) {
     let total = range.len().min(u128::from(u64::MAX)) as u64;
+    // Short enough for an 80-column terminal; `wide_msg` is cut, never wrapped.
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:30}] {percent:>3}% of range · {msg}",
+            "{spinner} {elapsed_precise} [{bar:20}] {percent:>3}% · {wide_msg}",
         )
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let expected = stats::expected_hashes(puzzle.difficulty());
     let started = Instant::now();
     while !search.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
         let hashes = control.hashes();
         let rate = human::per_sec(hashes, started.elapsed());
-        let eta = if rate > 0.0 && (hashes as f64) < expected {
-            format!(
-                "~{} to 2^{} expected",
-                human::duration(Duration::from_secs_f64(
-                    ((expected - hashes as f64) / rate).min(1e15)
-                )),
-                puzzle.difficulty()
-            )
-        } else {
-            format!("past 2^{} expected", puzzle.difficulty())
-        };
         bar.set_position(hashes);
         bar.set_message(format!(
-            "{} hashes · {} · {eta}",
-            human::count(hashes),
-            human::rate(rate)
+            "{} · {}",
+            human::rate(rate),
+            human::eta_to_expected(hashes, rate, puzzle.difficulty())
         ));
     }
     bar.finish_and_clear();

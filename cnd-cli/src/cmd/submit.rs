@@ -6,8 +6,6 @@
 //! Whatever happens (found, exhausted, timeout, Ctrl-C, an error), the master
 //! removes the workers and the run's queue (if it made one) before this returns.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,34 +15,28 @@ use cnd_cloud::local::{LocalLauncher, LocalOptions};
 use cnd_cloud::pod_status::PodStatusChannel;
 use cnd_cloud::sqs::{self, SqsChannel};
 use cnd_cloud::TokioTimer;
-use cnd_core::master::{run_master, MasterEvent, MasterOptions, MasterOutcome, Totals};
-use cnd_core::puzzle::to_hex;
+use cnd_core::master::{run_master, MasterError, MasterOptions, MasterOutcome};
 use cnd_core::CancelToken;
-use cnd_core::{stats, Launcher, Puzzle, ResultChannel, RunSpec, RunSpecError, WorkerStatus};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use cnd_core::{stats, LaunchError, Launcher, ResultChannel, RunSpec, RunSpecError};
 use uuid::Uuid;
 
 use crate::args::{
     parse_duration, parse_positive, parse_probability, range_for, OutputArgs, PuzzleArgs,
 };
+use crate::cluster::{
+    cpu_cores, kube_client, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_image,
+    parse_memory, parse_queue_name, parse_queue_url, worker_bin, LauncherKind, WorkloadKind,
+};
+use crate::console;
 use crate::exit::{usage, Exit};
 use crate::human;
 use crate::signals::StopSignal;
 use crate::startup::StartupTimes;
 
-/// Hash rate of one CPU core of a pod, in MH/s, when `--rate` is not given and
-/// this machine cannot be measured: a conservative figure for one modern x86 core.
-pub const FALLBACK_MHS_PER_CORE: f64 = 10.0;
+mod live;
+mod output;
 
-/// Where the workers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LauncherKind {
-    /// Pods on the Kubernetes cluster of the kubeconfig (or in-cluster config).
-    Kubernetes,
-    /// `cnd-worker` processes on this machine ($CND_WORKER_BIN, else next to cnd-cli).
-    Local,
-}
+use live::Live;
 
 /// How workers' reports reach this master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,15 +58,6 @@ impl ChannelKind {
             ChannelKind::Stdout => "stdout",
         }
     }
-}
-
-/// How the workers are created on Kubernetes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WorkloadKind {
-    /// One Indexed Job: shards may exceed pods, failed shards are retried.
-    Job,
-    /// One bare pod per shard (shards = pods), no retries.
-    Pods,
 }
 
 /// Search the nonce space with many workers at once, on a cluster that grows to fit.
@@ -105,7 +88,7 @@ pub struct SubmitArgs {
     #[command(flatten)]
     puzzle: PuzzleArgs,
 
-    /// Workers that run at once (pods).
+    /// Workers that run at once (pods). Required unless --within picks them.
     #[arg(long, value_name = "P", value_parser = parse_count, required_unless_present = "within", conflicts_with_all = ["within", "confidence"])]
     pods: Option<u64>,
 
@@ -176,7 +159,7 @@ pub struct SubmitArgs {
     queue_name: Option<String>,
 
     /// Give up after this long (exit 4); the cluster ends the workers itself a
-    /// minute later even if this process is gone.
+    /// minute later even if this process is gone. [default: no limit]
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
@@ -209,93 +192,6 @@ fn parse_count(s: &str) -> Result<u64, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number")),
     }
-}
-
-/// A Kubernetes CPU quantity: `2`, `1.5`, `500m`.
-pub fn parse_cpu(s: &str) -> Result<String, String> {
-    let number = s.strip_suffix('m').unwrap_or(s);
-    let ok = !number.is_empty()
-        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && number.matches('.').count() <= 1
-        && !number.starts_with('.')
-        && cpu_cores(s).is_some_and(|c| c > 0.0);
-    ok.then(|| s.to_string())
-        .ok_or_else(|| format!("{s:?} is not a CPU quantity like 1, 2, 1.5 or 500m"))
-}
-
-/// Cores of a CPU quantity.
-fn cpu_cores(s: &str) -> Option<f64> {
-    match s.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().ok().map(|m| m / 1000.0),
-        None => s.parse::<f64>().ok(),
-    }
-}
-
-/// A Kubernetes memory quantity: `128Mi`, `1Gi`, `500M`, `1000000`.
-pub fn parse_memory(s: &str) -> Result<String, String> {
-    const SUFFIXES: &[&str] = &[
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
-    ];
-    let ok = SUFFIXES.iter().any(|suffix| {
-        s.strip_suffix(suffix).is_some_and(|n| {
-            !n.is_empty()
-                && n.chars().all(|c| c.is_ascii_digit())
-                && n.parse::<u64>().is_ok_and(|v| v > 0)
-        })
-    });
-    ok.then(|| s.to_string())
-        .ok_or_else(|| format!("{s:?} is not a memory quantity like 128Mi, 1Gi or 500M"))
-}
-
-/// A DNS-1123 label (a namespace): lower-case letters, digits and '-', at most 63.
-pub fn parse_dns_label(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    ok.then(|| s.to_string()).ok_or_else(|| {
-        format!("{s:?} is not a valid namespace: lower-case letters, digits and '-', at most 63 characters")
-    })
-}
-
-/// A DNS-1123 subdomain (a service account name).
-pub fn parse_dns_subdomain(s: &str) -> Result<String, String> {
-    let ok =
-        !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| parse_dns_label(label).is_ok());
-    ok.then(|| s.to_string()).ok_or_else(|| {
-        format!(
-            "{s:?} is not a valid service account name: lower-case letters, digits, '-' and '.'"
-        )
-    })
-}
-
-fn parse_image(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-    ok.then(|| s.to_string())
-        .ok_or_else(|| format!("{s:?} is not an image reference like registry/cnd-worker:1"))
-}
-
-fn parse_queue_url(s: &str) -> Result<String, String> {
-    let ok = (s.starts_with("https://") || s.starts_with("http://")) && s.len() > "https://".len();
-    ok.then(|| s.to_string()).ok_or_else(|| {
-        format!(
-            "{s:?} is not a queue URL like https://sqs.eu-west-2.amazonaws.com/123456789012/cnd"
-        )
-    })
-}
-
-fn parse_queue_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 80
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    ok.then(|| s.to_string()).ok_or_else(|| {
-        format!(
-            "{s:?} is not an SQS queue name: letters, digits, '-' and '_', at most 80 characters"
-        )
-    })
 }
 
 /// What the flags say to do, validated.
@@ -347,7 +243,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Success);
     }
-    crate::cmd::run::warn_if_likely_empty(&plan.spec.puzzle, &plan.spec.range);
+    human::warn_if_likely_empty(&plan.spec.puzzle, &plan.spec.range);
 
     let cancel = CancelToken::new();
     let on_signal = cancel.clone();
@@ -356,13 +252,11 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
     // run is cleaned up, and we exit 130 or 143. A second one leaves the cleanup.
     let stop = StopSignal::install(move || {
         if on_signal.is_cancelled() {
-            eprintln!(
-                "cnd-cli: leaving the cleanup; `cnd-cli cleanup --run {run_id}` removes what is left"
-            );
+            console::say(format!(
+                "leaving the cleanup; `cnd-cli cleanup --run {run_id}` removes what is left"
+            ));
         } else {
-            eprintln!(
-                "cnd-cli: stopping: removing what the run created (interrupt again to leave it)"
-            );
+            console::say("stopping: removing what the run created (interrupt again to leave it)");
         }
         on_signal.cancel();
     })?;
@@ -478,39 +372,17 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
     })
 }
 
-/// MH/s of one pod: this machine's single-thread rate (a quarter-second sample)
-/// times the pod's CPUs. Pods on other hardware differ: pass --rate to be exact.
+/// MH/s of one pod: this machine's single-core rate times the pod's CPUs. Pods
+/// on other hardware differ: pass --rate to be exact.
 fn default_rate_mhs(cpu: &str) -> f64 {
-    let cores = cpu_cores(cpu).unwrap_or(1.0);
-    let per_core = measure_core_mhs().unwrap_or(FALLBACK_MHS_PER_CORE);
-    per_core * cores
-}
-
-fn measure_core_mhs() -> Option<f64> {
-    let puzzle = Puzzle::with_default_block(256).ok()?;
-    let backend = cnd_core::Backend::from_env().ok()?;
-    let options = cnd_core::SearchOptions {
-        threads: 1,
-        backend,
-        deadline: Some(Instant::now() + Duration::from_millis(250)),
-    };
-    let outcome = cnd_core::search(
-        &puzzle,
-        puzzle.space(),
-        &options,
-        &cnd_core::SearchControl::new(),
-    )
-    .ok()?;
-    let (hashes, elapsed) = match outcome {
-        cnd_core::SearchOutcome::TimedOut { hashes, elapsed } => (hashes, elapsed),
-        _ => return None,
-    };
-    Some(human::per_sec(hashes, elapsed) / 1e6).filter(|r| *r > 0.0)
+    crate::machine::core_mhs() * cpu_cores(cpu).unwrap_or(1.0)
 }
 
 async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyhow::Result<Exit> {
     // The run's time limit counts from here, setup included.
     let deadline = plan.spec.timeout.map(|t| Instant::now() + t);
+    // Where the Kubernetes API server is, to name it if it does not answer.
+    let mut api_server = None;
     let (mut launcher, mut channel): (Box<dyn Launcher>, Box<dyn ResultChannel>) = match plan
         .channel
     {
@@ -519,9 +391,12 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
                 return Ok(Exit::Interrupted);
             };
             let launcher = match args.launcher {
-                LauncherKind::Kubernetes => kube_client(&mut plan.kube)
-                    .await
-                    .map(|client| Box::new(KubeLauncher::new(client, plan.kube.clone())) as _),
+                LauncherKind::Kubernetes => {
+                    kube_client(&mut plan.kube).await.map(|(client, server)| {
+                        api_server = Some(server);
+                        Box::new(KubeLauncher::new(client, plan.kube.clone())) as _
+                    })
+                }
                 LauncherKind::Local => local_launcher(&args).map(|l| Box::new(l) as _),
             };
             match launcher {
@@ -539,7 +414,8 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             (Box::new(launcher), Box::new(channel))
         }
         ChannelKind::PodStatus => {
-            let client = kube_client(&mut plan.kube).await?;
+            let (client, server) = kube_client(&mut plan.kube).await?;
+            api_server = Some(server);
             let channel =
                 PodStatusChannel::new(client.clone(), &plan.kube.namespace, plan.spec.run_id);
             (
@@ -563,15 +439,21 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             reason => format!(" ({reason})"),
         };
         eprintln!(
-            "cnd-cli: run {} · {} pods · {} shards · reports via {via}{why}",
-            spec.run_id, spec.parallelism, spec.shards
+            "cnd-cli: run {} · {} · {} · reports via {via}{why}",
+            spec.run_id,
+            human::plural(spec.parallelism, "pod"),
+            human::plural(spec.shards, "shard"),
         );
     }
     let options = MasterOptions {
         retry_for: args.retry_for,
         ..MasterOptions::with_deadline(deadline)
     };
-    let mut live = Live::new(spec, !args.output.json);
+    let pending_means = match args.launcher {
+        LauncherKind::Kubernetes => "waiting for a node",
+        LauncherKind::Local => "queued",
+    };
+    let mut live = Live::new(spec, !args.output.json, pending_means);
     if plan.channel == ChannelKind::PodStatus {
         // No progress reports on this channel: estimate from the running pods.
         let per_pod = args.rate.unwrap_or_else(|| default_rate_mhs(&args.cpu)) * 1e6;
@@ -592,8 +474,8 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
     )
     .await;
     live.finish();
-    let outcome = outcome?;
-    print_outcome(&outcome, spec, &startup, args.output.json);
+    let outcome = outcome.map_err(|e| explain(e, api_server.as_deref()))?;
+    output::print_outcome(&outcome, spec, &startup, args.output.json);
     Ok(match outcome {
         MasterOutcome::Found(_) => Exit::Success,
         MasterOutcome::Exhausted(_) => Exit::Exhausted,
@@ -709,364 +591,18 @@ async fn create_queue(
 /// How long the queue of a cut-short creation is looked for, to delete it.
 const CUT_CLEANUP: Duration = Duration::from_secs(2);
 
-/// The context of a kube client error when there is no configuration at all
-/// (`cleanup` skips Kubernetes then, instead of failing).
-#[derive(Debug, thiserror::Error)]
-#[error("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")]
-pub struct NoKubeConfig;
-
-/// A Kubernetes client from the kubeconfig (or the in-cluster config); fills in
-/// the namespace from it when --namespace was not given (empty).
-pub async fn kube_client(options: &mut KubeOptions) -> anyhow::Result<kube::Client> {
-    let config = kube::Config::infer().await.context(NoKubeConfig)?;
-    if options.namespace.is_empty() {
-        options.namespace = config.default_namespace.clone();
-    }
-    kube::Client::try_from(config).context("setting up the Kubernetes client")
-}
-
-/// The `cnd-worker` binary: $CND_WORKER_BIN, else next to this executable.
-pub fn worker_bin() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CND_WORKER_BIN").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let me = std::env::current_exe().context("finding this executable")?;
-    let bin = me.with_file_name("cnd-worker");
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(usage(format!(
-            "--launcher local needs the cnd-worker binary: none at {}; set CND_WORKER_BIN",
-            bin.display()
-        )))
-    }
-}
-
-/// The run as it goes, on stderr: a bar on a terminal, a line every 10 s otherwise.
-struct Live {
-    run_id: Uuid,
-    bar: Option<ProgressBar>,
-    quiet: bool,
-    started: Instant,
-    last_line: Instant,
-    workers: WorkerStatus,
-    hashes: u64,
-    shards_done: u64,
-    shards: u64,
-    space: u128,
-    difficulty: u32,
-    /// Hashes per second of one pod, when progress is estimated (no progress reports).
-    per_pod: Option<f64>,
-    /// Hashes estimated from running pods × `per_pod`, and when last counted.
-    estimated: f64,
-    counted_at: Instant,
-}
-
-impl Live {
-    fn new(spec: &RunSpec, show: bool) -> Live {
-        let bar = (show && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                    .expect("a valid template"),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        Live {
-            run_id: spec.run_id,
-            bar,
-            quiet: !show,
-            started: Instant::now(),
-            last_line: Instant::now(),
-            workers: WorkerStatus::default(),
-            hashes: 0,
-            shards_done: 0,
-            shards: spec.shards,
-            space: spec.range.len(),
-            difficulty: spec.puzzle.difficulty(),
-            per_pod: None,
-            estimated: 0.0,
-            counted_at: Instant::now(),
-        }
-    }
-
-    /// Shows progress as running pods × `per_pod` hashes per second, marked as
-    /// an estimate, for channels that carry only final reports.
-    fn estimate_with(&mut self, per_pod: f64) {
-        self.per_pod = Some(per_pod);
-    }
-
-    /// The hashes to show: reported, or the estimate when it is larger.
-    fn shown_hashes(&self) -> u64 {
-        (self.hashes as f64).max(self.estimated) as u64
-    }
-
-    fn on(&mut self, event: MasterEvent) {
-        match event {
-            MasterEvent::Workers(status) => {
-                if let Some(per_pod) = self.per_pod {
-                    let seconds = self.counted_at.elapsed().as_secs_f64();
-                    self.estimated += self.workers.running as f64 * per_pod * seconds;
-                    self.counted_at = Instant::now();
-                }
-                self.workers = status
-            }
-            MasterEvent::Progress(p) => {
-                self.hashes = p.total_hashes;
-                self.shards_done = p.shards_done;
-            }
-            MasterEvent::Ignored(why) => self.say(&format!("ignored a message: {why}")),
-            MasterEvent::WorkerFailed { worker, error, .. } => {
-                self.say(&format!("worker {worker} failed: {error}"))
-            }
-            MasterEvent::CleanupFailed(what) => self.say(&format!(
-                "warning: {what}; `cnd-cli cleanup --run {}` removes what is left",
-                self.run_id
-            )),
-            MasterEvent::Retrying {
-                what,
-                error,
-                failing_for,
-                budget,
-            } => self.say(&format!(
-                "{what} failed ({error}); retrying, {} of {} allowed",
-                human::duration(failing_for),
-                human::duration(budget)
-            )),
-            _ => {}
-        }
-        self.render();
-    }
-
-    fn say(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("cnd-cli: {line}")),
-            None => eprintln!("cnd-cli: {line}"),
-        }
-    }
-
-    fn status_line(&self) -> String {
-        let w = &self.workers;
-        let elapsed = self.started.elapsed();
-        let hashes = self.shown_hashes();
-        let rate = human::per_sec(hashes, elapsed);
-        let expected = stats::expected_hashes(self.difficulty);
-        let eta = if rate > 0.0 && (hashes as f64) < expected {
-            format!(
-                "~{} to 2^{}",
-                human::duration(Duration::from_secs_f64(
-                    ((expected - hashes as f64) / rate).min(1e15)
-                )),
-                self.difficulty
-            )
-        } else {
-            format!("past 2^{}", self.difficulty)
-        };
-        format!(
-            "pods: {} pending (waiting for nodes) · {} running · {} done · {} failed | {} of shards done | {} · {} of the space · {eta}",
-            w.pending,
-            w.running,
-            w.succeeded,
-            w.failed,
-            format_args!("{}/{}", self.shards_done, self.shards),
-            match self.per_pod {
-                Some(_) => format!("≈{} (estimated)", human::rate(rate)),
-                None => human::rate(rate),
-            },
-            human::percent(hashes as f64 / self.space as f64),
-        )
-    }
-
-    fn render(&mut self) {
-        if self.quiet {
-            return;
-        }
-        match &self.bar {
-            Some(bar) => bar.set_message(self.status_line()),
-            None if self.last_line.elapsed() >= Duration::from_secs(10) => {
-                self.last_line = Instant::now();
-                eprintln!("cnd-cli: {}", self.status_line());
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes, json: bool) {
-    let difficulty = spec.puzzle.difficulty();
-    if json {
-        let totals = outcome.totals();
-        let mut value = json!({
-            "outcome": match outcome {
-                MasterOutcome::Found(_) => "found",
-                MasterOutcome::Exhausted(_) => "exhausted",
-                MasterOutcome::TimedOut(_) => "timed_out",
-                MasterOutcome::Interrupted(_) => "interrupted",
-            },
-            "run_id": spec.run_id.to_string(),
-            "difficulty": difficulty,
-            "hashes": totals.hashes,
-            "elapsed_ms": totals.elapsed.as_millis() as u64,
-            "mhs": human::per_sec(totals.hashes, totals.elapsed) / 1e6,
-            "pods": spec.parallelism,
-            "shards": spec.shards,
-            "ignored_messages": totals.ignored,
-            "failed_reports": totals.failed_reports,
-            // Since the master started, as seen at its status polls; null: none ran.
-            "first_running_ms": startup.first_running().map(|d| d.as_millis() as u64),
-            "pending_ms": startup.pending().as_millis() as u64,
-        });
-        if let MasterOutcome::Found(g) = outcome {
-            let object = value.as_object_mut().expect("an object");
-            object.insert("nonce".into(), json!(g.nonce.to_string()));
-            object.insert("hash".into(), json!(to_hex(&g.hash)));
-            object.insert("leading_zeros".into(), json!(g.leading_zeros));
-            object.insert("shard".into(), json!(g.shard));
-            object.insert("worker".into(), json!(g.worker));
-            object.insert(
-                "worker_elapsed_ms".into(),
-                json!(g.worker_elapsed.as_millis() as u64),
-            );
-            object.insert("worker_hashes".into(), json!(g.worker_hashes));
-            object.insert(
-                "received_after_ms".into(),
-                json!(g.received_after.as_millis() as u64),
-            );
-        }
-        println!("{value}");
-        return;
-    }
-    match outcome {
-        MasterOutcome::Found(g) => {
-            println!("Golden nonce   {} (0x{:x})", g.nonce, g.nonce);
-            println!("Hash           {}", to_hex(&g.hash));
-            println!("Leading zeros  {} (needed {difficulty})", g.leading_zeros);
-            println!(
-                "Found by       {} (shard {} of {})",
-                g.worker, g.shard, spec.shards
-            );
-            println!("Time in pod    {}", human::duration(g.worker_elapsed));
-            println!(
-                "Received after {} (since submit)",
-                human::duration(g.received_after)
-            );
-            print_work(&g.totals, spec);
-        }
-        MasterOutcome::Exhausted(t) => {
-            println!("No golden nonce: every shard of the range was searched.");
-            print_work(t, spec);
-        }
-        MasterOutcome::TimedOut(t) => {
-            println!("Timed out before a golden nonce was found.");
-            print_work(t, spec);
-        }
-        MasterOutcome::Interrupted(t) => {
-            println!(
-                "Interrupted before a golden nonce was found; what the run created was removed."
-            );
-            print_work(t, spec);
-        }
-    }
-}
-
-fn print_work(totals: &Totals, spec: &RunSpec) {
-    let rate = human::per_sec(totals.hashes, totals.elapsed);
-    println!(
-        "Hashes         {} in {} ({} of the range)",
-        human::count(totals.hashes),
-        human::duration(totals.elapsed),
-        human::percent(totals.hashes as f64 / spec.range.len() as f64)
+/// The master's error, naming the API server (and where its address came from)
+/// when it could not be reached: the usual cause is the wrong kubeconfig.
+fn explain(error: MasterError, api_server: Option<&str>) -> anyhow::Error {
+    let unreachable = matches!(
+        &error,
+        MasterError::Launch(LaunchError::Unreachable { .. })
+            | MasterError::Status(LaunchError::Unreachable { .. })
     );
-    println!(
-        "Rate           {} across {} pods ({} per pod)",
-        human::rate(rate),
-        spec.parallelism,
-        human::rate(rate / spec.parallelism as f64)
-    );
-    println!("Run            {}", spec.run_id);
-    if totals.ignored > 0 || totals.failed_reports > 0 {
-        println!(
-            "Messages       {} ignored (not this run's, malformed or not golden) · {} worker failures reported",
-            totals.ignored, totals.failed_reports
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantities_are_checked() {
-        for ok in ["1", "2", "1.5", "500m", "250m"] {
-            assert!(parse_cpu(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "0", "m", "1.2.3", "-1", "1 cpu", "0m", ".5"] {
-            assert!(parse_cpu(bad).is_err(), "{bad}");
-        }
-        assert_eq!(cpu_cores("500m"), Some(0.5));
-        for ok in ["128Mi", "1Gi", "500M", "1000000"] {
-            assert!(parse_memory(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "Mi", "12 Mi", "1.5Gi", "128mb", "0"] {
-            assert!(parse_memory(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(parse_dns_label("cnd-runs").is_ok());
-        assert!(parse_dns_label("Cnd").is_err());
-        assert!(parse_dns_label("-x").is_err());
-        assert!(parse_dns_subdomain("cnd.worker").is_ok());
-        assert!(parse_queue_name("cnd-results").is_ok());
-        assert!(parse_queue_name("a/b").is_err());
-        assert!(parse_queue_url("ftp://x").is_err());
-    }
-
-    #[test]
-    fn progress_without_reports_is_estimated_from_running_pods_and_says_so() {
-        let puzzle = Puzzle::with_default_block(30).unwrap();
-        let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 4, 4).unwrap();
-        let mut live = Live::new(&spec, false);
-        live.estimate_with(1e6);
-        let running = |n| {
-            MasterEvent::Workers(WorkerStatus {
-                running: n,
-                ..WorkerStatus::default()
-            })
-        };
-        live.on(running(2));
-        assert_eq!(
-            live.shown_hashes(),
-            0,
-            "nothing ran before the first status"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-        live.on(running(2));
-        // 2 pods × 1 MH/s × ≥ 0.1 s.
-        assert!(live.shown_hashes() >= 200_000, "{}", live.shown_hashes());
-        assert!(
-            live.status_line().contains("(estimated)"),
-            "{}",
-            live.status_line()
-        );
-
-        let mut reported = Live::new(&spec, false);
-        reported.on(running(2));
-        std::thread::sleep(Duration::from_millis(20));
-        reported.on(running(2));
-        assert_eq!(
-            reported.shown_hashes(),
-            0,
-            "without an estimate only reports count"
-        );
-        assert!(!reported.status_line().contains("estimated"));
+    match api_server {
+        Some(server) if unreachable => anyhow::Error::new(error).context(format!(
+            "the Kubernetes API server at {server} did not answer; is that cluster up, and the one meant?"
+        )),
+        _ => error.into(),
     }
 }

@@ -24,11 +24,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::args::{parse_duration, OutputArgs, PuzzleShape};
-use crate::cmd::submit::{
+use crate::cluster::{
     parse_cpu, parse_dns_label, parse_dns_subdomain, parse_memory, LauncherKind, WorkloadKind,
 };
 use crate::exit::{usage, Exit};
 use crate::human;
+use crate::machine::{cpu_model, hostname};
 use crate::signals::StopSignal;
 
 pub mod chart;
@@ -322,28 +323,6 @@ impl Setting {
             cpus,
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "this machine".to_string())
-}
-
-/// The CPU's model name from /proc/cpuinfo, or "unknown CPU".
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
 fn unix_ms() -> u64 {

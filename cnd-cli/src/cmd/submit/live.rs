@@ -1,0 +1,272 @@
+//! The run as it goes, on stderr: a bar on a terminal, a line every 10 s otherwise.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use cnd_core::{MasterEvent, RunSpec, WorkerStatus};
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use crate::console;
+use crate::human;
+
+/// What the master's events say so far, drawn as one short status line.
+pub struct Live {
+    run_id: Uuid,
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    started: Instant,
+    last_line: Instant,
+    /// What a pending worker waits for: a node, or a free slot on this machine.
+    pending_means: &'static str,
+    workers: WorkerStatus,
+    hashes: u64,
+    shards_done: u64,
+    shards: u64,
+    space: u128,
+    difficulty: u32,
+    /// Hashes per second of one pod, when progress is estimated (no progress reports).
+    per_pod: Option<f64>,
+    /// Hashes estimated from running pods × `per_pod`, and when last counted.
+    estimated: f64,
+    counted_at: Instant,
+}
+
+impl Live {
+    /// Shows the run of `spec` when `show` (and stderr is a terminal, for the bar);
+    /// `pending_means` names what pending workers wait for.
+    pub fn new(spec: &RunSpec, show: bool, pending_means: &'static str) -> Live {
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
+            // `wide_msg` is cut to the terminal's width, never wrapped onto a second line.
+            let bar = ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
+                    .expect("a valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            console::attach(&bar);
+            bar
+        });
+        Live {
+            run_id: spec.run_id,
+            bar,
+            quiet: !show,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            pending_means,
+            workers: WorkerStatus::default(),
+            hashes: 0,
+            shards_done: 0,
+            shards: spec.shards,
+            space: spec.range.len(),
+            difficulty: spec.puzzle.difficulty(),
+            per_pod: None,
+            estimated: 0.0,
+            counted_at: Instant::now(),
+        }
+    }
+
+    /// Shows progress as running pods × `per_pod` hashes per second, marked as
+    /// an estimate, for channels that carry only final reports.
+    pub fn estimate_with(&mut self, per_pod: f64) {
+        self.per_pod = Some(per_pod);
+    }
+
+    /// The hashes to show: reported, or the estimate when it is larger.
+    fn shown_hashes(&self) -> u64 {
+        (self.hashes as f64).max(self.estimated) as u64
+    }
+
+    /// Takes one event of the master into account and redraws.
+    pub fn on(&mut self, event: MasterEvent) {
+        match event {
+            MasterEvent::Workers(status) => {
+                if let Some(per_pod) = self.per_pod {
+                    let seconds = self.counted_at.elapsed().as_secs_f64();
+                    self.estimated += self.workers.running as f64 * per_pod * seconds;
+                    self.counted_at = Instant::now();
+                }
+                self.workers = status
+            }
+            MasterEvent::Progress(p) => {
+                self.hashes = p.total_hashes;
+                self.shards_done = p.shards_done;
+            }
+            MasterEvent::Ignored(why) => console::say(format!("ignored a message: {why}")),
+            MasterEvent::WorkerFailed { worker, error, .. } => {
+                console::say(format!("worker {worker} failed: {error}"))
+            }
+            MasterEvent::CleanupFailed(what) => console::say(format!(
+                "warning: {what}; `cnd-cli cleanup --run {}` removes what is left",
+                self.run_id
+            )),
+            MasterEvent::Retrying {
+                what,
+                error,
+                failing_for,
+                budget,
+            } => console::say(format!(
+                "{what} failed ({error}); retrying, {} of {} allowed",
+                human::duration(failing_for),
+                human::duration(budget)
+            )),
+            _ => {}
+        }
+        self.render();
+    }
+
+    /// The workers in a few words, only the states that have some: `3 running ·
+    /// 1 starting · 2 waiting for a node`.
+    fn workers_line(&self) -> String {
+        let w = &self.workers;
+        let states = [
+            (w.running, "running"),
+            (w.starting, "starting"),
+            (w.pending, self.pending_means),
+            (w.retrying, "waiting to retry"),
+            (w.succeeded, "done"),
+            (w.failed, "failed"),
+        ];
+        let shown: Vec<String> = states
+            .iter()
+            .filter(|(n, what)| *n > 0 || *what == "running")
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        shown.join(" · ")
+    }
+
+    /// One line, short enough for 80 columns when all workers run:
+    /// `4 running | 1/4 shards | 41.20 MH/s · 3.1% · ~12s to 2^26`.
+    fn status_line(&self) -> String {
+        let elapsed = self.started.elapsed();
+        let hashes = self.shown_hashes();
+        let rate = human::per_sec(hashes, elapsed);
+        format!(
+            "{} | {}/{} shards | {} · {} · {}",
+            self.workers_line(),
+            self.shards_done,
+            self.shards,
+            match self.per_pod {
+                Some(_) => format!("≈{} (estimated)", human::rate(rate)),
+                None => human::rate(rate),
+            },
+            human::percent(hashes as f64 / self.space as f64),
+            human::eta_to_expected(hashes, rate, self.difficulty),
+        )
+    }
+
+    fn render(&mut self) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.set_message(self.status_line()),
+            None if self.last_line.elapsed() >= Duration::from_secs(10) => {
+                self.last_line = Instant::now();
+                eprintln!("cnd-cli: {}", self.status_line());
+            }
+            None => {}
+        }
+    }
+
+    /// Erases the bar, before the result is printed.
+    pub fn finish(&self) {
+        if self.bar.is_some() {
+            console::detach();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cnd_core::Puzzle;
+
+    use super::*;
+
+    fn spec() -> RunSpec {
+        let puzzle = Puzzle::with_default_block(30).unwrap();
+        RunSpec::new(puzzle.clone(), puzzle.space(), 4, 4).unwrap()
+    }
+
+    fn workers(status: WorkerStatus) -> MasterEvent {
+        MasterEvent::Workers(status)
+    }
+
+    #[test]
+    fn progress_without_reports_is_estimated_from_running_pods_and_says_so() {
+        let spec = spec();
+        let mut live = Live::new(&spec, false, "waiting for a node");
+        live.estimate_with(1e6);
+        let running = |n| {
+            workers(WorkerStatus {
+                running: n,
+                ..WorkerStatus::default()
+            })
+        };
+        live.on(running(2));
+        assert_eq!(
+            live.shown_hashes(),
+            0,
+            "nothing ran before the first status"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        live.on(running(2));
+        // 2 pods × 1 MH/s × ≥ 0.1 s.
+        assert!(live.shown_hashes() >= 200_000, "{}", live.shown_hashes());
+        assert!(
+            live.status_line().contains("(estimated)"),
+            "{}",
+            live.status_line()
+        );
+
+        let mut reported = Live::new(&spec, false, "waiting for a node");
+        reported.on(running(2));
+        std::thread::sleep(Duration::from_millis(20));
+        reported.on(running(2));
+        assert_eq!(
+            reported.shown_hashes(),
+            0,
+            "without an estimate only reports count"
+        );
+        assert!(!reported.status_line().contains("estimated"));
+    }
+
+    #[test]
+    fn the_line_names_only_the_states_workers_are_in_and_fits_80_columns() {
+        let spec = spec();
+        let mut live = Live::new(&spec, false, "waiting for a node");
+        live.on(workers(WorkerStatus {
+            running: 4,
+            ..WorkerStatus::default()
+        }));
+        let line = live.status_line();
+        assert!(line.starts_with("4 running | 0/4 shards | "), "{line}");
+        // The bar adds a spinner and `00:00:12 ` (11 columns).
+        assert!(
+            line.chars().count() + 11 <= 80,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+
+        live.on(workers(WorkerStatus {
+            pending: 2,
+            starting: 1,
+            retrying: 1,
+            failed: 1,
+            ..WorkerStatus::default()
+        }));
+        assert!(
+            live.status_line().starts_with(
+                "0 running · 1 starting · 2 waiting for a node · 1 waiting to retry · 1 failed | "
+            ),
+            "{}",
+            live.status_line()
+        );
+        let mut local = Live::new(&spec, false, "queued");
+        local.on(workers(WorkerStatus {
+            pending: 3,
+            running: 1,
+            ..WorkerStatus::default()
+        }));
+        assert!(local.status_line().starts_with("1 running · 3 queued | "));
+    }
+}
