@@ -151,3 +151,59 @@ fn search_finds_hashlibs_smallest_golden_nonce_with_every_backend_and_thread_cou
         }
     }
 }
+
+const DEEP: &str = include_str!("fixtures/deep_golden.txt");
+
+/// Past D = 32 a backend's first-word test passes for any hash starting with 32
+/// zero bits, and the candidate must be confirmed on the whole hash: a nonce with
+/// exactly 32 is golden at D = 32 and must be rejected at D = 33. Windows and
+/// answers from hashlib (fixtures/gen_known_answers.py).
+#[test]
+fn candidates_past_32_bits_are_confirmed_on_the_whole_hash_by_every_backend() {
+    let rows: Vec<Vec<&str>> = DEEP
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let zeros: Vec<u32> = rows.iter().map(|f| f[5].parse().unwrap()).collect();
+    assert!(
+        zeros.contains(&32) && zeros.iter().any(|&z| z > 32),
+        "one nonce D = 33 rejects, one it finds: {zeros:?}"
+    );
+    for f in rows {
+        let block = parse_block_hex(f[0]).unwrap();
+        let (bits, format): (NonceBits, NonceFormat) =
+            (f[1].parse().unwrap(), f[2].parse().unwrap());
+        let nonce: u64 = f[3].parse().unwrap();
+        let zeros: u32 = f[5].parse().unwrap();
+        let window = NonceRange::new(f[6].parse().unwrap(), f[7].parse().unwrap()).unwrap();
+        let at = |d| Puzzle::new(block.clone(), d, bits, format).unwrap();
+        let v = verify(&at(zeros), nonce);
+        assert_eq!(
+            (to_hex(&v.hash), v.leading_zeros),
+            (f[4].to_string(), zeros)
+        );
+        for backend in Backend::available() {
+            for d in [32, 33, zeros, zeros + 1] {
+                let options = SearchOptions {
+                    threads: 2,
+                    backend,
+                    deadline: None,
+                };
+                let outcome = search(&at(d), window, &options, &SearchControl::new()).unwrap();
+                match outcome {
+                    SearchOutcome::Found(found) if d <= zeros => {
+                        assert_eq!(found.nonce, nonce, "{backend} D = {d}");
+                        assert_eq!(to_hex(&found.hash), f[4], "{backend} D = {d}");
+                    }
+                    SearchOutcome::Exhausted { hashes, .. } if d > zeros => {
+                        assert_eq!(u128::from(hashes), window.len(), "{backend} D = {d}");
+                    }
+                    other => panic!(
+                        "{backend} D = {d} over {window} (nonce {nonce}, {zeros} zeros): {other:?}"
+                    ),
+                }
+            }
+        }
+    }
+}
