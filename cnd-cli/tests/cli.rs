@@ -339,6 +339,63 @@ fn help_shows_the_backend_variable_and_the_defaults() {
 }
 
 #[test]
+fn an_unreachable_api_server_is_named_with_its_kubeconfig_and_nothing_is_left_to_clean() {
+    // A port nobody listens on: connections to it are refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("cnd-cli-unreachable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: x\n\
+             clusters: [{{name: c, cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\n\
+             contexts: [{{name: x, context: {{cluster: c, user: u, namespace: cnd-test}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_cnd-cli"))
+        .args([
+            "submit",
+            "-d",
+            "10",
+            "--pods",
+            "1",
+            "--channel",
+            "pod-status",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", &dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("https://127.0.0.1:{port}/"))
+            && err.contains("(from KUBECONFIG=")
+            && err.contains("Connection refused"),
+        "names the server, where its address came from and why: {err}"
+    );
+    // Nothing was created, so no advice to clean up, and no raw log lines.
+    assert!(!err.contains("cleanup"), "{err}");
+    assert!(!err.contains("ERROR"), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "the run's line and the error: {err}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
+
+#[test]
 fn help_teaches_the_first_commands() {
     let out = cnd(&["--help"]);
     assert_eq!(out.status.code(), Some(0));

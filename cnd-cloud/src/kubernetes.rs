@@ -683,10 +683,25 @@ impl Launcher for KubeLauncher {
 
 /// Whether a create call that failed with `error` may still have created the
 /// object: yes unless the API server refused it outright (a 4xx answer: forbidden,
-/// invalid, or the name already taken by another object). A 5xx or a broken
-/// connection may come after the object was stored.
+/// invalid, or the name already taken by another object) or was never reached (a
+/// refused connection). A 5xx or a connection broken mid-call may come after the
+/// object was stored.
 fn may_have_created(error: &kube::Error) -> bool {
-    !matches!(error, kube::Error::Api(status) if (400..500).contains(&status.code))
+    let refused = matches!(error, kube::Error::Api(status) if (400..500).contains(&status.code));
+    !refused && !never_connected(error)
+}
+
+/// Whether the request never reached a server: its connection was refused.
+fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let io = e.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// `Ok` when no step failed, else the one failure, or all of them in one error.

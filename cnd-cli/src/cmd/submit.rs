@@ -601,7 +601,7 @@ fn explain(error: MasterError, api_server: Option<&str>) -> anyhow::Error {
     );
     match api_server {
         Some(server) if unreachable => anyhow::Error::new(error).context(format!(
-            "the Kubernetes API server at {server} did not answer; is that cluster up, and the one meant?"
+            "the Kubernetes API server at {server} did not answer (is that cluster up, and the one meant?)"
         )),
         _ => error.into(),
     }
