@@ -71,6 +71,13 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
+/// The first lines of a found nonce's summary, the same for `run` and `submit`.
+pub fn print_golden(nonce: u64, hash: &[u8; 32], leading_zeros: u32, difficulty: u32) {
+    println!("Golden nonce   {nonce} (0x{nonce:x})");
+    println!("Hash           {}", cnd_core::puzzle::to_hex(hash));
+    println!("Leading zeros  {leading_zeros} (needed {difficulty})");
+}
+
 /// Says so before a run that is likely to come back empty (SPEC §1).
 pub fn warn_if_likely_empty(puzzle: &Puzzle, range: &NonceRange) {
     let empty = stats::empty_space_probability(puzzle.difficulty(), range.len());

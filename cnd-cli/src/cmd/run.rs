@@ -155,13 +155,7 @@ fn print_outcome(
     }
     match outcome {
         SearchOutcome::Found(f) => {
-            println!("Golden nonce   {} (0x{:x})", f.nonce, f.nonce);
-            println!("Hash           {}", to_hex(&f.hash));
-            println!(
-                "Leading zeros  {} (needed {})",
-                f.leading_zeros,
-                puzzle.difficulty()
-            );
+            human::print_golden(f.nonce, &f.hash, f.leading_zeros, puzzle.difficulty());
             print_work(f.hashes, f.elapsed, threads, backend);
         }
         SearchOutcome::Exhausted { hashes, elapsed } => {

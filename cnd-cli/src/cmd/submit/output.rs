@@ -56,9 +56,7 @@ pub fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupT
     }
     match outcome {
         MasterOutcome::Found(g) => {
-            println!("Golden nonce   {} (0x{:x})", g.nonce, g.nonce);
-            println!("Hash           {}", to_hex(&g.hash));
-            println!("Leading zeros  {} (needed {difficulty})", g.leading_zeros);
+            human::print_golden(g.nonce, &g.hash, g.leading_zeros, difficulty);
             println!(
                 "Found by       {} (shard {} of {})",
                 g.worker, g.shard, spec.shards
