@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use cnd_core::backend::{auto, Job};
-use cnd_core::search::available_threads;
+use cnd_core::available_threads;
+use cnd_core::hazmat::{auto, Job};
 use cnd_core::{Backend, Puzzle, SearchControl, SearchOptions, SearchOutcome};
 use serde_json::json;
 
@@ -245,11 +245,10 @@ pub fn measure_both(
     threads: usize,
     seconds: Duration,
 ) -> anyhow::Result<(f64, Option<f64>)> {
-    let options = SearchOptions {
-        threads,
-        backend,
-        deadline: Some(Instant::now() + seconds),
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(threads)
+        .with_backend(backend)
+        .with_deadline(Some(Instant::now() + seconds));
     let control = SearchControl::new();
     let cpu_before = process_cpu_seconds();
     let outcome = cnd_core::search(puzzle, puzzle.space(), &options, &control)?;
@@ -262,6 +261,7 @@ pub fn measure_both(
         | SearchOutcome::Exhausted { hashes, elapsed } => (hashes, elapsed),
         SearchOutcome::Found(f) => (f.hashes, f.elapsed),
         SearchOutcome::Cancelled { .. } => return Err(usage("the benchmark was interrupted")),
+        other => anyhow::bail!("the benchmark ended unexpectedly: {other:?}"),
     };
     let (hashes, elapsed) = hashes;
     Ok((

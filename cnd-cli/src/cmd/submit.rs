@@ -489,11 +489,10 @@ fn default_rate_mhs(cpu: &str) -> f64 {
 fn measure_core_mhs() -> Option<f64> {
     let puzzle = Puzzle::with_default_block(256).ok()?;
     let backend = cnd_core::Backend::from_env().ok()?;
-    let options = cnd_core::SearchOptions {
-        threads: 1,
-        backend,
-        deadline: Some(Instant::now() + Duration::from_millis(250)),
-    };
+    let options = cnd_core::SearchOptions::all_cores()
+        .with_threads(1)
+        .with_backend(backend)
+        .with_deadline(Some(Instant::now() + Duration::from_millis(250)));
     let outcome = cnd_core::search(
         &puzzle,
         puzzle.space(),
@@ -567,10 +566,8 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             spec.run_id, spec.parallelism, spec.shards
         );
     }
-    let options = MasterOptions {
-        retry_for: args.retry_for,
-        ..MasterOptions::with_deadline(deadline)
-    };
+    let mut options = MasterOptions::with_deadline(deadline);
+    options.retry_for = args.retry_for;
     let mut live = Live::new(spec, !args.output.json);
     if plan.channel == ChannelKind::PodStatus {
         // No progress reports on this channel: estimate from the running pods.
@@ -599,6 +596,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         MasterOutcome::Exhausted(_) => Exit::Exhausted,
         MasterOutcome::TimedOut(_) => Exit::TimedOut,
         MasterOutcome::Interrupted(_) => Exit::Interrupted,
+        _ => Exit::Error,
     })
 }
 
@@ -908,6 +906,7 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes
                 MasterOutcome::Exhausted(_) => "exhausted",
                 MasterOutcome::TimedOut(_) => "timed_out",
                 MasterOutcome::Interrupted(_) => "interrupted",
+                _ => "unknown",
             },
             "run_id": spec.run_id.to_string(),
             "difficulty": difficulty,
@@ -971,6 +970,10 @@ fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes
                 "Interrupted before a golden nonce was found; what the run created was removed."
             );
             print_work(t, spec);
+        }
+        other => {
+            println!("The run ended in a way this cnd-cli does not know.");
+            print_work(other.totals(), spec);
         }
     }
 }
@@ -1037,10 +1040,9 @@ mod tests {
         let mut live = Live::new(&spec, false);
         live.estimate_with(1e6);
         let running = |n| {
-            MasterEvent::Workers(WorkerStatus {
-                running: n,
-                ..WorkerStatus::default()
-            })
+            let mut status = WorkerStatus::default();
+            status.running = n;
+            MasterEvent::Workers(status)
         };
         live.on(running(2));
         assert_eq!(
