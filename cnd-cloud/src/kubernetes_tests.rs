@@ -426,6 +426,7 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
         1,
         "{chain}"
     );
+    eprintln!("{chain}");
 }
 
 #[tokio::test]
@@ -533,6 +534,7 @@ async fn a_refused_connection_is_unreachable_and_says_each_cause_once() {
             "{part:?} said twice: {chain}"
         );
     }
+    eprintln!("{chain}");
 }
 
 fn pod(name: &str, phase: &str, waiting: Option<&str>) -> Value {
