@@ -9,12 +9,13 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use cnd_core::backend::{Backend, Job};
+use cnd_core::hazmat::{scan_fn, Job};
+use cnd_core::Backend;
 use cnd_core::{NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Nonces per `Job::scan`: what `search` hands each thread at a time.
-const RUN: u32 = cnd_core::search::CHUNK;
+const RUN: u32 = cnd_core::CHUNK;
 
 fn hash(c: &mut Criterion) {
     let default = DEFAULT_BLOCK.as_bytes();
@@ -43,7 +44,7 @@ fn hash(c: &mut Criterion) {
         let mut group = c.benchmark_group(shape);
         group.throughput(Throughput::Elements(u64::from(RUN)));
         for backend in Backend::available() {
-            let scan = backend.scan_fn();
+            let scan = scan_fn(backend);
             let mut start = first;
             group.bench_function(backend.name(), |b| {
                 b.iter(|| {

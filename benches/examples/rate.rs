@@ -9,7 +9,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cnd_core::backend::{Backend, Job, ScanFn};
+use cnd_core::hazmat::{scan_fn as backend_scan_fn, Job, ScanFn};
+use cnd_core::Backend;
 use cnd_core::{NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK};
 
 const RUN: u32 = 1 << 16;
@@ -79,7 +80,7 @@ fn rate(scan: ScanFn, job: &Job, first: u64, threads: u64, seconds: f64) -> (f64
 fn scan_fn(name: &str) -> ScanFn {
     #[cfg(target_arch = "x86_64")]
     {
-        use cnd_core::backend::shani::scan_streams;
+        use cnd_core::hazmat::shani::scan_streams;
         match name {
             "shani2" => return scan_streams::<2>,
             "shani3" => return scan_streams::<3>,
@@ -88,7 +89,7 @@ fn scan_fn(name: &str) -> ScanFn {
             _ => {}
         }
     }
-    Backend::from_name(name).expect("backend").scan_fn()
+    backend_scan_fn(Backend::from_name(name).expect("backend"))
 }
 
 fn main() {
@@ -98,7 +99,7 @@ fn main() {
     let backends: Vec<(String, ScanFn)> = if names.is_empty() {
         Backend::available()
             .into_iter()
-            .map(|b| (b.name().to_string(), b.scan_fn()))
+            .map(|b| (b.name().to_string(), backend_scan_fn(b)))
             .collect()
     } else {
         names.iter().map(|n| (n.clone(), scan_fn(n))).collect()

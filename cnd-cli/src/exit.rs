@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use cnd_core::backend::BackendError;
 use cnd_core::stats::StatsError;
-use cnd_core::{PuzzleError, RangeError};
+use cnd_core::{BackendError, PuzzleError, RangeError};
 
 /// How `cnd-cli` ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

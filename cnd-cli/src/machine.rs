@@ -66,11 +66,10 @@ pub fn measure_both(
     threads: usize,
     seconds: Duration,
 ) -> anyhow::Result<(f64, Option<f64>)> {
-    let options = SearchOptions {
-        threads,
-        backend,
-        deadline: Some(Instant::now() + seconds),
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(threads)
+        .with_backend(backend)
+        .with_deadline(Some(Instant::now() + seconds));
     let control = SearchControl::new();
     let cpu_before = process_cpu_seconds();
     let outcome = cnd_core::search(puzzle, puzzle.space(), &options, &control)?;
@@ -83,6 +82,7 @@ pub fn measure_both(
         | SearchOutcome::Exhausted { hashes, elapsed } => (hashes, elapsed),
         SearchOutcome::Found(f) => (f.hashes, f.elapsed),
         SearchOutcome::Cancelled { .. } => return Err(usage("the benchmark was interrupted")),
+        other => anyhow::bail!("the benchmark ended unexpectedly: {other:?}"),
     };
     Ok((
         human::per_sec(hashes, elapsed),

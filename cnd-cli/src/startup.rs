@@ -84,11 +84,9 @@ mod tests {
     use cnd_core::WorkerStatus;
 
     fn workers(pending: u64, running: u64) -> MasterEvent {
-        MasterEvent::Workers(WorkerStatus {
-            pending,
-            running,
-            ..WorkerStatus::default()
-        })
+        let mut status = WorkerStatus::default();
+        (status.pending, status.running) = (pending, running);
+        MasterEvent::Workers(status)
     }
 
     #[test]

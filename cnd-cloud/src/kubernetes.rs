@@ -41,8 +41,8 @@ use kube::Client;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use cnd_core::distributed::DEFAULT_TERMINATION_LOG;
-use cnd_core::{LaunchError, Launcher, RunSpec, WorkerStatus};
+use cnd_core::distributed::{error_chain, DEFAULT_TERMINATION_LOG};
+use cnd_core::{Cause, LaunchError, Launcher, RunSpec, WorkerStatus};
 
 /// Label every cnd object carries: `app.kubernetes.io/name=cnd`.
 pub const LABEL_NAME: (&str, &str) = ("app.kubernetes.io/name", "cnd");
@@ -365,49 +365,52 @@ fn clamp_i32(n: u64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Turns a kube error into a [`LaunchError`] that says what to do about it.
+/// Turns a kube error into a [`LaunchError`] that says what to do about it; the
+/// error itself (the API server's status, the connection's error) is its source.
 pub fn launch_error(action: &str, namespace: &str, error: kube::Error) -> LaunchError {
+    let code = match &error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    };
+    let unreachable = matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_));
+    let cause = Some(kube_cause(error));
+    match code {
+        Some(403) => LaunchError::refused(
+            action,
+            format!(
+                "forbidden: the user or service account running cnd needs RBAC permission \
+                 for jobs, pods and secrets in namespace {namespace} (see docker/k8s/rbac-master.yaml)"
+            ),
+        ),
+        Some(409) => LaunchError::refused(action, "it already exists"),
+        Some(401) => LaunchError::refused(
+            action,
+            "not authenticated: check the kubeconfig's credentials",
+        ),
+        // The API server's own trouble (overloaded, etcd timeouts, a restart)
+        // and throttling pass; the master retries these within its budget.
+        Some(code) if code >= 500 || code == 429 => LaunchError::unreachable(
+            "the Kubernetes API server",
+            format!("{action} (HTTP {code})"),
+        ),
+        Some(code) => LaunchError::refused(action, format!("HTTP {code}")),
+        None if unreachable => LaunchError::unreachable("the Kubernetes API server", action),
+        None => LaunchError::other(format!("{action} failed")),
+    }
+    .with_cause(cause)
+}
+
+/// The error behind a kube error, as a [`LaunchError`]'s or [`ChannelError`]'s
+/// source: kube's API, connection and service errors repeat their own source in
+/// their text, so the inner error is taken, which `{:#}` then prints once.
+///
+/// [`ChannelError`]: cnd_core::ChannelError
+pub fn kube_cause(error: kube::Error) -> Cause {
     match error {
-        kube::Error::Api(status) => match status.code {
-            403 => LaunchError::Refused {
-                action: action.to_string(),
-                detail: format!(
-                    "forbidden: {}; the user or service account running cnd needs RBAC permission \
-                     for jobs, pods and secrets in namespace {namespace} (see docker/k8s/rbac-master.yaml)",
-                    status.message
-                ),
-            },
-            409 => LaunchError::Refused {
-                action: action.to_string(),
-                detail: format!("it already exists ({})", status.message),
-            },
-            401 => LaunchError::Refused {
-                action: action.to_string(),
-                detail: format!(
-                    "not authenticated: {}; check the kubeconfig's credentials",
-                    status.message
-                ),
-            },
-            // The API server's own trouble (overloaded, etcd timeouts, a restart)
-            // and throttling pass; the master retries these within its budget.
-            code if code >= 500 || code == 429 => LaunchError::Unreachable {
-                target: "the Kubernetes API server".into(),
-                detail: format!(
-                    "{action}: {} ({} {})",
-                    status.message, status.code, status.reason
-                ),
-            },
-            _ => LaunchError::Refused {
-                action: action.to_string(),
-                detail: format!("{} ({} {})", status.message, status.code, status.reason),
-            },
-        },
-        kube::Error::HyperError(_) | kube::Error::Service(_) => LaunchError::Unreachable {
-            target: "the Kubernetes API server".into(),
-            // "client error (Connect)" alone says nothing: add its causes.
-            detail: format!("{action}: {}", crate::error_chain(&error)),
-        },
-        other => LaunchError::Other(format!("{action} failed: {other}")),
+        kube::Error::Api(status) => Arc::new(*status),
+        kube::Error::HyperError(e) => Arc::new(e),
+        kube::Error::Service(e) => Arc::from(e),
+        other => Arc::new(other),
     }
 }
 
@@ -591,7 +594,7 @@ impl Launcher for KubeLauncher {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
             {
-                return Err(LaunchError::Other(format!(
+                return Err(LaunchError::other(format!(
                     "watching the pods of {} failed: {error}",
                     run.name()
                 )));
@@ -709,10 +712,10 @@ fn all_or_each_failure(mut failed: Vec<LaunchError>) -> Result<(), LaunchError> 
     match failed.len() {
         0 => Ok(()),
         1 => Err(failed.remove(0)),
-        _ => Err(LaunchError::Other(
+        _ => Err(LaunchError::other(
             failed
                 .iter()
-                .map(ToString::to_string)
+                .map(|e| error_chain(e))
                 .collect::<Vec<_>>()
                 .join("; "),
         )),
@@ -733,7 +736,7 @@ fn owner_reference(
             uid: uid.clone(),
             ..OwnerReference::default()
         }),
-        _ => Err(LaunchError::Other(format!(
+        _ => Err(LaunchError::other(format!(
             "the API server returned a {kind} without a name or uid"
         ))),
     }

@@ -406,7 +406,7 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
     let (client, seen) = mock(answer);
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
     let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
-    let LaunchError::Refused { action, detail } = &error else {
+    let LaunchError::Refused { action, detail, .. } = &error else {
         panic!("{error:?}")
     };
     assert!(action.contains("creating secret"), "{action}");
@@ -414,6 +414,19 @@ async fn forbidden_is_refused_with_an_rbac_hint() {
         detail.contains("RBAC") && detail.contains("cnd-test"),
         "{detail}"
     );
+    // The API server's words are the source, said once in the whole chain.
+    let source = std::error::Error::source(&error).expect("the API status");
+    assert!(
+        source.to_string().contains("cannot create resource"),
+        "{source}"
+    );
+    let chain = cnd_core::distributed::error_chain(&error);
+    assert_eq!(
+        chain.matches("cannot create resource").count(),
+        1,
+        "{chain}"
+    );
+    eprintln!("{chain}");
     // Nothing was created, so there is nothing to delete (and no failure to
     // delete it, which the user would be told to clean up after).
     launcher.stop().await.unwrap();
@@ -502,6 +515,30 @@ async fn an_unreachable_server_is_unreachable() {
         matches!(error, LaunchError::Unreachable { .. }),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unreachable_and_says_each_cause_once() {
+    // Port 1 on this machine: nothing listens, the connection is refused.
+    let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+    let client = Client::try_from(config).unwrap();
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    let error = launcher.launch(&spec(2, 2)).await.unwrap_err();
+    // What the CLI prints (anyhow's `{:#}` walks the same chain).
+    let chain = cnd_core::distributed::error_chain(&error);
+    assert!(matches!(error, LaunchError::Unreachable { .. }), "{chain}");
+    assert!(
+        chain.starts_with("could not reach the Kubernetes API server: creating secret"),
+        "{chain}"
+    );
+    let parts: Vec<&str> = chain.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(part),
+            "{part:?} said twice: {chain}"
+        );
+    }
+    eprintln!("{chain}");
 }
 
 fn pod(name: &str, phase: &str, waiting: Option<&str>) -> Value {
@@ -834,10 +871,9 @@ fn options_for_master() -> KubeOptions {
 
 #[tokio::test]
 async fn a_burst_of_5xx_from_the_api_server_is_ridden_out() {
-    let options = cnd_core::MasterOptions {
-        deadline: Some(std::time::Instant::now() + Duration::from_secs(7)),
-        ..cnd_core::MasterOptions::default()
-    };
+    let options = cnd_core::MasterOptions::with_deadline(Some(
+        std::time::Instant::now() + Duration::from_secs(7),
+    ));
     // Three failed status reads in a row (~6 s): the old master gave up here.
     let (out, events) = master_over(vec![Some(500), Some(503), Some(500)], options).await;
     assert!(
@@ -853,11 +889,9 @@ async fn a_burst_of_5xx_from_the_api_server_is_ridden_out() {
 
 #[tokio::test]
 async fn a_hanging_api_server_ends_the_run_after_the_retry_budget() {
-    let options = cnd_core::MasterOptions {
-        retry_for: Duration::from_secs(2),
-        call_timeout: Duration::from_millis(500),
-        ..cnd_core::MasterOptions::default()
-    };
+    let mut options = cnd_core::MasterOptions::default();
+    options.retry_for = Duration::from_secs(2);
+    options.call_timeout = Duration::from_millis(500);
     let started = std::time::Instant::now();
     let (out, _) = master_over(vec![None; 100], options).await;
     let took = started.elapsed();
@@ -870,7 +904,8 @@ async fn a_hanging_api_server_ends_the_run_after_the_retry_budget() {
         ),
         "{out:?}"
     );
-    assert!(out.unwrap_err().to_string().contains("no answer"));
+    let error = cnd_core::distributed::error_chain(&out.unwrap_err());
+    assert!(error.contains("could not watch the workers: could not reach the launcher: asking how the workers are doing got no answer"), "{error}");
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(8),
         "{took:?}"

@@ -50,33 +50,3 @@ impl cnd_core::Timer for TokioTimer {
         Box::pin(tokio::time::sleep(duration))
     }
 }
-
-/// An error and its sources as one line, `outer: inner: innermost`.
-///
-/// Like the SDK's `DisplayErrorContext`, without the `Debug` dump it appends,
-/// and without repeating a source whose text its parent already shows.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let part = inner.to_string();
-        if !part.is_empty() && !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = inner.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_chains_are_one_line() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let outer = std::io::Error::other(inner);
-        assert_eq!(error_chain(&outer), "refused");
-    }
-}

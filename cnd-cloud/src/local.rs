@@ -405,10 +405,10 @@ impl Launcher for LocalLauncher {
     async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
         let bin = &self.options.worker_bin;
         if !bin.is_file() {
-            return Err(LaunchError::Unreachable {
-                target: bin.display().to_string(),
-                detail: "no cnd-worker binary there (set CND_WORKER_BIN)".into(),
-            });
+            return Err(LaunchError::unreachable(
+                bin.display().to_string(),
+                "no cnd-worker binary there (set CND_WORKER_BIN)",
+            ));
         }
         let threads = self
             .options
@@ -426,9 +426,10 @@ impl Launcher for LocalLauncher {
             reports: self.reports.clone(),
         };
         *lock(&self.state) = State {
-            status: WorkerStatus {
-                pending: spec.shards,
-                ..WorkerStatus::default()
+            status: {
+                let mut status = WorkerStatus::default();
+                status.pending = spec.shards;
+                status
             },
             restarts: 0,
         };
@@ -455,7 +456,7 @@ impl Launcher for LocalLauncher {
         }
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.await.map_err(|e| {
-                LaunchError::Other(format!("the local worker supervisor failed: {e}"))
+                LaunchError::other("the local worker supervisor failed").with_source(e)
             })?;
         }
         Ok(())

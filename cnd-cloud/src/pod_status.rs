@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +27,7 @@ use uuid::Uuid;
 use cnd_core::distributed::{DEFAULT_TERMINATION_LOG, TERMINATION_LOG_SCHEME};
 use cnd_core::{ChannelError, Message, ResultChannel};
 
-use crate::kubernetes::selector;
+use crate::kubernetes::{kube_cause, selector};
 
 type PodEvents = Pin<Box<dyn Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
 
@@ -118,18 +119,22 @@ fn channel_error(namespace: &str, error: watcher::Error) -> ChannelError {
         watcher::Error::WatchError(status) => Some(status.code),
         _ => None,
     };
+    // The source is the error under watcher's wrapper (whose text repeats it).
+    let cause = match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => kube_cause(e),
+        watcher::Error::WatchError(status) => Arc::new(*status),
+        other => Arc::new(other),
+    };
     match api_status {
-        Some(403) | Some(401) => ChannelError::Refused {
-            action: format!("watching the run's pods in namespace {namespace}"),
-            detail: format!(
-                "{error}; the master needs get/list/watch on pods (see docker/k8s/rbac-master.yaml)"
-            ),
-        },
-        _ => ChannelError::Unreachable {
-            target: "the Kubernetes API server".into(),
-            detail: format!("watching the run's pods: {error}"),
-        },
+        Some(403) | Some(401) => ChannelError::refused(
+            format!("watching the run's pods in namespace {namespace}"),
+            "the master needs get/list/watch on pods (see docker/k8s/rbac-master.yaml)",
+        ),
+        _ => ChannelError::unreachable("the Kubernetes API server", "watching the run's pods"),
     }
+    .with_cause(Some(cause))
 }
 
 #[async_trait]

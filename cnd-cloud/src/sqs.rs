@@ -15,6 +15,7 @@
 //! so a master on a shared queue filters without parsing bodies: another run's
 //! messages are made visible again at once, never deleted.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -26,9 +27,9 @@ use aws_sdk_sqs::types::{
 };
 use aws_smithy_http_client::tls;
 use cnd_core::distributed::unix_now;
-use cnd_core::{ChannelError, Message, Report, ResultChannel, RunKey};
+use cnd_core::{Cause, ChannelError, Message, Report, ResultChannel, RunKey};
 
-use crate::error_chain;
+use cnd_core::distributed::error_chain;
 
 pub use cnd_core::SIGNATURE_ATTRIBUTE;
 use uuid::Uuid;
@@ -164,6 +165,11 @@ pub async fn client_for_queue(queue_url: &str) -> Result<Client, ClientError> {
     Ok(Client::new(&config))
 }
 
+/// `the queue URL`: what a channel error says could not be reached.
+fn the_queue(queue: &str) -> String {
+    format!("the queue {queue}")
+}
+
 /// What went wrong with one SDK call, reduced to what callers decide on.
 struct Failure {
     /// The service was not reached or did not answer (connection, timeout, 5xx,
@@ -173,14 +179,17 @@ struct Failure {
     detail: String,
     /// The service's error code, if it answered with one.
     code: Option<String>,
+    /// The SDK's error when the service gave no answer of its own (a connection
+    /// or configuration failure); `detail` is then its whole chain.
+    source: Option<Cause>,
 }
 
 impl Failure {
-    fn of<E>(err: &SdkError<E>) -> Failure
+    fn of<E>(err: SdkError<E>) -> Failure
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match err {
+        match &err {
             SdkError::ServiceError(service) => {
                 let inner = service.err();
                 let status = service.raw().status().as_u16();
@@ -189,25 +198,28 @@ impl Failure {
                 let detail = match (inner.code(), inner.message()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     (Some(code), None) => code.to_string(),
-                    _ => format!("HTTP {status}: {}", error_chain(err)),
+                    _ => format!("HTTP {status}: {}", error_chain(&err)),
                 };
                 Failure {
                     transient: status >= 500 || throttled,
                     detail,
                     code,
+                    source: None,
                 }
             }
             // Building the request failed: a bug or a bad configuration (no
             // region, no credentials), which no retry fixes.
             SdkError::ConstructionFailure(_) => Failure {
                 transient: false,
-                detail: error_chain(err),
+                detail: error_chain(&err),
                 code: None,
+                source: Some(Arc::new(err)),
             },
             _ => Failure {
                 transient: true,
-                detail: error_chain(err),
+                detail: error_chain(&err),
                 code: None,
+                source: Some(Arc::new(err)),
             },
         }
     }
@@ -219,18 +231,21 @@ impl Failure {
             .is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist"))
     }
 
+    /// The failure as a channel error: the SDK's error as its source where
+    /// there is one (and not repeated in the text), else the service's answer.
+    /// `target` is what was being reached, in words ("the queue …", "SQS").
     fn into_channel_error(self, action: impl Into<String>, target: &str) -> ChannelError {
-        if self.transient {
-            ChannelError::Unreachable {
-                target: target.to_string(),
-                detail: self.detail,
-            }
+        let detail = if self.source.is_some() {
+            String::new()
         } else {
-            ChannelError::Refused {
-                action: action.into(),
-                detail: self.detail,
-            }
+            self.detail
+        };
+        if self.transient {
+            ChannelError::unreachable(target, detail)
+        } else {
+            ChannelError::refused(action, detail)
         }
+        .with_cause(self.source)
     }
 }
 
@@ -274,11 +289,14 @@ impl SqsChannel {
             .send()
             .await
             .map_err(|e| {
-                Failure::of(&e).into_channel_error(format!("creating queue {name}"), &name)
+                Failure::of(e)
+                    .into_channel_error(format!("creating queue {name}"), &the_queue(&name))
             })?;
-        let queue_url = out.queue_url().ok_or_else(|| ChannelError::Refused {
-            action: format!("creating queue {name}"),
-            detail: "the service returned no queue URL".to_string(),
+        let queue_url = out.queue_url().ok_or_else(|| {
+            ChannelError::refused(
+                format!("creating queue {name}"),
+                "the service returned no queue URL",
+            )
         })?;
         tracing::debug!(queue = queue_url, "created the run's queue");
         Ok(SqsChannel {
@@ -407,9 +425,9 @@ impl ResultChannel for SqsChannel {
             .send()
             .await
             .map_err(|e| {
-                Failure::of(&e).into_channel_error(
+                Failure::of(e).into_channel_error(
                     format!("receiving from queue {}", self.queue_url),
-                    &self.queue_url,
+                    &the_queue(&self.queue_url),
                 )
             })?;
 
@@ -472,9 +490,9 @@ impl ResultChannel for SqsChannel {
             .delete_batch(ours.iter().map(|(receipt, _)| receipt.as_str()))
             .await
             .map_err(|e| {
-                Failure::of(&e).into_channel_error(
+                Failure::of(e).into_channel_error(
                     format!("deleting received messages from queue {}", self.queue_url),
-                    &self.queue_url,
+                    &the_queue(&self.queue_url),
                 )
             })?;
         let failed: Vec<&str> = deleted.failed().iter().map(|f| f.id()).collect();
@@ -658,11 +676,12 @@ impl SqsReportSender {
             let request = request.send();
             let failure = match tokio::time::timeout(self.retry.try_timeout, request).await {
                 Ok(Ok(_)) => return Ok(()),
-                Ok(Err(err)) => Failure::of(&err),
+                Ok(Err(err)) => Failure::of(err),
                 Err(_) => Failure {
                     transient: true,
                     detail: format!("no answer within {:?}", self.retry.try_timeout),
                     code: None,
+                    source: None,
                 },
             };
             if !failure.transient {
@@ -710,7 +729,7 @@ pub async fn list_run_queues(client: &Client) -> Result<Vec<String>, ChannelErro
             .set_next_token(next_token)
             .send()
             .await
-            .map_err(|e| Failure::of(&e).into_channel_error("listing queues", "SQS"))?;
+            .map_err(|e| Failure::of(e).into_channel_error("listing queues", "SQS"))?;
         urls.extend(
             out.queue_urls()
                 .iter()
@@ -732,11 +751,12 @@ pub async fn queue_url_for_name(
     match client.get_queue_url().queue_name(name).send().await {
         Ok(out) => Ok(out.queue_url().map(str::to_string)),
         Err(err) => {
-            let failure = Failure::of(&err);
+            let failure = Failure::of(err);
             if failure.no_such_queue() {
                 Ok(None)
             } else {
-                Err(failure.into_channel_error(format!("looking up queue {name}"), name))
+                Err(failure
+                    .into_channel_error(format!("looking up queue {name}"), &the_queue(name)))
             }
         }
     }
@@ -759,15 +779,15 @@ pub async fn check_queue(client: &Client, url: &str) -> Result<(), ChannelError>
     {
         Ok(_) => Ok(()),
         Err(err) => {
-            let failure = Failure::of(&err);
+            let failure = Failure::of(err);
             let action = format!("looking up queue {url}");
             if failure.no_such_queue() {
-                Err(ChannelError::Refused {
+                Err(ChannelError::refused(
                     action,
-                    detail: "there is no such queue (was the run ended or cleaned up?)".into(),
-                })
+                    "there is no such queue (was the run ended or cleaned up?)",
+                ))
             } else {
-                Err(failure.into_channel_error(action, url))
+                Err(failure.into_channel_error(action, &the_queue(url)))
             }
         }
     }
@@ -782,7 +802,7 @@ pub async fn queue_expiry(client: &Client, url: &str) -> Result<Option<SystemTim
         .send()
         .await
         .map_err(|e| {
-            Failure::of(&e).into_channel_error(format!("reading the tags of {url}"), url)
+            Failure::of(e).into_channel_error(format!("reading the tags of {url}"), &the_queue(url))
         })?;
     Ok(out
         .tags()
@@ -796,11 +816,11 @@ pub async fn delete_queue(client: &Client, url: &str) -> Result<(), ChannelError
     match client.delete_queue().queue_url(url).send().await {
         Ok(_) => Ok(()),
         Err(err) => {
-            let failure = Failure::of(&err);
+            let failure = Failure::of(err);
             if failure.no_such_queue() {
                 Ok(())
             } else {
-                Err(failure.into_channel_error(format!("deleting queue {url}"), url))
+                Err(failure.into_channel_error(format!("deleting queue {url}"), &the_queue(url)))
             }
         }
     }

@@ -273,7 +273,21 @@ async fn an_unreachable_service_is_reported_as_unreachable() {
     );
     let err = channel.receive(Duration::ZERO).await.unwrap_err();
     assert!(matches!(err, ChannelError::Unreachable { .. }), "{err:?}");
-    eprintln!("{err}");
+    // What the CLI prints (anyhow's `{:#}` walks the same chain): the SDK's
+    // error is the source, each of its causes said once.
+    let chain = cnd_core::distributed::error_chain(&err);
+    assert!(
+        chain.starts_with("could not reach the queue http://127.0.0.1:1/000000000000/cnd-x: "),
+        "{chain}"
+    );
+    let parts: Vec<&str> = chain.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(part),
+            "{part:?} said twice: {chain}"
+        );
+    }
+    eprintln!("{chain}");
 }
 
 #[tokio::test]

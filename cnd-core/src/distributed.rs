@@ -5,6 +5,7 @@
 //! spawns, sleeps or opens a socket. Implementations live in `cnd-cloud`
 //! (Kubernetes, SQS, local processes) and in [`crate::memory`] (tests).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +30,7 @@ pub const MAX_SHARDS: u64 = 100_000;
 
 /// Why a [`RunSpec`] cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunSpecError {
     /// Zero shards: nothing would be searched.
     #[error("a run needs at least one shard")]
@@ -395,6 +397,7 @@ impl std::fmt::Display for Destination {
 
 /// A snapshot of a run's workers, as the launcher sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerStatus {
     /// Not placed yet: on Kubernetes, pods waiting for a node (or a Job's
     /// indexes without a pod); locally, shards queued for a free worker slot.
@@ -423,50 +426,144 @@ impl WorkerStatus {
     }
 }
 
-/// Why a launcher call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LaunchError {
-    /// The cluster (or the local machine) could not be reached or did not answer.
-    #[error("could not reach {target}: {detail}")]
+/// The underlying error of a [`CallError`], shared so that the error stays `Clone`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a call to a [`Launcher`] or a [`ResultChannel`] failed.
+///
+/// The variant says what the master should do: retry within its budget
+/// ([`Unreachable`](CallError::Unreachable)) or give up at once
+/// ([`Refused`](CallError::Refused), [`Other`](CallError::Other)). Its text is
+/// one sentence of cnd's own; the error it stems from, when there is one, is
+/// its [`source`](std::error::Error::source) and is not repeated in the text
+/// (print the chain, e.g. with anyhow's `{:#}`, to see both).
+///
+/// ```
+/// use cnd_core::LaunchError;
+///
+/// let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let error = LaunchError::unreachable("the API server", "").with_source(io);
+/// assert_eq!(error.to_string(), "could not reach the API server");
+/// assert!(std::error::Error::source(&error).is_some());
+/// assert!(error.is_transient());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The service (an API server, a queue, the local machine) could not be
+    /// reached or did not answer: worth retrying.
+    #[error("could not reach {target}{}", colon(detail))]
     Unreachable {
-        /// What was being reached (an API server URL, a binary path).
+        /// What was being reached ("the Kubernetes API server", "the queue URL", a binary's path).
         target: String,
-        /// The underlying error, in one sentence.
+        /// What cnd adds to the source, in words; may be empty.
         detail: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Cause>,
     },
-    /// The request was refused: forbidden, conflicting, or invalid.
-    #[error("{action} was refused: {detail}")]
+    /// The request was refused (forbidden, conflicting, invalid, no such
+    /// queue): retrying will not help.
+    #[error("{action} was refused{}", colon(detail))]
     Refused {
         /// What was asked ("creating job cnd-1234abcd").
         action: String,
-        /// Why the server said no.
+        /// Why the service said no, or what to do about it; may be empty.
         detail: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Cause>,
     },
-    /// Anything else, in one sentence.
-    #[error("{0}")]
-    Other(String),
+    /// Anything else.
+    #[error("{detail}")]
+    Other {
+        /// What went wrong, in one sentence.
+        detail: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
-/// Why a result channel call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChannelError {
-    /// The queue service could not be reached or did not answer.
-    #[error("could not reach the queue {target}: {detail}")]
-    Unreachable {
-        /// The queue URL or endpoint.
-        target: String,
-        /// The underlying error.
-        detail: String,
-    },
-    /// The queue service refused the request (no such queue, access denied).
-    #[error("{action} was refused: {detail}")]
-    Refused {
-        /// What was asked.
-        action: String,
-        /// Why.
-        detail: String,
-    },
+/// `": detail"`, or nothing for an empty detail.
+fn colon(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
 }
+
+impl CallError {
+    /// [`CallError::Unreachable`] without a source (see [`CallError::with_source`]).
+    pub fn unreachable(target: impl Into<String>, detail: impl Into<String>) -> CallError {
+        CallError::Unreachable {
+            target: target.into(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`CallError::Refused`] without a source.
+    pub fn refused(action: impl Into<String>, detail: impl Into<String>) -> CallError {
+        CallError::Refused {
+            action: action.into(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`CallError::Other`] without a source.
+    pub fn other(detail: impl Into<String>) -> CallError {
+        CallError::Other {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same error caused by `source`.
+    pub fn with_source(self, source: impl std::error::Error + Send + Sync + 'static) -> CallError {
+        self.with_cause(Some(Arc::new(source)))
+    }
+
+    /// The same error with `cause` as its source (or none).
+    pub fn with_cause(mut self, cause: Option<Cause>) -> CallError {
+        match &mut self {
+            CallError::Unreachable { source, .. }
+            | CallError::Refused { source, .. }
+            | CallError::Other { source, .. } => *source = cause,
+        }
+        self
+    }
+
+    /// Whether trying again later may succeed ([`CallError::Unreachable`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::Unreachable { .. })
+    }
+}
+
+/// `error` and its sources, outermost first, joined by `": "` (as anyhow's
+/// `{:#}` prints them): for texts that must say everything in one string.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let part = source.to_string();
+        // Some errors (the AWS SDK's, hyper's) already end with their source's text.
+        if !part.is_empty() && !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = source.source();
+    }
+    text
+}
+
+/// Why a launcher call failed.
+pub type LaunchError = CallError;
+
+/// Why a result channel call failed.
+pub type ChannelError = CallError;
 
 /// Starts workers for the shards of a run and stops them.
 ///
@@ -514,6 +611,7 @@ pub trait ResultChannel: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use proptest::prelude::*;
 
     #[test]
@@ -568,5 +666,18 @@ mod tests {
             prop_assert!(!line.contains('\n'), "one line: {line}");
             prop_assert_eq!(Message::from_envelope(&line).unwrap(), message);
         }
+    }
+
+    #[test]
+    fn error_chains_are_one_line_and_say_each_cause_once() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        // io::Error::other shows its inner error's text as its own.
+        assert_eq!(error_chain(&std::io::Error::other(inner)), "refused");
+        let call = CallError::unreachable("the queue", "sending")
+            .with_source(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(
+            error_chain(&call),
+            "could not reach the queue: sending: timed out"
+        );
     }
 }

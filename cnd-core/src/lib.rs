@@ -1,15 +1,32 @@
 //! cnd-core: the nonce puzzle and its fast search, with no network and no async runtime.
 //!
-//! A [`Puzzle`] (block, difficulty D, nonce width and format) asks for a nonce
-//! whose `SHA256(SHA256(block || nonce))` has at least D leading zero bits.
-//! [`search`] scans a [`NonceRange`] on every thread with a hash [`Backend`]
-//! chosen at run time and returns the smallest golden nonce ([`SearchOutcome`]);
-//! [`verify`] checks one nonce independently of the backends. [`NonceRange::shard`]
-//! splits a space for many workers, [`stats`] says how much work a run needs,
-//! and the [`Launcher`] / [`ResultChannel`] traits are what the distributed
-//! master ([`master::run_master`]) is written against; `cnd-cloud` implements
-//! them for Kubernetes, SQS and local processes, [`memory`] for tests. A
-//! worker reads its [`worker_config`] from the environment and sends [`Report`]s.
+//! **The puzzle.** A [`Puzzle`] (block, difficulty D, [`NonceBits`],
+//! [`NonceFormat`]) asks for a nonce whose `SHA256(SHA256(block || nonce))` has at
+//! least D leading zero bits (SPEC §1). [`verify`] checks one nonce from scratch;
+//! [`stats`] says how much work a puzzle needs and how likely a space is to hold an
+//! answer.
+//!
+//! **Searching here.** [`search`] scans a [`NonceRange`] on every thread with a
+//! hash [`Backend`] (`auto`: the fastest on this CPU, or what `CND_BACKEND`
+//! names) and returns the smallest golden nonce as a [`SearchOutcome`].
+//! [`SearchOptions`] set threads, backend, deadline and a progress callback; a
+//! [`SearchControl`] cancels a running search and counts its hashes; a
+//! [`Searcher`] keeps its threads for many searches.
+//!
+//! **Searching on many workers.** [`NonceRange::shard`] splits a space (SPEC §2).
+//! [`run_master`] drives a distributed run described by a [`RunSpec`]: it starts
+//! workers through a [`Launcher`], reads their signed [`Report`]s (a
+//! [`Message`] each, signed with the run's [`RunKey`]) from a [`ResultChannel`],
+//! verifies every claimed nonce itself, and always cleans up; it says what
+//! happens as [`MasterEvent`]s and ends in a [`MasterOutcome`] or a
+//! [`MasterError`]. It needs only a [`Timer`] from the caller's runtime and
+//! stops on a [`CancelToken`]. `cnd-cloud` implements the two traits for
+//! Kubernetes, SQS and local processes; [`memory`] has in-process ones. A worker
+//! reads its [`WorkerConfig`] from the environment (SPEC §4).
+//!
+//! Implementing the traits needs no other dependency: [`async_trait`](macro@async_trait)
+//! and [`Uuid`] are re-exported here. See `examples/search.rs` and
+//! `examples/distributed.rs` for both halves end to end.
 //!
 //! ```
 //! use cnd_core::{search, verify, Puzzle, SearchControl, SearchOptions, SearchOutcome};
@@ -23,25 +40,33 @@
 
 #![warn(missing_docs)]
 
-pub mod backend;
+mod backend;
 pub mod cancel;
 pub mod distributed;
+#[doc(hidden)] // Listed nowhere: not API (see its own doc).
+pub mod hazmat;
 pub mod master;
 pub mod memory;
 pub mod puzzle;
 pub mod report;
 pub mod run_key;
-pub mod search;
+mod search;
 pub mod shard;
 pub mod stats;
-pub mod verify;
+mod verify;
 pub mod worker_config;
 
-pub use backend::{Backend, BackendError, Job, Template};
+/// The attribute macro for implementing [`Launcher`] and [`ResultChannel`]
+/// (re-exported from the `async-trait` crate).
+pub use async_trait::async_trait;
+/// Run ids (re-exported from the `uuid` crate).
+pub use uuid::Uuid;
+
+pub use backend::{Backend, BackendError};
 pub use cancel::{CancelToken, ThreadTimer, Timer};
 pub use distributed::{
-    ChannelError, Destination, EnvelopeError, LaunchError, Launcher, Message, ResultChannel,
-    RunSpec, RunSpecError, WorkerStatus,
+    CallError, Cause, ChannelError, Destination, EnvelopeError, LaunchError, Launcher, Message,
+    ResultChannel, RunSpec, RunSpecError, WorkerStatus,
 };
 pub use master::{
     run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Totals,
@@ -49,7 +74,10 @@ pub use master::{
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};
 pub use run_key::{RunKey, RunKeyError, SIGNATURE_ATTRIBUTE};
-pub use search::{search, Found, SearchControl, SearchError, SearchOptions, SearchOutcome};
+pub use search::{
+    available_threads, search, Found, SearchControl, SearchError, SearchOptions, SearchOutcome,
+    Searcher, CHUNK,
+};
 pub use shard::{NonceRange, RangeError};
-pub use verify::{verify, Verification};
+pub use verify::{double_sha256, leading_zero_bits, verify, Verification};
 pub use worker_config::{WorkerConfig, WorkerConfigError};

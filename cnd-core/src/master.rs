@@ -31,8 +31,8 @@ use uuid::Uuid;
 
 use crate::cancel::{CancelToken, Timer};
 use crate::distributed::{
-    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, RunSpecError,
-    WorkerStatus,
+    error_chain, ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec,
+    RunSpecError, WorkerStatus,
 };
 use crate::puzzle::to_hex;
 use crate::report::{Report, ReportError, ReportKind};
@@ -48,6 +48,7 @@ pub const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 /// What the master tells its caller while a run goes on (for live status).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum MasterEvent {
     /// The launcher accepted the workers (they are requested, not running yet).
     Launched {
@@ -105,6 +106,7 @@ pub enum MasterEvent {
 
 /// Progress of the whole run after one report.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// The shard that reported.
     pub shard: u64,
@@ -124,6 +126,7 @@ pub struct Progress {
 
 /// Why a message was ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ignored {
     /// The message has no `cnd-signature`: it is not from a worker of this run.
     Unsigned,
@@ -218,6 +221,7 @@ impl fmt::Display for Ignored {
 
 /// What the run did, whatever its outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Totals {
     /// Hashes tried: the latest count reported by each shard, summed.
     pub hashes: u64,
@@ -233,6 +237,7 @@ pub struct Totals {
 
 /// A verified golden nonce and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Golden {
     /// The nonce.
     pub nonce: u64,
@@ -257,6 +262,7 @@ pub struct Golden {
 
 /// How a run ended (when it did not end in an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MasterOutcome {
     /// A worker reported a nonce and the master verified it.
     Found(Golden),
@@ -282,14 +288,15 @@ impl MasterOutcome {
 
 /// Why a run ended in an error. The workers and the queue were removed (or that
 /// was tried, see [`MasterEvent::CleanupFailed`]) before it was returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum MasterError {
     /// The run's shards or parallelism do not fit its range; nothing was started.
     #[error("the run is not valid: {0}")]
     InvalidSpec(RunSpecError),
     /// The launcher could not start the workers.
-    #[error("could not start the workers: {0}")]
-    Launch(LaunchError),
+    #[error("could not start the workers")]
+    Launch(#[source] LaunchError),
     /// The launcher says the workers cannot succeed (an image that cannot be
     /// pulled, retries used up).
     #[error("the workers cannot run: {0}")]
@@ -313,11 +320,11 @@ pub enum MasterError {
         missing: Vec<(u64, NonceRange)>,
     },
     /// Asking the launcher how the workers are doing kept failing.
-    #[error("could not watch the workers: {0}")]
-    Status(LaunchError),
+    #[error("could not watch the workers")]
+    Status(#[source] LaunchError),
     /// Receiving from the result channel kept failing.
-    #[error("could not receive results: {0}")]
-    Channel(ChannelError),
+    #[error("could not receive results")]
+    Channel(#[source] ChannelError),
 }
 
 /// "shard 1 (nonces A..B) was not searched; `--range A..B` searches it", for
@@ -342,6 +349,7 @@ fn unsearched(missing: &[(u64, NonceRange)], unfinished: u64) -> String {
 
 /// How long the master waits for things, and how long it rides out trouble.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MasterOptions {
     /// When the run ends as timed out, whatever is in flight.
     pub deadline: Option<Instant>,
@@ -389,7 +397,7 @@ const CLEANUP_TRIES: u32 = 3;
 /// Launches `spec` with `launcher`, reads reports from `channel` until the first
 /// verified golden nonce, every shard exhausted, the deadline, or `cancel`, then
 /// calls `launcher.stop()` and `channel.close()` on every way out, errors
-/// included (each tried [`CLEANUP_TRIES`] times, each try bounded). Every call is
+/// included (each tried up to three times, each try bounded). Every call is
 /// raced against `cancel`, the deadline and its own time limit (`timer` tells
 /// the time), so a stalled API server or queue never holds the run: a
 /// cancellation is honoured at once. `on_event` sees what happens as it happens.
@@ -485,7 +493,7 @@ type CleanupStep<T, E> =
 /// Tries `step` on `target` until it succeeds, [`CLEANUP_TRIES`] tries fail, the
 /// cleanup's time (the clock's deadline) is up, or `cancel` is cancelled a second
 /// time; each try is bounded by `limit`. The error says why and after how many tries.
-async fn retry_cleanup<T: ?Sized, E: fmt::Display>(
+async fn retry_cleanup<T: ?Sized, E: std::error::Error + 'static>(
     clock: &Clock<'_>,
     cancel: &CancelToken,
     limit: Duration,
@@ -515,7 +523,7 @@ async fn retry_cleanup<T: ?Sized, E: fmt::Display>(
             .await
         {
             Ok(Some(Ok(()))) => return Ok(()),
-            Ok(Some(Err(e))) => last = e.to_string(),
+            Ok(Some(Err(e))) => last = error_chain(&e),
             Ok(None) => {
                 last = "given up at a second interrupt".into();
                 break;
@@ -672,7 +680,11 @@ async fn drive(
     let shard_ranges = (0..spec.shards)
         .map(|i| spec.range.shard(i, spec.shards))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| MasterError::Launch(LaunchError::Other(e.to_string())))?;
+        .map_err(|e| {
+            MasterError::Launch(
+                LaunchError::other("the run cannot be split into shards").with_source(e),
+            )
+        })?;
     let shards = spec.shards as usize;
     let mut tally = Tally {
         shard_ranges,
@@ -700,13 +712,13 @@ async fn drive(
     {
         Ok(launched) => launched.map_err(MasterError::Launch)?,
         Err(Cut::TimedOut) => {
-            return Err(MasterError::Launch(LaunchError::Unreachable {
-                target: "the launcher".into(),
-                detail: format!(
+            return Err(MasterError::Launch(LaunchError::unreachable(
+                "the launcher",
+                format!(
                     "starting the workers took longer than {}",
                     seconds(options.launch_timeout)
                 ),
-            }))
+            )))
         }
         Err(cut) => return cut_short(cut, &tally),
     }
@@ -735,13 +747,13 @@ async fn drive(
             next_status = Instant::now() + STATUS_EVERY;
             let status = match clock.bounded(options.call_timeout, launcher.status()).await {
                 Ok(status) => status,
-                Err(Cut::TimedOut) => Err(LaunchError::Unreachable {
-                    target: "the launcher".into(),
-                    detail: format!(
+                Err(Cut::TimedOut) => Err(LaunchError::unreachable(
+                    "the launcher",
+                    format!(
                         "asking how the workers are doing got no answer within {}",
                         seconds(options.call_timeout)
                     ),
-                }),
+                )),
                 Err(cut) => return cut_short(cut, &tally),
             };
             match status {
@@ -780,10 +792,10 @@ async fn drive(
                         return Err(MasterError::Status(e));
                     }
                     let failing_for = status_failing.for_how_long();
-                    tracing::debug!(run = %spec.run_id, "worker status failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
+                    tracing::debug!(run = %spec.run_id, "worker status failed for {}; retrying for up to {}: {}", seconds(failing_for), seconds(options.retry_for), error_chain(&e));
                     on_event(MasterEvent::Retrying {
                         what: "worker status",
-                        error: e.to_string(),
+                        error: error_chain(&e),
                         failing_for,
                         budget: options.retry_for,
                     });
@@ -800,10 +812,10 @@ async fn drive(
             .await
         {
             Ok(received) => received,
-            Err(Cut::TimedOut) => Err(ChannelError::Unreachable {
-                target: channel.address().to_string(),
-                detail: format!("no answer within {}", seconds(wait + options.call_timeout)),
-            }),
+            Err(Cut::TimedOut) => Err(ChannelError::unreachable(
+                channel.address(),
+                format!("no answer within {}", seconds(wait + options.call_timeout)),
+            )),
             Err(cut) => return cut_short(cut, &tally),
         };
         let bodies = match received {
@@ -817,10 +829,10 @@ async fn drive(
                     return Err(MasterError::Channel(e));
                 }
                 let failing_for = receive_failing.for_how_long();
-                tracing::debug!(run = %spec.run_id, "receiving results failed for {}; retrying for up to {}: {e}", seconds(failing_for), seconds(options.retry_for));
+                tracing::debug!(run = %spec.run_id, "receiving results failed for {}; retrying for up to {}: {}", seconds(failing_for), seconds(options.retry_for), error_chain(&e));
                 on_event(MasterEvent::Retrying {
                     what: "receiving results",
-                    error: e.to_string(),
+                    error: error_chain(&e),
                     failing_for,
                     budget: options.retry_for,
                 });
@@ -1287,10 +1299,7 @@ mod tests {
     impl Launcher for Idle {
         async fn launch(&mut self, _: &RunSpec) -> Result<(), LaunchError> {
             if self.fail_launch {
-                return Err(LaunchError::Refused {
-                    action: "creating job".into(),
-                    detail: "forbidden".into(),
-                });
+                return Err(LaunchError::refused("creating job", "forbidden"));
             }
             self.launched = true;
             Ok(())
@@ -1547,10 +1556,8 @@ mod tests {
     }
 
     fn unreachable() -> ChannelError {
-        ChannelError::Unreachable {
-            target: "q".into(),
-            detail: "connection refused".into(),
-        }
+        ChannelError::unreachable("q", "")
+            .with_source(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
     }
 
     fn cancel_after(after: Duration) -> CancelToken {
@@ -1666,10 +1673,7 @@ mod tests {
             "backed off, not stuck: {took:?}"
         );
 
-        let refused = ChannelError::Refused {
-            action: "receiving".into(),
-            detail: "NonExistentQueue".into(),
-        };
+        let refused = ChannelError::refused("receiving", "NonExistentQueue");
         let mut channel = Scripted::new(vec![Some(Err(refused))]);
         let (out, _) = run(
             &mut Idle::default(),
@@ -1713,7 +1717,7 @@ mod tests {
                 pending::<()>().await;
             }
             if self.stops <= self.stop_failures {
-                return Err(LaunchError::Other(format!(
+                return Err(LaunchError::other(format!(
                     "job cnd-x: etcd timeout {}",
                     self.stops
                 )));
@@ -1861,7 +1865,10 @@ mod tests {
             None,
             &CancelToken::new(),
         );
-        assert_eq!(out, Err(MasterError::InvalidSpec(RunSpecError::NoShards)));
+        assert!(
+            matches!(out, Err(MasterError::InvalidSpec(RunSpecError::NoShards))),
+            "{out:?}"
+        );
         let mut wide = spec(8, None, 4);
         wide.parallelism = 5;
         let (out, _) = run(

@@ -2,17 +2,21 @@
 //! process, reports go through a queue in memory. For tests and examples; the
 //! real ones are in `cnd-cloud`.
 //!
-//! `receive` blocks its thread while it waits (this crate has no async runtime),
-//! which is fine for tests driven by a simple executor.
+//! `receive` waits without blocking its thread: a sent message wakes the
+//! receiving task, and a [`ThreadTimer`] sleep ends the
+//! wait, so it works under tokio as well as under [`block_on`].
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::backend::Backend;
+use crate::cancel::{ThreadTimer, Timer};
 use crate::distributed::{
     ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
 };
@@ -21,14 +25,15 @@ use crate::search::{search, SearchControl, SearchOptions, SearchOutcome};
 
 #[derive(Debug, Default)]
 struct Shared {
-    queue: Mutex<VecDeque<Message>>,
-    ready: Condvar,
-    closed: Mutex<bool>,
+    queue: VecDeque<Message>,
+    /// The tasks waiting in `receive`, woken by `send`.
+    waiting: Vec<Waker>,
+    closed: bool,
 }
 
 /// Polls a future to completion on this thread: the smallest executor, enough
 /// for [`run_master`](crate::master::run_master) with the in-memory launcher and
-/// channel and a [`ThreadTimer`](crate::cancel::ThreadTimer).
+/// channel and a [`ThreadTimer`].
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     use std::task::{Context, Poll, Wake, Waker};
     struct Unpark(std::thread::Thread);
@@ -51,7 +56,7 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// A channel whose messages live in memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryChannel {
-    shared: Arc<Shared>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl MemoryChannel {
@@ -60,25 +65,30 @@ impl MemoryChannel {
         Self::default()
     }
 
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Puts a message on the channel, as a worker (or a forger) would.
     pub fn send(&self, message: Message) {
-        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        queue.push_back(message);
-        self.shared.ready.notify_all();
+        let waiting = {
+            let mut shared = self.lock();
+            shared.queue.push_back(message);
+            std::mem::take(&mut shared.waiting)
+        };
+        for waker in waiting {
+            waker.wake();
+        }
     }
 
     /// Whether [`ResultChannel::close`] was called.
     pub fn is_closed(&self) -> bool {
-        *self.shared.closed.lock().unwrap_or_else(|e| e.into_inner())
+        self.lock().closed
     }
 
     /// Messages not received yet.
     pub fn pending(&self) -> usize {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.lock().queue.len()
     }
 }
 
@@ -89,25 +99,27 @@ impl ResultChannel for MemoryChannel {
     }
 
     async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
-        let deadline = Instant::now() + wait;
-        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        while queue.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+        let mut sleep = ThreadTimer.sleep(wait);
+        let messages = poll_fn(|cx| {
+            {
+                let mut shared = self.lock();
+                if !shared.queue.is_empty() {
+                    return Poll::Ready(shared.queue.drain(..).collect());
+                }
+                // Registered under the lock that `send` takes: a message sent
+                // after the check above wakes this task.
+                if !shared.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    shared.waiting.push(cx.waker().clone());
+                }
             }
-            queue = self
-                .shared
-                .ready
-                .wait_timeout(queue, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        Ok(queue.drain(..).collect())
+            sleep.as_mut().poll(cx).map(|()| Vec::new())
+        })
+        .await;
+        Ok(messages)
     }
 
     async fn close(&mut self) -> Result<(), ChannelError> {
-        *self.shared.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.lock().closed = true;
         Ok(())
     }
 }
@@ -142,10 +154,9 @@ impl MemoryLauncher {
 impl Launcher for MemoryLauncher {
     async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
         for shard in 0..spec.shards {
-            let range = spec
-                .range
-                .shard(shard, spec.shards)
-                .map_err(|e| LaunchError::Other(e.to_string()))?;
+            let range = spec.range.shard(shard, spec.shards).map_err(|e| {
+                LaunchError::other("the run cannot be split into shards").with_source(e)
+            })?;
             let control = Arc::new(SearchControl::new());
             let (puzzle, run_id, key, channel) = (
                 spec.puzzle.clone(),
@@ -153,11 +164,9 @@ impl Launcher for MemoryLauncher {
                 spec.run_key.clone(),
                 self.channel.clone(),
             );
-            let options = SearchOptions {
-                threads: 1,
-                backend: self.backend,
-                deadline: None,
-            };
+            let options = SearchOptions::all_cores()
+                .with_threads(1)
+                .with_backend(self.backend);
             let worker_control = Arc::clone(&control);
             let handle = std::thread::spawn(move || {
                 let outcome = search(&puzzle, range, &options, &worker_control);

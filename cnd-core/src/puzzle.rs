@@ -15,6 +15,7 @@ pub const MAX_DIFFICULTY: u32 = 256;
 
 /// Why a puzzle (or one of its parts) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PuzzleError {
     /// The difficulty is above 256, the number of bits in a hash.
     #[error("difficulty {0} is out of range: it must be between 0 and 256")]
@@ -118,6 +119,19 @@ impl fmt::Display for NonceFormat {
 
 /// A validated puzzle: find a nonce whose `SHA256(SHA256(block || format(nonce)))`
 /// has at least `difficulty` leading zero bits.
+///
+/// ```
+/// use cnd_core::{NonceBits, NonceFormat, Puzzle};
+///
+/// // The original system's block and encoding: `str(block) + str(nonce)`.
+/// let puzzle = Puzzle::new("COMSM0010cloud", 20, NonceBits::B32, NonceFormat::Decimal).unwrap();
+/// assert_eq!(puzzle.message(42), b"COMSM0010cloud42");
+/// assert_eq!(puzzle.space().len(), 1 << 32);
+/// // The default: the same block, 4 big-endian bytes per nonce.
+/// let binary = Puzzle::with_default_block(20).unwrap();
+/// assert_eq!(binary.message(1), b"COMSM0010cloud\0\0\0\x01");
+/// assert!(Puzzle::with_default_block(257).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Puzzle {
     block: Vec<u8>,

@@ -13,6 +13,7 @@ pub const MAX_REPORT_BYTES: usize = 16 * 1024;
 
 /// Why a message body is not a well-formed report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReportError {
     /// The body is longer than any report.
     #[error("message of {0} bytes is too long to be a report")]
@@ -72,7 +73,8 @@ impl ReportKind {
     }
 }
 
-/// A report from a worker to the master.
+/// A report from a worker to the master: one JSON object on the wire (SPEC §5),
+/// signed with the run's [`RunKey`](crate::RunKey) (see there for an example).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// The run the worker belongs to.

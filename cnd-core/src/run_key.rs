@@ -20,6 +20,7 @@ pub const SIGNATURE_ATTRIBUTE: &str = "cnd-signature";
 
 /// Why a run key could not be made or read. Never shows the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunKeyError {
     /// The text is not 64 hex digits.
     #[error("a run key is 64 hex digits (256 bits), not {0} characters of text")]
@@ -30,6 +31,26 @@ pub enum RunKeyError {
 }
 
 /// A run's 256-bit report key. `Debug` does not show it.
+///
+/// ```
+/// use cnd_core::{Report, ReportKind, RunKey, Uuid};
+///
+/// let key = RunKey::generate().unwrap();
+/// let report = Report {
+///     run_id: Uuid::new_v4(),
+///     shard: 0,
+///     worker: "worker-0".into(),
+///     hashes: 1000,
+///     elapsed_ms: 5,
+///     kind: ReportKind::Exhausted,
+/// };
+/// // A worker signs the body's exact bytes; the master checks before parsing.
+/// let body = report.to_json();
+/// let signature = key.sign(&body);
+/// assert!(key.verify(&body, &signature));
+/// assert!(!RunKey::generate().unwrap().verify(&body, &signature));
+/// assert_eq!(Report::from_json(&body).unwrap(), report);
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RunKey([u8; 32]);
 

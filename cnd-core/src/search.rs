@@ -1,8 +1,9 @@
 //! The search of a range on every thread (SPEC §3): the smallest golden nonce, or
 //! exhausted, cancelled or timed out.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Job};
@@ -19,6 +20,7 @@ pub const CHUNK: u32 = 1 << 16;
 
 /// Why a search could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SearchError {
     /// Zero threads were asked for.
     #[error("the thread count must be at least 1")]
@@ -32,7 +34,7 @@ pub enum SearchError {
         space: u128,
     },
     /// The operating system would not start the threads.
-    #[error("could not start {threads} search threads: {source}")]
+    #[error("could not start {threads} search threads")]
     Threads {
         /// Threads asked for.
         threads: usize,
@@ -70,8 +72,27 @@ impl SearchControl {
     }
 }
 
-/// How to search.
-#[derive(Debug, Clone)]
+/// Called with the hashes done so far; see [`SearchOptions::on_progress`].
+type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// How to search: threads, hash backend, deadline and progress callback.
+///
+/// Made by [`SearchOptions::all_cores`] (or `default()`) and adjusted with the
+/// `with_` methods; the fields may be read and set, and more may come.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use cnd_core::{Backend, SearchOptions};
+///
+/// let options = SearchOptions::all_cores()
+///     .with_threads(2)
+///     .with_backend(Backend::Scalar)
+///     .with_deadline(Some(Instant::now() + Duration::from_secs(10)))
+///     .on_progress(|hashes| eprintln!("{hashes} hashes so far"));
+/// assert_eq!(options.threads, 2);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct SearchOptions {
     /// Threads to search with, at least 1.
     pub threads: usize,
@@ -79,16 +100,72 @@ pub struct SearchOptions {
     pub backend: Backend,
     /// When to give up, if ever.
     pub deadline: Option<Instant>,
+    progress: Option<ProgressFn>,
 }
 
 impl SearchOptions {
-    /// `auto` (the fastest backend for the puzzle's shape) on all available CPUs, no deadline.
+    /// All available CPUs ([`available_threads`]), no deadline, and the backend
+    /// `CND_BACKEND` names ([`Backend::from_env`]), else `auto` (the fastest for
+    /// the puzzle's shape). A `CND_BACKEND` this CPU cannot use is logged and
+    /// `auto` used instead; call [`Backend::from_env`] yourself to treat it as an error.
     pub fn all_cores() -> Self {
+        let backend = Backend::from_env().unwrap_or_else(|e| {
+            tracing::warn!("{e}; searching with the auto backend");
+            Backend::Auto
+        });
         SearchOptions {
             threads: available_threads(),
-            backend: Backend::Auto,
+            backend,
             deadline: None,
+            progress: None,
         }
+    }
+
+    /// The same options with `threads` threads (at least 1, or the search fails
+    /// with [`SearchError::NoThreads`]).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The same options hashing with `backend`.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The same options giving up at `deadline` ([`SearchOutcome::TimedOut`]).
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The same options calling `progress` with the hashes done so far (all
+    /// threads together) after every chunk a thread finishes: every few
+    /// milliseconds per thread. It runs on the search threads, one call at a
+    /// time and never with a smaller count than the call before; keep it quick,
+    /// as the threads wait for it.
+    pub fn on_progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+}
+
+impl Default for SearchOptions {
+    /// [`SearchOptions::all_cores`].
+    fn default() -> Self {
+        SearchOptions::all_cores()
+    }
+}
+
+impl fmt::Debug for SearchOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SearchOptions")
+            .field("threads", &self.threads)
+            .field("backend", &self.backend)
+            .field("deadline", &self.deadline)
+            .field("on_progress", &self.progress.as_ref().map(|_| "Fn(u64)"))
+            .finish()
     }
 }
 
@@ -99,6 +176,7 @@ pub fn available_threads() -> usize {
 
 /// A golden nonce and how it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Found {
     /// The golden nonce.
     pub nonce: u64,
@@ -114,6 +192,7 @@ pub struct Found {
 
 /// How a search ended (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SearchOutcome {
     /// The smallest golden nonce of the range.
     Found(Found),
@@ -140,91 +219,182 @@ pub enum SearchOutcome {
     },
 }
 
-/// Searches `range` of `puzzle` for its smallest golden nonce.
+/// Searches on a thread pool made once: for many searches with the same
+/// threads and backend (one per shard, per block, per benchmark round).
 ///
-/// Threads claim chunks of [`CHUNK`] nonces in increasing order; once a golden
-/// nonce is found in chunk `c`, no thread starts a chunk after `c`, and the chunks
-/// before it are finished, so the answer is the smallest and does not depend on
-/// the thread count, even when the search is cancelled or times out. Progress is added to `control` after every chunk.
+/// ```
+/// use cnd_core::{Puzzle, SearchControl, SearchOptions, SearchOutcome, Searcher};
+///
+/// let searcher = Searcher::new(SearchOptions::all_cores().with_threads(2)).unwrap();
+/// for block in ["first block", "second block"] {
+///     let puzzle = Puzzle::new(block, 10, Default::default(), Default::default()).unwrap();
+///     let outcome = searcher.search(&puzzle, puzzle.space(), &SearchControl::new()).unwrap();
+///     let SearchOutcome::Found(found) = outcome else { panic!("2^32 nonces hold one at D = 10") };
+///     assert!(found.leading_zeros >= 10);
+/// }
+/// ```
+pub struct Searcher {
+    options: SearchOptions,
+    /// `None` for one thread: the search runs on the caller's.
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl fmt::Debug for Searcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Searcher")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Searcher {
+    /// Starts `options.threads` search threads (none for one thread: the
+    /// search then runs on the caller's).
+    pub fn new(options: SearchOptions) -> Result<Searcher, SearchError> {
+        if options.threads == 0 {
+            return Err(SearchError::NoThreads);
+        }
+        let pool = if options.threads == 1 {
+            None
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(options.threads)
+                .thread_name(|i| format!("cnd-search-{i}"))
+                .build()
+                .map_err(|source| SearchError::Threads {
+                    threads: options.threads,
+                    source,
+                })?;
+            Some(pool)
+        };
+        Ok(Searcher { options, pool })
+    }
+
+    /// The options it searches with.
+    pub fn options(&self) -> &SearchOptions {
+        &self.options
+    }
+
+    /// Sets the deadline of the next searches (the pool stays).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.options.deadline = deadline;
+    }
+
+    /// Searches `range` of `puzzle` for its smallest golden nonce.
+    ///
+    /// Threads claim chunks of [`CHUNK`] nonces in increasing order; once a golden
+    /// nonce is found in chunk `c`, no thread starts a chunk after `c`, and the chunks
+    /// before it are finished, so the answer is the smallest and does not depend on
+    /// the thread count, even when the search is cancelled or times out. Progress
+    /// is added to `control` after every chunk (and passed to the options'
+    /// [`on_progress`](SearchOptions::on_progress) callback).
+    pub fn search(
+        &self,
+        puzzle: &Puzzle,
+        range: NonceRange,
+        control: &SearchControl,
+    ) -> Result<SearchOutcome, SearchError> {
+        let options = &self.options;
+        if !puzzle.space().covers(&range) {
+            return Err(SearchError::OutsideSpace {
+                range,
+                space: puzzle.space().end(),
+            });
+        }
+        let started = Instant::now();
+        let job = Job::new(puzzle);
+        let scan = options.backend.scan_fn();
+        let chunks = range.len().div_ceil(u128::from(CHUNK)) as u64;
+        let next_chunk = AtomicU64::new(0);
+        // The chunk holding the best nonce so far; u64::MAX while none is found.
+        let best_chunk = AtomicU64::new(u64::MAX);
+        let best = Mutex::new(None::<u64>);
+        let timed_out = AtomicBool::new(false);
+        // The count last passed to the progress callback: calls are made under this
+        // lock, so they never overlap and never go backwards.
+        let reported = Mutex::new(0u64);
+
+        let worker = || loop {
+            if control.is_cancelled() {
+                return;
+            }
+            if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                timed_out.store(true, Ordering::Relaxed);
+                return;
+            }
+            let chunk = next_chunk.fetch_add(1, Ordering::Relaxed);
+            if chunk >= chunks || chunk > best_chunk.load(Ordering::Acquire) {
+                return;
+            }
+            let start = range.first() + chunk * u64::from(CHUNK);
+            let count = (range.end() - u128::from(start)).min(u128::from(CHUNK)) as u32;
+            let found = job.scan(scan, start, count);
+            control.hashes.fetch_add(
+                found.map_or(u64::from(count), |n| n - start + 1),
+                Ordering::Relaxed,
+            );
+            if let Some(progress) = &options.progress {
+                let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
+                let hashes = control.hashes();
+                if hashes > *reported {
+                    *reported = hashes;
+                    progress(hashes);
+                }
+            }
+            if let Some(nonce) = found {
+                let mut best = best.lock().unwrap_or_else(|e| e.into_inner());
+                if best.is_none_or(|b| nonce < b) {
+                    *best = Some(nonce);
+                }
+                best_chunk.fetch_min(chunk, Ordering::Release);
+            }
+        };
+
+        match &self.pool {
+            Some(pool) => drop(pool.broadcast(|_| worker())),
+            None => worker(),
+        }
+
+        let hashes = control.hashes();
+        let elapsed = started.elapsed();
+        let best = best.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(match best {
+            // Chunks are claimed in order and a claimed chunk is always scanned to its
+            // end, so every chunk before the best one was scanned: even when cut short,
+            // a found nonce is the smallest of the range.
+            Some(nonce) => found(puzzle, nonce, hashes, elapsed),
+            None if control.is_cancelled() => SearchOutcome::Cancelled { hashes, elapsed },
+            _ if timed_out.load(Ordering::Relaxed) => SearchOutcome::TimedOut { hashes, elapsed },
+            _ => SearchOutcome::Exhausted { hashes, elapsed },
+        })
+    }
+}
+
+/// Searches `range` of `puzzle` for its smallest golden nonce: a [`Searcher`]
+/// made for this one search (see [`Searcher::search`] for how).
+///
+/// ```
+/// use cnd_core::{search, verify, NonceRange, Puzzle, SearchControl, SearchOptions, SearchOutcome};
+///
+/// let puzzle = Puzzle::with_default_block(16).unwrap();
+/// let range = NonceRange::new(0, 999_999).unwrap();
+/// let options = SearchOptions::all_cores();
+/// match search(&puzzle, range, &options, &SearchControl::new()).unwrap() {
+///     // The README's known answer: 133050 is the smallest golden nonce at D = 16.
+///     SearchOutcome::Found(found) => {
+///         assert_eq!(found.nonce, 133_050);
+///         assert!(verify(&puzzle, found.nonce).golden);
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 pub fn search(
     puzzle: &Puzzle,
     range: NonceRange,
     options: &SearchOptions,
     control: &SearchControl,
 ) -> Result<SearchOutcome, SearchError> {
-    if options.threads == 0 {
-        return Err(SearchError::NoThreads);
-    }
-    if !puzzle.space().covers(&range) {
-        return Err(SearchError::OutsideSpace {
-            range,
-            space: puzzle.space().end(),
-        });
-    }
-    let started = Instant::now();
-    let job = Job::new(puzzle);
-    let scan = options.backend.scan_fn();
-    let chunks = range.len().div_ceil(u128::from(CHUNK)) as u64;
-    let next_chunk = AtomicU64::new(0);
-    // The chunk holding the best nonce so far; u64::MAX while none is found.
-    let best_chunk = AtomicU64::new(u64::MAX);
-    let best = Mutex::new(None::<u64>);
-    let timed_out = AtomicBool::new(false);
-
-    let worker = || loop {
-        if control.is_cancelled() {
-            return;
-        }
-        if options.deadline.is_some_and(|d| Instant::now() >= d) {
-            timed_out.store(true, Ordering::Relaxed);
-            return;
-        }
-        let chunk = next_chunk.fetch_add(1, Ordering::Relaxed);
-        if chunk >= chunks || chunk > best_chunk.load(Ordering::Acquire) {
-            return;
-        }
-        let start = range.first() + chunk * u64::from(CHUNK);
-        let count = (range.end() - u128::from(start)).min(u128::from(CHUNK)) as u32;
-        let found = job.scan(scan, start, count);
-        control.hashes.fetch_add(
-            found.map_or(u64::from(count), |n| n - start + 1),
-            Ordering::Relaxed,
-        );
-        if let Some(nonce) = found {
-            let mut best = best.lock().unwrap_or_else(|e| e.into_inner());
-            if best.is_none_or(|b| nonce < b) {
-                *best = Some(nonce);
-            }
-            best_chunk.fetch_min(chunk, Ordering::Release);
-        }
-    };
-
-    if options.threads == 1 {
-        worker();
-    } else {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.threads)
-            .thread_name(|i| format!("cnd-search-{i}"))
-            .build()
-            .map_err(|source| SearchError::Threads {
-                threads: options.threads,
-                source,
-            })?;
-        pool.broadcast(|_| worker());
-    }
-
-    let hashes = control.hashes();
-    let elapsed = started.elapsed();
-    let best = best.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(match best {
-        // Chunks are claimed in order and a claimed chunk is always scanned to its
-        // end, so every chunk before the best one was scanned: even when cut short,
-        // a found nonce is the smallest of the range.
-        Some(nonce) => found(puzzle, nonce, hashes, elapsed),
-        None if control.is_cancelled() => SearchOutcome::Cancelled { hashes, elapsed },
-        _ if timed_out.load(Ordering::Relaxed) => SearchOutcome::TimedOut { hashes, elapsed },
-        _ => SearchOutcome::Exhausted { hashes, elapsed },
-    })
+    Searcher::new(options.clone())?.search(puzzle, range, control)
 }
 
 fn found(puzzle: &Puzzle, nonce: u64, hashes: u64, elapsed: Duration) -> SearchOutcome {

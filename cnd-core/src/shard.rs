@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 /// Why a range or a sharding was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RangeError {
     /// The text is not `START..END` with two whole numbers.
     #[error("range {0:?} is not of the form START..END with whole numbers")]
@@ -104,6 +105,20 @@ impl NonceRange {
     }
 
     /// Shard `index` of `count` (SPEC §2): `[floor(i*N/S), floor((i+1)*N/S))`, offset by `first`.
+    ///
+    /// ```
+    /// use cnd_core::NonceRange;
+    ///
+    /// let range = NonceRange::new(0, 9).unwrap(); // 10 nonces
+    /// let shards: Vec<_> = (0..3).map(|i| range.shard(i, 3).unwrap()).collect();
+    /// // Contiguous, covering the range once, sizes differing by at most one.
+    /// assert_eq!(shards, [
+    ///     NonceRange::new(0, 2).unwrap(),
+    ///     NonceRange::new(3, 5).unwrap(),
+    ///     NonceRange::new(6, 9).unwrap(),
+    /// ]);
+    /// assert!(range.shard(3, 3).is_err());
+    /// ```
     pub fn shard(&self, index: u64, count: u64) -> Result<NonceRange, RangeError> {
         let n = self.len();
         if count == 0 {

@@ -3,11 +3,24 @@
 //! Each hash is golden with probability `p = 2^-D`, independently, so after `k`
 //! distinct nonces the chance of having found one is `1 - (1 - p)^k`. Everything
 //! is computed through `ln_1p`/`exp_m1`, which stay exact where `p` is tiny.
+//!
+//! ```
+//! use cnd_core::stats;
+//!
+//! assert_eq!(stats::expected_hashes(26), 67_108_864.0); // 2^26
+//! // 2^32 nonces hold no golden one at D = 32 about 37% of the time (SPEC §1).
+//! let empty = stats::empty_space_probability(32, 1 << 32);
+//! assert!((empty - 0.368).abs() < 0.001);
+//! // Hashes for a 95% chance of a find at D = 20: about 3 times 2^20.
+//! let hashes = stats::hashes_for_confidence(20, 0.95).unwrap();
+//! assert!((hashes / stats::expected_hashes(20) - 3.0).abs() < 0.01);
+//! ```
 
 use std::time::Duration;
 
 /// Why a plan could not be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StatsError {
     /// The confidence is not strictly between 0 and 1.
     #[error("confidence {0} must be strictly between 0 and 1 (e.g. 0.95)")]
@@ -74,6 +87,7 @@ pub fn hashes_for_confidence(difficulty: u32, confidence: f64) -> Result<f64, St
 
 /// What a distributed run needs to meet a deadline with a given confidence.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PodPlan {
     /// Pods (shards searched at once) needed.
     pub pods: u64,

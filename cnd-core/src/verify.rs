@@ -38,6 +38,18 @@ pub fn leading_zero_bits(hash: &[u8]) -> u32 {
 ///
 /// A nonce outside the puzzle's space is hashed as its encoding would be
 /// (truncated to 32 bits for 32-bit binary nonces); callers reject such nonces first.
+///
+/// ```
+/// use cnd_core::{verify, Puzzle};
+/// use cnd_core::puzzle::to_hex;
+///
+/// // The README's known answer, which Python's hashlib confirms.
+/// let check = verify(&Puzzle::with_default_block(16).unwrap(), 133_050);
+/// assert!(check.golden);
+/// assert_eq!(check.leading_zeros, 16);
+/// assert!(to_hex(&check.hash).starts_with("0000a77c"));
+/// assert!(!verify(&Puzzle::with_default_block(17).unwrap(), 133_050).golden);
+/// ```
 pub fn verify(puzzle: &Puzzle, nonce: u64) -> Verification {
     let hash = double_sha256(&puzzle.message(nonce));
     let leading_zeros = leading_zero_bits(&hash);

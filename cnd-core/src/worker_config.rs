@@ -54,6 +54,7 @@ pub const WORKER_NAME: &str = "CND_WORKER_NAME";
 
 /// Why the worker environment is not usable. Every message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerConfigError {
     /// A required variable is unset or empty.
     #[error("{variable} is not set: the worker needs it (see SPEC §4)")]
@@ -128,6 +129,7 @@ pub enum WorkerConfigError {
 
 /// Everything a worker needs, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// The run's id; every report carries it.
     pub run_id: Uuid,

@@ -3,8 +3,9 @@
 //! a block boundary), binary and decimal nonces, 32 and 64 bits, low and high D,
 //! lane-unaligned runs, the top of the space and decimal digit-count boundaries.
 
-use cnd_core::backend::{scalar, Backend, BackendError, Job, ScanFn};
+use cnd_core::hazmat::{scalar, scan_fn, Job, ScanFn};
 use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
+use cnd_core::{Backend, BackendError};
 use proptest::prelude::*;
 
 /// The backends under test: every available one except the reference itself, and
@@ -21,7 +22,7 @@ fn backends() -> Vec<Backend> {
 fn check(puzzle: &Puzzle, backend: Backend, start: u64, count: u32) -> Result<(), TestCaseError> {
     let job = Job::new(puzzle);
     let want = job.scan(scalar::scan as ScanFn, start, count);
-    let got = job.scan(backend.scan_fn(), start, count);
+    let got = job.scan(scan_fn(backend), start, count);
     prop_assert_eq!(
         got,
         want,
@@ -147,7 +148,7 @@ fn every_golden_nonce_of_a_range_matches_scalar() {
             "D = 4 leaves about one nonce in 16 golden"
         );
         for backend in backends() {
-            let got = all_golden(&job, backend.scan_fn(), start, count);
+            let got = all_golden(&job, scan_fn(backend), start, count);
             assert_eq!(got, want, "{backend} on {puzzle:?}");
         }
     }
@@ -178,9 +179,9 @@ fn auto_picks_the_fastest_candidate_it_measured_once_per_shape() {
     let puzzle = Puzzle::new(b"COMSM0010cloud", 256, NonceBits::B32, NonceFormat::Decimal).unwrap();
     let job = Job::new(&puzzle);
     let t = job.templates().last().unwrap();
-    let first = cnd_core::backend::auto::calibration(t);
+    let first = cnd_core::hazmat::auto::calibration(t);
     // Cached: the same answer, not a second measurement.
-    let again = cnd_core::backend::auto::calibration(t);
+    let again = cnd_core::hazmat::auto::calibration(t);
     assert_eq!(first.rates, again.rates);
     assert_eq!(first.chosen, again.chosen);
     assert!(first.chosen.is_available() && first.chosen != Backend::Auto);

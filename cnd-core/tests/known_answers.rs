@@ -1,9 +1,9 @@
 //! Known answers from Python's hashlib (fixtures/gen_known_answers.py), never from our own code.
 
-use cnd_core::backend::scalar;
+use cnd_core::hazmat::{scalar, scan_fn, Job};
 use cnd_core::puzzle::{parse_block_hex, to_hex};
 use cnd_core::{
-    search, verify, Backend, Job, NonceBits, NonceFormat, NonceRange, Puzzle, SearchControl,
+    search, verify, Backend, NonceBits, NonceFormat, NonceRange, Puzzle, SearchControl,
     SearchOptions, SearchOutcome,
 };
 
@@ -79,7 +79,7 @@ fn every_backend_agrees_with_hashlib_at_the_golden_boundary() {
         for k in known_answers() {
             let at = Job::new(&k.puzzle);
             assert_eq!(
-                at.scan(backend.scan_fn(), k.nonce, 1),
+                at.scan(scan_fn(backend), k.nonce, 1),
                 Some(k.nonce),
                 "{backend} {:?} {}",
                 k.puzzle,
@@ -94,7 +94,7 @@ fn every_backend_agrees_with_hashlib_at_the_golden_boundary() {
                 )
                 .unwrap();
                 assert_eq!(
-                    Job::new(&harder).scan(backend.scan_fn(), k.nonce, 1),
+                    Job::new(&harder).scan(scan_fn(backend), k.nonce, 1),
                     None,
                     "{backend} {:?} {}",
                     harder,
@@ -132,11 +132,9 @@ fn search_finds_hashlibs_smallest_golden_nonce_with_every_backend_and_thread_cou
         .unwrap();
         for backend in Backend::available() {
             for threads in [1, 3] {
-                let options = SearchOptions {
-                    threads,
-                    backend,
-                    deadline: None,
-                };
+                let options = SearchOptions::all_cores()
+                    .with_threads(threads)
+                    .with_backend(backend);
                 let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
                 let SearchOutcome::Found(found) = outcome else {
                     panic!("{backend} x{threads}: {outcome:?} for {line}")
@@ -185,11 +183,9 @@ fn candidates_past_32_bits_are_confirmed_on_the_whole_hash_by_every_backend() {
         );
         for backend in Backend::available() {
             for d in [32, 33, zeros, zeros + 1] {
-                let options = SearchOptions {
-                    threads: 2,
-                    backend,
-                    deadline: None,
-                };
+                let options = SearchOptions::all_cores()
+                    .with_threads(2)
+                    .with_backend(backend);
                 let outcome = search(&at(d), window, &options, &SearchControl::new()).unwrap();
                 match outcome {
                     SearchOutcome::Found(found) if d <= zeros => {

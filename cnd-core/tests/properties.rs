@@ -100,7 +100,9 @@ proptest! {
         let range = NonceRange::new(start, last).unwrap();
         let reference = (start..=last).find(|&n| verify(&puzzle, n).golden);
         for backend in Backend::available() {
-            let options = SearchOptions { threads, backend, deadline: None };
+            let options = SearchOptions::all_cores()
+        .with_threads(threads)
+        .with_backend(backend);
             let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
             match (outcome, reference) {
                 (SearchOutcome::Found(found), Some(expected)) => {
@@ -122,11 +124,9 @@ fn thread_count_never_changes_the_answer() {
     let answers: Vec<u64> = [1, 2, 3, 4, 7, 16]
         .iter()
         .map(|&threads| {
-            let options = SearchOptions {
-                threads,
-                backend: Backend::best(),
-                deadline: None,
-            };
+            let options = SearchOptions::all_cores()
+                .with_threads(threads)
+                .with_backend(Backend::best());
             match search(&puzzle, range, &options, &SearchControl::new()).unwrap() {
                 SearchOutcome::Found(f) => f.nonce,
                 other => panic!("{other:?}"),

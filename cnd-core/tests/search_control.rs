@@ -16,11 +16,9 @@ fn impossible() -> Puzzle {
 fn cancel_stops_a_running_search_and_progress_is_visible_meanwhile() {
     let puzzle = impossible();
     let control = Arc::new(SearchControl::new());
-    let options = SearchOptions {
-        threads: 2,
-        backend: Backend::best(),
-        deadline: None,
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(2)
+        .with_backend(Backend::best());
     let runner = {
         let control = Arc::clone(&control);
         std::thread::spawn(move || search(&puzzle, puzzle.space(), &options, &control))
@@ -42,11 +40,10 @@ fn cancel_stops_a_running_search_and_progress_is_visible_meanwhile() {
 #[test]
 fn a_deadline_ends_the_search_as_timed_out() {
     let puzzle = impossible();
-    let options = SearchOptions {
-        threads: 2,
-        backend: Backend::best(),
-        deadline: Some(Instant::now() + Duration::from_millis(50)),
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(2)
+        .with_backend(Backend::best())
+        .with_deadline(Some(Instant::now() + Duration::from_millis(50)));
     let outcome = search(&puzzle, puzzle.space(), &options, &SearchControl::new()).unwrap();
     assert!(
         matches!(outcome, SearchOutcome::TimedOut { hashes, .. } if hashes > 0),
@@ -58,11 +55,9 @@ fn a_deadline_ends_the_search_as_timed_out() {
 fn an_exhausted_range_counts_every_nonce() {
     let puzzle = Puzzle::with_default_block(256).unwrap();
     let range = NonceRange::new(u64::from(u32::MAX) - 100_000, u64::from(u32::MAX)).unwrap();
-    let options = SearchOptions {
-        threads: 3,
-        backend: Backend::best(),
-        deadline: None,
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(3)
+        .with_backend(Backend::best());
     let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
     assert!(
         matches!(
@@ -80,11 +75,9 @@ fn an_exhausted_range_counts_every_nonce() {
 fn the_top_of_the_64_bit_space_is_searched_without_overflow() {
     let puzzle = Puzzle::new("top", 0, NonceBits::B64, NonceFormat::Decimal).unwrap();
     let range = NonceRange::new(u64::MAX, u64::MAX).unwrap();
-    let options = SearchOptions {
-        threads: 2,
-        backend: Backend::best(),
-        deadline: None,
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(2)
+        .with_backend(Backend::best());
     let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
     assert!(
         matches!(outcome, SearchOutcome::Found(f) if f.nonce == u64::MAX),
@@ -95,19 +88,14 @@ fn the_top_of_the_64_bit_space_is_searched_without_overflow() {
 #[test]
 fn zero_threads_and_ranges_outside_the_space_are_errors() {
     let puzzle = Puzzle::with_default_block(8).unwrap();
-    let options = SearchOptions {
-        threads: 0,
-        backend: Backend::Scalar,
-        deadline: None,
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(0)
+        .with_backend(Backend::Scalar);
     assert!(matches!(
         search(&puzzle, puzzle.space(), &options, &SearchControl::new()),
         Err(SearchError::NoThreads)
     ));
-    let options = SearchOptions {
-        threads: 1,
-        ..options
-    };
+    let options = options.with_threads(1);
     let outside = NonceRange::new(0, 1 << 32).unwrap();
     assert!(matches!(
         search(&puzzle, outside, &options, &SearchControl::new()),
@@ -124,4 +112,65 @@ fn forcing_an_unknown_backend_is_an_error() {
     for backend in Backend::available() {
         assert_eq!(Backend::from_name(backend.name()).unwrap(), backend);
     }
+}
+
+#[test]
+fn progress_is_reported_in_order_and_reaches_the_final_count() {
+    let puzzle = Puzzle::with_default_block(256).unwrap();
+    // Ten whole chunks and a bit: every one reports.
+    let range = NonceRange::new(0, 10 * u64::from(cnd_core::CHUNK) + 99).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let options = SearchOptions::all_cores()
+        .with_threads(3)
+        .with_backend(Backend::best())
+        .on_progress(move |hashes| sink.lock().unwrap().push(hashes));
+    let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
+    let SearchOutcome::Exhausted { hashes, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2, "about one call per chunk: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "never backwards: {seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&hashes),
+        "the last chunk's call has the total"
+    );
+}
+
+#[test]
+fn a_searcher_keeps_its_threads_for_many_searches() {
+    let mut searcher = cnd_core::Searcher::new(
+        SearchOptions::all_cores()
+            .with_threads(2)
+            .with_backend(Backend::best()),
+    )
+    .unwrap();
+    // The README's known answer, twice on the same pool, then a timed-out search.
+    let puzzle = Puzzle::with_default_block(16).unwrap();
+    for _ in 0..2 {
+        let outcome = searcher
+            .search(&puzzle, puzzle.space(), &SearchControl::new())
+            .unwrap();
+        assert!(
+            matches!(outcome, SearchOutcome::Found(f) if f.nonce == 133_050),
+            "{outcome:?}"
+        );
+    }
+    searcher.set_deadline(Some(Instant::now()));
+    let outcome = searcher
+        .search(&impossible(), impossible().space(), &SearchControl::new())
+        .unwrap();
+    assert!(
+        matches!(outcome, SearchOutcome::TimedOut { .. }),
+        "{outcome:?}"
+    );
+    assert!(matches!(
+        cnd_core::Searcher::new(SearchOptions::all_cores().with_threads(0)),
+        Err(SearchError::NoThreads)
+    ));
 }

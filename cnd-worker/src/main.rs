@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cnd_cloud::sqs::{self, RetryPolicy, SqsReportSender};
-use cnd_core::distributed::TERMINATION_MESSAGE_LIMIT;
+use cnd_core::distributed::{error_chain, TERMINATION_MESSAGE_LIMIT};
 use cnd_core::{
     search, Backend, Destination, Message, Report, ReportKind, RunKey, SearchControl,
     SearchOptions, SearchOutcome, WorkerConfig,
@@ -187,12 +187,11 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut search_task = tokio::task::spawn_blocking({
         let (puzzle, shard, control) = (config.puzzle.clone(), config.shard, Arc::clone(&control));
-        let options = SearchOptions {
-            threads: config.threads,
-            backend,
+        let options = SearchOptions::all_cores()
+            .with_threads(config.threads)
+            .with_backend(backend)
             // The run's lifetime: a worker whose master is gone still stops.
-            deadline: config.expires.map(instant_of),
-        };
+            .with_deadline(config.expires.map(instant_of));
         move || search(&puzzle, shard, &options, &control)
     });
     let progress = tokio::spawn(send_progress(
@@ -242,19 +241,15 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             (report(ReportKind::Failed { error }), false)
         }
         // Only `stop_search` cancels: this cannot happen here.
-        Ok(Ok(outcome @ SearchOutcome::Cancelled { .. })) => {
+        Ok(Ok(outcome)) => {
             let error = format!("the search ended unexpectedly: {outcome:?}");
             error!("{error}");
             (report(ReportKind::Failed { error }), false)
         }
         Ok(Err(err)) => {
-            error!("the search could not run: {err}");
-            (
-                report(ReportKind::Failed {
-                    error: err.to_string(),
-                }),
-                false,
-            )
+            let error = error_chain(&err);
+            error!("the search could not run: {error}");
+            (report(ReportKind::Failed { error }), false)
         }
         Err(err) => {
             let error = format!("the search thread failed: {err}");
@@ -405,9 +400,9 @@ async fn check_queue(client: &sqs::Client, queue_url: &str) -> anyhow::Result<()
         {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(err @ cnd_core::ChannelError::Refused { .. })) => {
-                return Err(anyhow::anyhow!("{err}; not searching"))
+                return Err(anyhow::anyhow!("{}; not searching", error_chain(&err)))
             }
-            Ok(Err(err)) => err.to_string(),
+            Ok(Err(err)) => error_chain(&err),
             Err(_) => format!("looking up queue {queue_url}: no answer within {CHECK_TIMEOUT:?}"),
         };
         if started.elapsed() + delay > Duration::from_secs(60) {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use cnd_core::backend::{auto, Job};
-use cnd_core::search::available_threads;
+use cnd_core::available_threads;
+use cnd_core::hazmat::{auto, Job};
 use cnd_core::Backend;
 use serde_json::json;
 

@@ -16,7 +16,7 @@ use crate::human;
 /// Delete the Jobs, pods, key Secrets and `cnd-<run id>` queues of one run, or of every run.
 ///
 /// Jobs, pods and Secrets are found by their labels (app.kubernetes.io/name=cnd,
-/// cnd/run-id=<id>) in one namespace; queues by their name. A shared queue
+/// cnd/run-id=ID) in one namespace; queues by their name. A shared queue
 /// (--queue-url of submit) is never deleted. With --all, runs still within
 /// their lifetime (their --timeout plus a minute, else 24 h) are kept, so a
 /// run in progress is never broken; --force removes them too.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use cnd_core::search::available_threads;
+use cnd_core::available_threads;
 use cnd_core::stats::{self, PodPlan};
 use cnd_core::{Backend, Puzzle};
 use serde_json::json;

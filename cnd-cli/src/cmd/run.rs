@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use cnd_core::available_threads;
 use cnd_core::puzzle::to_hex;
-use cnd_core::search::available_threads;
 use cnd_core::{Backend, NonceRange, Puzzle, SearchControl, SearchOptions, SearchOutcome};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -58,11 +58,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let control = Arc::new(SearchControl::new());
     let handler_control = Arc::clone(&control);
     let stop = StopSignal::install(move || handler_control.cancel())?;
-    let options = SearchOptions {
-        threads,
-        backend,
-        deadline: args.timeout.map(|t| Instant::now() + t),
-    };
+    let options = SearchOptions::all_cores()
+        .with_threads(threads)
+        .with_backend(backend)
+        .with_deadline(args.timeout.map(|t| Instant::now() + t));
     let show_progress = !args.output.json && std::io::stderr().is_terminal();
     let outcome = std::thread::scope(|scope| {
         let search = scope.spawn(|| cnd_core::search(&puzzle, range, &options, &control));
@@ -77,6 +76,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Exit> {
         SearchOutcome::Exhausted { .. } => Exit::Exhausted,
         SearchOutcome::TimedOut { .. } => Exit::TimedOut,
         SearchOutcome::Cancelled { .. } => stop.exit(),
+        _ => Exit::Error,
     })
 }
 
@@ -149,6 +149,7 @@ fn print_outcome(
                 "threads": threads,
                 "backend": backend.name(),
             }),
+            _ => json!({ "outcome": "unknown" }),
         };
         println!("{value}");
         return;
@@ -170,6 +171,7 @@ fn print_outcome(
             println!("Interrupted before a golden nonce was found.");
             print_work(*hashes, *elapsed, threads, backend);
         }
+        _ => println!("The search ended in a way this cnd-cli does not know."),
     }
 }
 

@@ -445,10 +445,8 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             human::plural(spec.shards, "shard"),
         );
     }
-    let options = MasterOptions {
-        retry_for: args.retry_for,
-        ..MasterOptions::with_deadline(deadline)
-    };
+    let mut options = MasterOptions::with_deadline(deadline);
+    options.retry_for = args.retry_for;
     let pending_means = match args.launcher {
         LauncherKind::Kubernetes => "waiting for a node",
         LauncherKind::Local => "queued",
@@ -481,6 +479,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         MasterOutcome::Exhausted(_) => Exit::Exhausted,
         MasterOutcome::TimedOut(_) => Exit::TimedOut,
         MasterOutcome::Interrupted(_) => Exit::Interrupted,
+        _ => Exit::Error,
     })
 }
 

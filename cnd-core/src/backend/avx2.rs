@@ -1,5 +1,5 @@
 //! 8 nonces per vector with AVX2: rotates as two shifts and an or, Ch and Maj from
-//! and/xor/or. The loop itself is [`super::lanes`].
+//! and/xor/or. The loop itself is `lanes.rs`.
 
 use std::arch::x86_64::*;
 

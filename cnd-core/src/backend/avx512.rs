@@ -1,5 +1,5 @@
 //! 16 nonces per vector with AVX-512F: native rotates (`vprord`) and three-input
-//! logic (`vpternlogd`) for Σ, σ, Ch and Maj. The loop itself is [`super::lanes`].
+//! logic (`vpternlogd`) for Σ, σ, Ch and Maj. The loop itself is `lanes.rs`.
 
 use std::arch::x86_64::*;
 

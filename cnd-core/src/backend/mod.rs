@@ -5,6 +5,9 @@
 //! smallest golden nonce of the run. [`Backend::from_env`] gives `auto` (the fastest
 //! one for the puzzle's shape, measured on this CPU when first needed: [`auto`]), or
 //! the one `CND_BACKEND` names.
+//!
+//! Only [`Backend`] and [`BackendError`] are public API; the rest is reached by
+//! cnd's own benches and tests through [`crate::hazmat`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -40,6 +43,7 @@ pub type ScanFn = fn(t: &Template, start: u64, count: u32) -> Option<u64>;
 
 /// Why a backend cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackendError {
     /// No backend has this name.
     #[error("unknown hash backend {0:?}: expected one of auto, scalar, sha2, shani, avx2, avx512")]
@@ -50,7 +54,22 @@ pub enum BackendError {
 }
 
 /// A hash backend.
+///
+/// ```
+/// use cnd_core::{Backend, Puzzle};
+///
+/// // What `CND_BACKEND` asks for, `auto` when it is unset.
+/// let backend = Backend::from_env().unwrap_or(Backend::Auto);
+/// // `auto` measures the others once per puzzle shape and hashes with the fastest.
+/// let puzzle = Puzzle::with_default_block(20).unwrap();
+/// let used = Backend::Auto.resolve(&puzzle);
+/// assert!(used.is_available() && used != Backend::Auto);
+/// assert!(Backend::available().contains(&Backend::Scalar));
+/// assert_eq!(Backend::from_name("sha2"), Ok(Backend::Sha2));
+/// # let _ = backend;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// Portable, written for clarity: the reference every other backend is tested against.
     Scalar,
@@ -63,13 +82,13 @@ pub enum Backend {
     /// x86-64 AVX-512F: 16 nonces per vector.
     Avx512,
     /// Whichever of the others is fastest on this CPU for the puzzle's shape, measured
-    /// once per shape and process ([`auto`]).
+    /// once per shape and process (see [`Backend::resolve`]).
     Auto,
 }
 
 impl Backend {
     /// Every backend that hashes itself (all but `auto`), fastest first on the CPUs
-    /// that have them all (measured, not assumed: see [`auto`]).
+    /// that have them all (measured, not assumed: `auto` measures them).
     pub const ALL: &'static [Backend] = &[
         Backend::Avx512,
         Backend::Shani,
@@ -115,7 +134,7 @@ impl Backend {
     }
 
     /// The fastest backend this CPU can run for the default puzzle shape (the default
-    /// block, 32-bit binary nonces), measured once per process ([`auto`]).
+    /// block, 32-bit binary nonces), measured once per process.
     pub fn best() -> Backend {
         let puzzle = Puzzle::new(
             DEFAULT_BLOCK.as_bytes(),
@@ -172,7 +191,7 @@ impl Backend {
     /// This backend's implementation of [`ScanFn`]. Only call it for a backend that
     /// [`is_available`](Self::is_available): the SIMD ones panic on a CPU without
     /// their instructions.
-    pub fn scan_fn(self) -> ScanFn {
+    pub(crate) fn scan_fn(self) -> ScanFn {
         match self {
             Backend::Scalar => scalar::scan,
             Backend::Sha2 => sha2_compress::scan,

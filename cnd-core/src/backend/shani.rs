@@ -7,7 +7,7 @@
 //! schedule are unrolled by macros, the message lives in registers (or, past the
 //! 16 `xmm` registers the legacy-encoded SHA instructions can name, in spill slots
 //! the compiler chooses), and one instance of the loop is compiled per round pair
-//! the first varying message word falls in ([`RUNS`]). What `lanes.rs` does once per
+//! the first varying message word falls in (`RUNS`). What `lanes.rs` does once per
 //! call is done here too:
 //! - the nonce bytes the whole run shares are message constants, a leading tail
 //!   block without varying bytes is compressed into the chaining value, and a
@@ -38,7 +38,7 @@ use crate::puzzle::NonceFormat;
 /// schedule spills more, and the loop gets slower, not faster). Keeping the message
 /// in memory on purpose (volatile accesses) was slower still: 18.1, 16.5 and 11.4
 /// for 3, 4 and 5 streams, against `avx2`'s 12.0 in the same run. The rounds
-/// themselves are one `asm!` block per group of four rounds (see [`interleaved!`]).
+/// themselves are one `asm!` block per group of four rounds (see `interleaved!`).
 pub const STREAMS: usize = 3;
 
 /// Whether this CPU can run the backend.

@@ -187,7 +187,16 @@ mod tests {
         RunSpec::new(puzzle.clone(), puzzle.space(), 4, 4).unwrap()
     }
 
-    fn workers(status: WorkerStatus) -> MasterEvent {
+    /// Workers in these states: running, starting, pending, retrying, failed.
+    fn workers(counts: [u64; 5]) -> MasterEvent {
+        let mut status = WorkerStatus::default();
+        [
+            status.running,
+            status.starting,
+            status.pending,
+            status.retrying,
+            status.failed,
+        ] = counts;
         MasterEvent::Workers(status)
     }
 
@@ -196,12 +205,7 @@ mod tests {
         let spec = spec();
         let mut live = Live::new(&spec, false, "waiting for a node");
         live.estimate_with(1e6);
-        let running = |n| {
-            workers(WorkerStatus {
-                running: n,
-                ..WorkerStatus::default()
-            })
-        };
+        let running = |n| workers([n, 0, 0, 0, 0]);
         live.on(running(2));
         assert_eq!(
             live.shown_hashes(),
@@ -234,10 +238,7 @@ mod tests {
     fn the_line_names_only_the_states_workers_are_in_and_fits_80_columns() {
         let spec = spec();
         let mut live = Live::new(&spec, false, "waiting for a node");
-        live.on(workers(WorkerStatus {
-            running: 4,
-            ..WorkerStatus::default()
-        }));
+        live.on(workers([4, 0, 0, 0, 0]));
         let line = live.status_line();
         assert!(line.starts_with("4 running | 0/4 shards | "), "{line}");
         // The bar adds a spinner and `00:00:12 ` (11 columns).
@@ -247,13 +248,7 @@ mod tests {
             line.chars().count()
         );
 
-        live.on(workers(WorkerStatus {
-            pending: 2,
-            starting: 1,
-            retrying: 1,
-            failed: 1,
-            ..WorkerStatus::default()
-        }));
+        live.on(workers([0, 1, 2, 1, 1]));
         assert!(
             live.status_line().starts_with(
                 "0 running · 1 starting · 2 waiting for a node · 1 waiting to retry · 1 failed | "
@@ -262,11 +257,7 @@ mod tests {
             live.status_line()
         );
         let mut local = Live::new(&spec, false, "queued");
-        local.on(workers(WorkerStatus {
-            pending: 3,
-            running: 1,
-            ..WorkerStatus::default()
-        }));
+        local.on(workers([1, 0, 3, 0, 0]));
         assert!(local.status_line().starts_with("1 running · 3 queued | "));
     }
 }

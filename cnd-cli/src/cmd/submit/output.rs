@@ -20,6 +20,7 @@ pub fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupT
                 MasterOutcome::Exhausted(_) => "exhausted",
                 MasterOutcome::TimedOut(_) => "timed_out",
                 MasterOutcome::Interrupted(_) => "interrupted",
+                _ => "unknown",
             },
             "run_id": spec.run_id.to_string(),
             "difficulty": difficulty,
@@ -88,6 +89,10 @@ pub fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupT
                 "Interrupted before a golden nonce was found; what the run created was removed."
             );
             print_work(t, spec, Counted::Reported);
+        }
+        other => {
+            println!("The run ended in a way this cnd-cli does not know.");
+            print_work(other.totals(), spec, Counted::Reported);
         }
     }
 }

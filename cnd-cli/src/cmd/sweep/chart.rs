@@ -1,7 +1,7 @@
 //! The sweep's charts, as SVG (plotters' SVG backend: no font or image
 //! libraries; the text is left to whatever shows the SVG).
 //!
-//! Every chart is drawn from the per-cell statistics of [`record::cells`]:
+//! Every chart is drawn from the per-cell statistics of [`record::cells`](super::record::cells):
 //! medians of the runs that found a nonce, with min–max whiskers where a cell
 //! has more than one such run.
 

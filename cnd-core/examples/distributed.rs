@@ -1,0 +1,166 @@
+//! A distributed run inside one process: `run_master` drives "workers" that are
+//! threads, each searching its shard and sending a signed report, the way
+//! `cnd-cloud` drives Kubernetes pods or local processes.
+//!
+//! ```sh
+//! cargo run -p cnd-core --example distributed
+//! ```
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cnd_core::cancel::Sleep;
+use cnd_core::memory::MemoryChannel;
+use cnd_core::{
+    async_trait, run_master, search, verify, CancelToken, LaunchError, Launcher, MasterEvent,
+    MasterOptions, MasterOutcome, Message, Puzzle, Report, ReportKind, RunSpec, SearchControl,
+    SearchOptions, SearchOutcome, Timer, WorkerStatus,
+};
+
+/// Starts one thread per shard; each reports on `channel`, signed with the run's key.
+struct ThreadLauncher {
+    channel: MemoryChannel,
+    workers: Vec<(Arc<SearchControl>, JoinHandle<()>)>,
+}
+
+// `async_trait` and `Uuid` are re-exported by cnd-core: no extra dependency.
+#[async_trait]
+impl Launcher for ThreadLauncher {
+    async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
+        for shard in 0..spec.shards {
+            let range = spec
+                .range
+                .shard(shard, spec.shards)
+                .map_err(|e| LaunchError::other("no such shard").with_source(e))?;
+            let control = Arc::new(SearchControl::new());
+            let (puzzle, key, run_id) = (spec.puzzle.clone(), spec.run_key.clone(), spec.run_id);
+            let (channel, searching) = (self.channel.clone(), Arc::clone(&control));
+            let worker = std::thread::spawn(move || {
+                let options = SearchOptions::all_cores().with_threads(1);
+                let (kind, hashes, elapsed) = match search(&puzzle, range, &options, &searching) {
+                    Ok(SearchOutcome::Found(f)) => (
+                        ReportKind::Found {
+                            nonce: f.nonce,
+                            hash: f.hash,
+                        },
+                        f.hashes,
+                        f.elapsed,
+                    ),
+                    Ok(SearchOutcome::Exhausted { hashes, elapsed }) => {
+                        (ReportKind::Exhausted, hashes, elapsed)
+                    }
+                    Ok(_) => return, // cancelled by `stop`: the run is over
+                    Err(e) => (
+                        ReportKind::Failed {
+                            error: e.to_string(),
+                        },
+                        0,
+                        Duration::ZERO,
+                    ),
+                };
+                let report = Report {
+                    run_id,
+                    shard,
+                    worker: format!("thread-{shard}"),
+                    hashes,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    kind,
+                };
+                // The master drops anything not signed with the run's key.
+                channel.send(Message::signed(&key, report.to_json()));
+            });
+            self.workers.push((control, worker));
+        }
+        Ok(())
+    }
+
+    async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+        // WorkerStatus may gain fields: start from the default and set what we know.
+        let mut status = WorkerStatus::default();
+        status.running = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.is_finished())
+            .count() as u64;
+        status.succeeded = self.workers.len() as u64 - status.running;
+        Ok(status)
+    }
+
+    async fn stop(&mut self) -> Result<(), LaunchError> {
+        for (control, _) in &self.workers {
+            control.cancel();
+        }
+        for (_, worker) in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        Ok(())
+    }
+}
+
+/// The one thing the master needs from the runtime: sleeping.
+struct TokioTimer;
+
+impl Timer for TokioTimer {
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let puzzle = Puzzle::with_default_block(18).expect("a valid difficulty");
+    // 4 shards of the 2^32 nonces, all 4 workers at once; a fresh run id and key.
+    let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 4, 4).expect("4 shards fit");
+    let channel = MemoryChannel::new();
+    let mut launcher = ThreadLauncher {
+        channel: channel.clone(),
+        workers: Vec::new(),
+    };
+    let options = MasterOptions::with_deadline(None);
+    let cancel = CancelToken::new(); // cancel() from a Ctrl-C handler to stop the run
+
+    // The master's future is Send: it can run on any tokio worker thread.
+    let run = tokio::spawn(async move {
+        let mut channel = channel;
+        run_master(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &TokioTimer,
+            &cancel,
+            |event| {
+                match event {
+                    MasterEvent::Launched { shards, .. } => println!("launched {shards} workers"),
+                    MasterEvent::Found { nonce, worker, .. } => println!("{worker} found {nonce}"),
+                    MasterEvent::Ignored(why) => println!("ignored a message: {why}"),
+                    _ => {} // progress, worker snapshots, retries…
+                }
+            },
+        )
+        .await
+    });
+
+    match run.await.expect("the master does not panic") {
+        Ok(MasterOutcome::Found(golden)) => {
+            // The master verified it already; anyone can, with `verify`.
+            assert!(verify(&puzzle, golden.nonce).golden);
+            println!(
+                "golden nonce {} from shard {} after {:?}",
+                golden.nonce, golden.shard, golden.received_after
+            );
+        }
+        Ok(other) => println!("no golden nonce: {other:?}"),
+        // `{:#}` (anyhow) or walking `source()` shows the cause too.
+        Err(e) => eprintln!("the run failed: {e}"),
+    }
+}
+
+// `cargo test` runs the example too (`test = true` in cnd-core/Cargo.toml), so CI
+// sees it work, not only compile.
+#[cfg(test)]
+#[test]
+fn the_example_runs() {
+    main();
+}
