@@ -21,6 +21,9 @@ pub struct Live {
     pending_means: &'static str,
     workers: WorkerStatus,
     hashes: u64,
+    /// When `hashes` was last reported: the rate is hashes over the time up to
+    /// then, so it does not sag between reports (they come every few seconds).
+    reported_at: Instant,
     shards_done: u64,
     shards: u64,
     space: u128,
@@ -55,6 +58,7 @@ impl Live {
             pending_means,
             workers: WorkerStatus::default(),
             hashes: 0,
+            reported_at: Instant::now(),
             shards_done: 0,
             shards: spec.shards,
             space: spec.range.len(),
@@ -76,6 +80,19 @@ impl Live {
         (self.hashes as f64).max(self.estimated) as u64
     }
 
+    /// Hashes per second up to the moment the shown hashes were counted.
+    fn shown_rate(&self) -> f64 {
+        let counted = if self.estimated > self.hashes as f64 {
+            self.counted_at
+        } else {
+            self.reported_at
+        };
+        human::per_sec(
+            self.shown_hashes(),
+            counted.saturating_duration_since(self.started),
+        )
+    }
+
     /// Takes one event of the master into account and redraws.
     pub fn on(&mut self, event: MasterEvent) {
         match event {
@@ -90,6 +107,7 @@ impl Live {
             MasterEvent::Progress(p) => {
                 self.hashes = p.total_hashes;
                 self.shards_done = p.shards_done;
+                self.reported_at = Instant::now();
             }
             MasterEvent::Ignored(why) => console::say(format!("ignored a message: {why}")),
             MasterEvent::WorkerFailed { worker, error, .. } => {
@@ -137,9 +155,8 @@ impl Live {
     /// One line, short enough for 80 columns when all workers run:
     /// `4 running | 1/4 shards | 41.20 MH/s · 3.1% · ~12s to 2^26`.
     fn status_line(&self) -> String {
-        let elapsed = self.started.elapsed();
         let hashes = self.shown_hashes();
-        let rate = human::per_sec(hashes, elapsed);
+        let rate = self.shown_rate();
         format!(
             "{} | {}/{} shards | {} · {} · {}",
             self.workers_line(),
