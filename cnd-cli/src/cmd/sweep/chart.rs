@@ -120,7 +120,7 @@ pub fn draw_all(records: &[RunRecord]) -> Result<Vec<Chart>, ChartError> {
     {
         charts.push(render(
             PENDING,
-            "Pending (waiting for nodes) and searching time per cell",
+            "Time before the first worker ran (nodes, images) and searching time per cell",
             |root| pending(root, &cells),
         )?);
     }
@@ -561,7 +561,7 @@ fn pending(root: &DrawingArea<SVGBackend<'_>, Shift>, cells: &Cells) -> DrawResu
         .collect();
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "Where the time went: pending (waiting for nodes) vs searching",
+            "Where the time went: before the first worker ran vs searching",
             ("sans-serif", 22),
         )
         .margin(16)
