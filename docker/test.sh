@@ -74,7 +74,10 @@ trap cleanup EXIT
 # --- Python: a venv with pinned packages, reused between runs ---------------
 venv=${CND_TEST_VENV:-$repo/target/test-venv}
 requirements=.ci/requirements.txt
-if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+# Rebuilt when the pins change, or when it was made at another path (a copied
+# target/: its scripts' #! lines name the old one).
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null ||
+  [[ $(head -n 1 "$venv/bin/pip" 2>/dev/null) != "#!$venv/bin/python"* ]]; then
   echo "==> installing $requirements into $venv"
   rm -rf "$venv"
   if ! python3 -m venv "$venv" >"$scratch/venv.log" 2>&1 ||
