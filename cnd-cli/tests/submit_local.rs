@@ -15,7 +15,7 @@ use cnd_cloud::sqs;
 use cnd_cloud::sqs::testing::{Fault, FaultProxy, MotoServer};
 use cnd_core::{verify, Puzzle, Report, ReportKind};
 use serde_json::Value;
-use support::{processes_where, worker_bin, CLI};
+use support::{assert_exit, processes_where, stderr_of, worker_bin, CLI};
 use uuid::Uuid;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -82,10 +82,6 @@ fn json_of(output: &Output) -> Value {
     })
 }
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// Pids of the processes (workers) whose environment says they belong to `run`.
 fn processes_of(run: Uuid) -> Vec<u32> {
     let needle = format!("CND_RUN_ID={run}");
@@ -108,16 +104,7 @@ fn assert_nothing_left(moto: &MotoServer, run: Uuid) {
         !run_queue_exists(moto, run),
         "the run's queue is still there"
     );
-    // Killed workers are reaped by the master before it exits; allow /proc a moment.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !processes_of(run).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        processes_of(run),
-        Vec::<u32>::new(),
-        "workers of the run still run"
-    );
+    assert_nothing_left_locally(run);
 }
 
 fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
@@ -169,12 +156,7 @@ fn finds_a_golden_nonce_and_leaves_nothing_behind() {
     )
     .output()
     .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 0);
     let result = json_of(&output);
     assert_eq!(result["outcome"], "found");
     assert_eq!(result["run_id"], run.to_string());
@@ -271,12 +253,7 @@ fn forged_and_malformed_messages_are_ignored() {
     )
     .output()
     .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 0);
     let result = json_of(&output);
     assert_ne!(result["worker"], "forger");
     let nonce: u64 = result["nonce"].as_str().unwrap().parse().unwrap();
@@ -325,12 +302,7 @@ fn an_empty_range_is_exhausted_quickly() {
     )
     .output()
     .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 3);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?}",
@@ -471,12 +443,7 @@ fn a_queue_that_stalls_mid_run_cannot_hold_off_sigint_and_is_still_removed() {
     proxy.set(Fault::Pass);
     let output = wait_with_timeout(child, Duration::from_secs(40));
     eprintln!("exited {:?} after SIGINT", signalled.elapsed());
-    assert_eq!(
-        output.status.code(),
-        Some(130),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 130);
     assert_nothing_left(&moto, run);
 }
 
@@ -529,12 +496,7 @@ fn a_queue_that_never_answers_is_bounded_by_the_timeout_and_by_sigint() {
         "SIGTERM during a stalled queue creation: exit after {:?}",
         signalled.elapsed()
     );
-    assert_eq!(
-        output.status.code(),
-        Some(143),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 143);
     assert!(
         signalled.elapsed() < Duration::from_secs(4),
         "took {:?}",
@@ -578,7 +540,7 @@ fn workers_die_with_a_master_killed_by_sigkill() {
     )
     .output()
     .unwrap();
-    assert_eq!(cleanup.status.code(), Some(0), "{}", stderr_of(&cleanup));
+    assert_exit(&cleanup, 0);
     assert_nothing_left(&moto, run);
 }
 
@@ -598,7 +560,7 @@ fn cleanup_all_never_removes_the_queue_of_a_run_in_progress() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&kept.stdout);
-    assert_eq!(kept.status.code(), Some(0), "{}", stderr_of(&kept));
+    assert_exit(&kept, 0);
     assert!(
         stdout.contains("kept queue") && stdout.contains(&run.to_string()),
         "{stdout}"
@@ -753,12 +715,7 @@ fn a_slow_queue_delays_the_answer_but_never_changes_it() {
         "SQS delayed 300 ms per chunk: found after {:?}",
         started.elapsed()
     );
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 0);
     let nonce: u64 = json_of(&output)["nonce"].as_str().unwrap().parse().unwrap();
     assert!(verify(&Puzzle::with_default_block(14).unwrap(), nonce).golden);
     assert_nothing_left(&moto, run);
@@ -927,12 +884,7 @@ fn stdout_channel_says_exhausted_when_every_shard_is_searched() {
     )
     .output()
     .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 3);
     let result = json_of(&output);
     assert_eq!(result["outcome"], "exhausted");
     assert_eq!(result["hashes"], 3000);
@@ -1000,6 +952,7 @@ fn channels_that_cannot_work_are_refused_before_anything_runs() {
 }
 
 fn assert_nothing_left_locally(run: Uuid) {
+    // Killed workers are reaped by the master before it exits; allow /proc a moment.
     let deadline = Instant::now() + Duration::from_secs(2);
     while !processes_of(run).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -5,12 +5,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
 use serde_json::Value;
-use support::{processes_where, worker_bin, CLI};
+use support::{assert_exit, processes_where, stderr_of, worker_bin, CLI};
 
 /// `cnd-cli sweep --launcher local ARGS`, with no AWS settings at all.
 fn sweep(args: &[&str]) -> Command {
@@ -35,10 +35,6 @@ fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cnd-sweep-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The fields of one CSV line (RFC 4180 quoting).
@@ -103,12 +99,7 @@ fn a_small_sweep_writes_rows_charts_and_a_report() {
     ])
     .output()
     .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 0);
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["runs"], 8);
     assert_eq!(summary["found"], 8);
@@ -217,12 +208,7 @@ fn a_small_sweep_writes_rows_charts_and_a_report() {
         .args(["sweep", "--plot", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(
-        replot.status.code(),
-        Some(0),
-        "stderr: {}",
-        stderr_of(&replot)
-    );
+    assert_exit(&replot, 0);
     assert!(svg_texts(&dir.join("time_vs_pods.svg"))
         .iter()
         .any(|s| s == "D = 11"));
@@ -294,12 +280,7 @@ fn an_interrupted_sweep_keeps_its_rows_and_cleans_up_the_run() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(130),
-        "stderr: {}",
-        stderr_of(&output)
-    );
+    assert_exit(&output, 130);
 
     let rows = jsonl(&dir);
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -347,7 +328,7 @@ fn help_has_examples_and_bad_grids_are_usage_errors() {
         .args(["sweep", "--plot", empty.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_exit(&out, 1);
     assert!(
         stderr_of(&out).contains("results.jsonl"),
         "{}",

@@ -910,29 +910,22 @@ fn pod_failures(pods: &[Arc<Pod>]) -> BTreeMap<u64, String> {
 
 /// The indexes of a Job's index list ("1,3-5,9"), in order, lazily.
 fn each_index(list: &str) -> impl Iterator<Item = u64> + '_ {
-    list.split(',')
-        .filter(|part| !part.is_empty())
-        .filter_map(|part| {
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
-            // Anything else is not an index list we understand: nothing to name.
-            (b >= a).then_some(a..=b)
-        })
-        .flatten()
+    index_ranges(list).flatten()
 }
 
-/// Counts the indexes of a Job's index list ("1,3-5,9").
+/// The ranges of a Job's index list ("1,3-5,9"); parts that are not an index or
+/// a range of them are skipped.
+fn index_ranges(list: &str) -> impl Iterator<Item = std::ops::RangeInclusive<u64>> + '_ {
+    list.split(',').filter_map(|part| {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+        (b >= a).then_some(a..=b)
+    })
+}
+
+/// Counts the indexes of a Job's index list ("1,3-5,9"), without listing them.
 fn count_indexes(list: &str) -> u64 {
-    list.split(',')
-        .filter(|part| !part.is_empty())
-        .map(|part| match part.split_once('-') {
-            Some((a, b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
-                (Ok(a), Ok(b)) if b >= a => b - a + 1,
-                _ => 1,
-            },
-            None => 1,
-        })
-        .sum()
+    index_ranges(list).map(|r| r.end() - r.start() + 1).sum()
 }
 
 /// What [`cleanup`] deleted, and what it kept.

@@ -9,6 +9,17 @@ use cnd_cloud::sqs::SqsChannel;
 use cnd_core::{verify, Message, NonceRange, Puzzle, Report, ReportKind, ResultChannel, RunKey};
 use uuid::Uuid;
 
+/// The worker exited with `code`; its stderr is shown when it did not.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The run key every test worker signs with.
 fn key() -> RunKey {
     RunKey::from_bytes([0x42; 32])
@@ -129,12 +140,7 @@ async fn an_exhausted_range_is_reported_as_exhausted() {
     let mut env = worker_env(run_id, channel.address(), &moto.endpoint(), 40, 2, 1);
     env.push(("CND_RANGE", "5000..6000".into()));
     let out = output(&env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let report = final_report(&mut channel, Duration::from_secs(20)).await;
     assert_eq!(report.kind, ReportKind::Exhausted);
     assert_eq!(report.hashes, 500, "shard 1 of 2 of 1000 nonces");
@@ -413,12 +419,7 @@ fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
     let (dir, path, mut env) = barren_termination_log_env();
     env.push(("CND_PROGRESS_SECS", "0.01".into()));
     let out = output(&env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(out.stdout.is_empty(), "nothing on stdout");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.len() <= 4096, "fits a termination message");

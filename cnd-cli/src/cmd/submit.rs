@@ -251,14 +251,17 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
     // SIGINT and SIGTERM: whatever call is in flight is cut short at once, the
     // run is cleaned up, and we exit 130 or 143. A second one leaves the cleanup.
     let stop = StopSignal::install(move || {
-        if on_signal.is_cancelled() {
+        // Cancel before saying so: a write to a stderr nobody reads may block,
+        // and must not hold off the stop.
+        let again = on_signal.is_cancelled();
+        on_signal.cancel();
+        if again {
             console::say(format!(
                 "leaving the cleanup; `cnd-cli cleanup --run {run_id}` removes what is left"
             ));
         } else {
             console::say("stopping: removing what the run created (interrupt again to leave it)");
         }
-        on_signal.cancel();
     })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

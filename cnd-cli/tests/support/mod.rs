@@ -1,7 +1,8 @@
-//! What the end-to-end tests of `cnd-cli` share: the worker binary.
+//! What the end-to-end tests of `cnd-cli` share: the worker binary, and how
+//! a run's exit is checked.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The `cnd-cli` binary under test.
@@ -67,4 +68,20 @@ pub fn processes_where(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
             })
         })
         .collect()
+}
+
+/// What a run printed on stderr.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The run exited with `code`; its stderr is shown when it did not.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stderr: {}",
+        stderr_of(output)
+    );
 }

@@ -136,20 +136,18 @@ impl Live {
     /// 1 starting · 2 waiting for a node`.
     fn workers_line(&self) -> String {
         let w = &self.workers;
-        let states = [
-            (w.running, "running"),
+        let others = [
             (w.starting, "starting"),
             (w.pending, self.pending_means),
             (w.retrying, "waiting to retry"),
             (w.succeeded, "done"),
             (w.failed, "failed"),
         ];
-        let shown: Vec<String> = states
-            .iter()
-            .filter(|(n, what)| *n > 0 || *what == "running")
-            .map(|(n, what)| format!("{n} {what}"))
-            .collect();
-        shown.join(" · ")
+        let mut line = format!("{} running", w.running);
+        for (n, what) in others.iter().filter(|(n, _)| *n > 0) {
+            line.push_str(&format!(" · {n} {what}"));
+        }
+        line
     }
 
     /// One line, short enough for 80 columns when all workers run:
