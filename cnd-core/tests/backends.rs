@@ -137,6 +137,14 @@ fn every_golden_nonce_of_a_range_matches_scalar() {
             NonceFormat::Decimal,
             4_294_964_000,
         ),
+        // The last four digits roll over (…9999 to …0000, a carry into the fifth):
+        // lanes whose last four digits would carry take the per-lane path.
+        (
+            b"COMSM0010cloud",
+            NonceBits::B32,
+            NonceFormat::Decimal,
+            1_234_558_500,
+        ),
     ];
     for &(block, bits, format, start) in shapes {
         let puzzle = Puzzle::new(block, 4, bits, format).unwrap();

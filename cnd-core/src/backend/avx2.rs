@@ -46,6 +46,16 @@ unsafe impl Lanes for Ymm {
         Ymm(unsafe { _mm256_add_epi32(a.0, b.0) })
     }
     #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        // SAFETY: AVX2 is enabled in the caller (trait contract).
+        Ymm(unsafe { _mm256_sub_epi32(a.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        // SAFETY: AVX2 is enabled in the caller (trait contract).
+        Ymm(unsafe { _mm256_mullo_epi32(a.0, b.0) })
+    }
+    #[inline(always)]
     unsafe fn or(a: Self, b: Self) -> Self {
         // SAFETY: AVX2 is enabled in the caller (trait contract).
         Ymm(unsafe { _mm256_or_si256(a.0, b.0) })

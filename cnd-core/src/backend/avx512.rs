@@ -41,6 +41,16 @@ unsafe impl Lanes for Zmm {
         Zmm(unsafe { _mm512_add_epi32(a.0, b.0) })
     }
     #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        // SAFETY: AVX-512F is enabled in the caller (trait contract).
+        Zmm(unsafe { _mm512_sub_epi32(a.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        // SAFETY: AVX-512F is enabled in the caller (trait contract).
+        Zmm(unsafe { _mm512_mullo_epi32(a.0, b.0) })
+    }
+    #[inline(always)]
     unsafe fn or(a: Self, b: Self) -> Self {
         // SAFETY: AVX-512F is enabled in the caller (trait contract).
         Zmm(unsafe { _mm512_or_si512(a.0, b.0) })

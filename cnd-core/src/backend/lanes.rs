@@ -48,6 +48,10 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn load(a: &[u32; 16]) -> Self;
     /// Lane-wise wrapping add.
     unsafe fn add(a: Self, b: Self) -> Self;
+    /// Lane-wise wrapping subtract.
+    unsafe fn sub(a: Self, b: Self) -> Self;
+    /// Lane-wise wrapping multiply (the low 32 bits of the product).
+    unsafe fn mul(a: Self, b: Self) -> Self;
     /// Lane-wise or.
     unsafe fn or(a: Self, b: Self) -> Self;
     /// Lane-wise shift left by `n` bits; `n >= 32` gives 0.
@@ -357,6 +361,47 @@ fn const_schedule(block: &[u32; 16]) -> [u32; 64] {
     w
 }
 
+/// Adds `n` to the ASCII decimal number in `field`, wrapping at the top (as
+/// [`increment_decimal`]).
+fn add_decimal(field: &mut [u8], mut n: u32) {
+    for digit in field.iter_mut().rev() {
+        if n == 0 {
+            return;
+        }
+        let x = u32::from(*digit - b'0') + n;
+        *digit = b'0' + (x % 10) as u8;
+        n = x / 10;
+    }
+}
+
+/// The value of the last four ASCII digits of `field` (at least four long).
+fn last4(field: &[u8]) -> u32 {
+    field[field.len() - 4..]
+        .iter()
+        .fold(0, |x, &d| x * 10 + u32::from(d - b'0'))
+}
+
+/// `n` (each lane below 10^4) as four ASCII digits, the first in the top byte: the
+/// nonce's last four bytes as a big-endian word. Divides by 10 as `n * 52429 >> 19`
+/// (exact below 43,699).
+#[inline(always)]
+unsafe fn ascii4<L: Lanes>(n: L) -> L {
+    // SAFETY: the caller runs with L's target features (trait contract).
+    unsafe {
+        let (magic, ten) = (L::splat(52429), L::splat(10));
+        let q1 = L::shr(L::mul(n, magic), 19);
+        let q2 = L::shr(L::mul(q1, magic), 19);
+        let q3 = L::shr(L::mul(q2, magic), 19);
+        let d0 = L::sub(n, L::mul(q1, ten));
+        let d1 = L::sub(q1, L::mul(q2, ten));
+        let d2 = L::sub(q2, L::mul(q3, ten));
+        L::or(
+            L::or(L::splat(0x3030_3030), L::or(L::shl(q3, 24), L::shl(d2, 16))),
+            L::or(L::shl(d1, 8), d0),
+        )
+    }
+}
+
 /// Adds one to the ASCII decimal number in `field`, wrapping at the top (only lanes
 /// past the end of a run ever wrap, and their results are masked off).
 #[inline(always)]
@@ -378,6 +423,13 @@ struct BinaryWord {
     shr: u32,
     /// Signed shift of the nonce's value into this word: `>= 0` left, `< 0` right.
     shift: i32,
+}
+
+impl BinaryWord {
+    /// The bits of this word that the nonce's last four bytes occupy.
+    fn lo_mask(self) -> u32 {
+        u32::MAX.checked_shl(self.shl).unwrap_or(0) | u32::MAX.checked_shr(self.shr).unwrap_or(0)
+    }
 }
 
 impl BinaryWord {
@@ -691,6 +743,14 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
             *shape = BinaryWord::new(v + k, off, len);
         }
         let iota = L::iota();
+        // Decimal nonces of four digits or more: the last four of each lane's nonce are
+        // built on vectors, the digits above them (the same in every lane unless the
+        // last four carry, which falls back to the per-lane path) are message constants.
+        let vector_decimal = !binary && len >= 4;
+        let mut lo_masks = [0u32; MAX_VARYING];
+        for (m, shape) in lo_masks.iter_mut().zip(&shapes) {
+            *m = shape.lo_mask();
+        }
         let mut buf = first_bytes;
         let mut lane_words = [[0u32; 16]; MAX_VARYING];
         let mut var = [L::splat(0); MAX_VARYING];
@@ -706,7 +766,24 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
             };
             // The varying words of this vector's nonces.
             let lo = base as u32;
-            if binary && lo.checked_add(lanes as u32 - 1).is_some() {
+            let low4 = if vector_decimal {
+                last4(&buf[off..end])
+            } else {
+                u32::MAX
+            };
+            if vector_decimal && low4 + lanes as u32 <= 10_000 {
+                let digits = ascii4(L::add(L::splat(low4), iota));
+                let chunks = buf.as_chunks::<4>().0;
+                for k in 0..nvar {
+                    let shape = shapes[k];
+                    let fixed = u32::from_be_bytes(chunks[(v + k) & 31]) & !lo_masks[k];
+                    var[k] = L::or(
+                        L::splat(fixed),
+                        L::or(L::shl(digits, shape.shl), L::shr(digits, shape.shr)),
+                    );
+                }
+                add_decimal(&mut buf[off..end], lanes as u32);
+            } else if binary && lo.checked_add(lanes as u32 - 1).is_some() {
                 let hi = (base >> 32) as u32;
                 let lo_v = L::add(L::splat(lo), iota);
                 for k in 0..nvar {
