@@ -39,6 +39,20 @@ use crate::puzzle::NonceFormat;
 /// in memory on purpose (volatile accesses) was slower still: 18.1, 16.5 and 11.4
 /// for 3, 4 and 5 streams, against `avx2`'s 12.0 in the same run. The rounds
 /// themselves are one `asm!` block per group of four rounds (see `interleaved!`).
+///
+/// Also tried (Zen 3, where `sha256rnds2` issues every cycle with 4 cycles latency
+/// and `sha256msg2` only every second cycle: `examples/sha_costs.rs` measures
+/// them): a two- and three-stage pipeline, the first hash of 3 nonces and the second
+/// hash of 3 earlier ones in one `asm!` block per step, 6 chains with their states
+/// pinned in xmm1..12 and `K + W` read from tables in memory. With the rounds
+/// alone (schedules left out, so wrong hashes) it ran 1.5× this loop, 34.7 against
+/// 23.1 M nonces per CPU-second: the rounds are not what holds this loop back. With
+/// the schedules in the block (in memory, as the registers are taken) it ran at
+/// 0.65–0.85× this loop: each schedule group waits on the store of the one before
+/// it (about 13 cycles, 150–180 cycles for one compression's 36 group-streams,
+/// measured alone), and the out-of-order window did not overlap that with the
+/// rounds. Left to the compiler with intrinsics, the states were spilled between
+/// groups, in the middle of their chains: 0.8×.
 pub const STREAMS: usize = 3;
 
 /// Whether this CPU can run the backend.
