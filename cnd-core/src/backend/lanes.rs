@@ -361,8 +361,9 @@ fn const_schedule(block: &[u32; 16]) -> [u32; 64] {
     w
 }
 
-/// Adds `n` to the ASCII decimal number in `field`, wrapping at the top (as
-/// [`increment_decimal`]).
+/// Adds `n` to the ASCII decimal number in `field`, wrapping at the top (only lanes
+/// past the end of a run ever wrap, and their results are masked off).
+#[inline(always)]
 fn add_decimal(field: &mut [u8], mut n: u32) {
     for digit in field.iter_mut().rev() {
         if n == 0 {
@@ -402,19 +403,6 @@ unsafe fn ascii4<L: Lanes>(n: L) -> L {
     }
 }
 
-/// Adds one to the ASCII decimal number in `field`, wrapping at the top (only lanes
-/// past the end of a run ever wrap, and their results are masked off).
-#[inline(always)]
-fn increment_decimal(field: &mut [u8]) {
-    for digit in field.iter_mut().rev() {
-        if *digit < b'9' {
-            *digit += 1;
-            return;
-        }
-        *digit = b'0';
-    }
-}
-
 /// How one varying message word is built from a binary nonce `hi:lo` on lanes:
 /// `common | hi_part(hi) | lo << shl | lo >> shr` (shift counts of 32 give 0).
 #[derive(Clone, Copy, Default)]
@@ -430,9 +418,7 @@ impl BinaryWord {
     fn lo_mask(self) -> u32 {
         u32::MAX.checked_shl(self.shl).unwrap_or(0) | u32::MAX.checked_shr(self.shr).unwrap_or(0)
     }
-}
 
-impl BinaryWord {
     fn new(word: usize, offset: usize, len: usize) -> BinaryWord {
         let shift = 8 * (4 * word as i32 + 4 - offset as i32 - len as i32);
         let (shl, shr) = if shift >= 0 {
@@ -747,10 +733,6 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
         // built on vectors, the digits above them (the same in every lane unless the
         // last four carry, which falls back to the per-lane path) are message constants.
         let vector_decimal = !binary && len >= 4;
-        let mut lo_masks = [0u32; MAX_VARYING];
-        for (m, shape) in lo_masks.iter_mut().zip(&shapes) {
-            *m = shape.lo_mask();
-        }
         let mut buf = first_bytes;
         let mut lane_words = [[0u32; 16]; MAX_VARYING];
         let mut var = [L::splat(0); MAX_VARYING];
@@ -766,17 +748,15 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
             };
             // The varying words of this vector's nonces.
             let lo = base as u32;
-            let low4 = if vector_decimal {
-                last4(&buf[off..end])
-            } else {
-                u32::MAX
-            };
-            if vector_decimal && low4 + lanes as u32 <= 10_000 {
+            let low4 = vector_decimal
+                .then(|| last4(&buf[off..end]))
+                .filter(|&low4| low4 + lanes as u32 <= 10_000);
+            if let Some(low4) = low4 {
                 let digits = ascii4(L::add(L::splat(low4), iota));
                 let chunks = buf.as_chunks::<4>().0;
                 for k in 0..nvar {
                     let shape = shapes[k];
-                    let fixed = u32::from_be_bytes(chunks[(v + k) & 31]) & !lo_masks[k];
+                    let fixed = u32::from_be_bytes(chunks[(v + k) & 31]) & !shape.lo_mask();
                     var[k] = L::or(
                         L::splat(fixed),
                         L::or(L::shl(digits, shape.shl), L::shr(digits, shape.shr)),
@@ -805,7 +785,7 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
                         words[lane] = u32::from_be_bytes(chunks[(v + k) & 31]);
                     }
                     if !binary {
-                        increment_decimal(&mut buf[off..end]);
+                        add_decimal(&mut buf[off..end], 1);
                     }
                 }
                 for k in 0..nvar {
