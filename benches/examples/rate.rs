@@ -1,7 +1,9 @@
 //! Hash rate of every available backend on the benchmark shapes, 1 and 2 threads:
 //! `cargo run --release -p cnd-benches --example rate -- [SECONDS] [BACKEND...]`;
 //! `RATE_SHAPE=binary32` and `RATE_THREADS=1` restrict what runs; `shani2` to
-//! `shani5` name the shani backend with that many interleaved streams.
+//! `shani5` name the shani backend with that many interleaved streams, in the best
+//! variant this CPU has; `shani2-sse` to `shani4-sse` the SSE-only variant (what
+//! CPUs without AVX-512VL run).
 //!
 //! Each thread scans its own runs of 2^16 nonces through `Job::scan` at D = 256
 //! (nothing is golden, so every nonce is hashed), as `search` does.
@@ -76,16 +78,19 @@ fn rate(scan: ScanFn, job: &Job, first: u64, threads: u64, seconds: f64) -> (f64
     )
 }
 
-/// A backend by name, or `shaniN`: the shani backend with N interleaved streams.
+/// A backend by name, or `shaniN[-sse]`: the shani backend with N interleaved streams.
 fn scan_fn(name: &str) -> ScanFn {
     #[cfg(target_arch = "x86_64")]
     {
-        use cnd_core::hazmat::shani::scan_streams;
+        use cnd_core::hazmat::shani::{scan_sse, scan_streams};
         match name {
             "shani2" => return scan_streams::<2>,
             "shani3" => return scan_streams::<3>,
             "shani4" => return scan_streams::<4>,
             "shani5" => return scan_streams::<5>,
+            "shani2-sse" => return scan_sse::<2>,
+            "shani3-sse" => return scan_sse::<3>,
+            "shani4-sse" => return scan_sse::<4>,
             _ => {}
         }
     }

@@ -8,26 +8,41 @@ use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
 use cnd_core::{Backend, BackendError};
 use proptest::prelude::*;
 
-/// The backends under test: every available one except the reference itself, and
-/// `auto` (whichever it picks, through its own dispatch).
-fn backends() -> Vec<Backend> {
-    Backend::available()
+/// The scans under test, by name: every available backend except the reference
+/// itself, `auto` (whichever it picks, through its own dispatch), and where this CPU
+/// runs `shani` in its AVX-512VL variant, also the SSE-only variant other CPUs run.
+fn scans() -> Vec<(String, ScanFn)> {
+    let mut scans: Vec<(String, ScanFn)> = Backend::available()
         .into_iter()
         .filter(|&b| b != Backend::Scalar)
         .chain([Backend::Auto])
-        .collect()
+        .map(|b| (b.to_string(), scan_fn(b)))
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    if Backend::Shani.is_available() {
+        use cnd_core::hazmat::shani::{scan_sse, Variant, STREAMS};
+        if Variant::best() != Variant::Sse {
+            scans.push(("shani (SSE variant)".into(), scan_sse::<STREAMS>));
+        }
+    }
+    scans
 }
 
-/// Checks `backend` against `scalar` on `start .. start + count` of `puzzle`.
-fn check(puzzle: &Puzzle, backend: Backend, start: u64, count: u32) -> Result<(), TestCaseError> {
+/// Checks `scan` against `scalar` on `start .. start + count` of `puzzle`.
+fn check(
+    puzzle: &Puzzle,
+    (name, scan): &(String, ScanFn),
+    start: u64,
+    count: u32,
+) -> Result<(), TestCaseError> {
     let job = Job::new(puzzle);
     let want = job.scan(scalar::scan as ScanFn, start, count);
-    let got = job.scan(scan_fn(backend), start, count);
+    let got = job.scan(*scan, start, count);
     prop_assert_eq!(
         got,
         want,
         "{} on {:?} from {} count {}",
-        backend,
+        name,
         puzzle,
         start,
         count
@@ -75,8 +90,8 @@ proptest! {
             (Just(p), run(max))
         })
     ) {
-        for backend in backends() {
-            check(&puzzle, backend, start, count)?;
+        for scan in scans() {
+            check(&puzzle, &scan, start, count)?;
         }
     }
 }
@@ -155,9 +170,9 @@ fn every_golden_nonce_of_a_range_matches_scalar() {
             want.len() > 100,
             "D = 4 leaves about one nonce in 16 golden"
         );
-        for backend in backends() {
-            let got = all_golden(&job, scan_fn(backend), start, count);
-            assert_eq!(got, want, "{backend} on {puzzle:?}");
+        for (name, scan) in scans() {
+            let got = all_golden(&job, scan, start, count);
+            assert_eq!(got, want, "{name} on {puzzle:?}");
         }
     }
 }
