@@ -70,6 +70,21 @@ pub const STREAMS: usize = 3;
 /// Measured on AMD EPYC Zen 4, MH/s per CPU-second, default block, 1 thread, 5
 /// alternated pairs: this 31.9–32.9 (median 32.4), 3 streams without the
 /// interleaving 30.4–31.7 (30.8); 3 streams interleaved, and 4, were no better.
+///
+/// Also tried on Zen 4 and dropped (same run, MH/s per CPU-second):
+/// - each hash in two phases, the schedules of 4 to 7 streams into a `K + W`
+///   buffer in memory and then the rounds reading `xmm0` straight from it (only
+///   loads between the `sha256rnds2`s): 18.2–18.4 against 32.4;
+/// - from group 4 on, schedule and rounds of two chains in one `asm!` block with the
+///   message in `xmm16..31` (copied low only for the SHA instructions), so that no
+///   chain's values move between groups: 32.4–33.0 against 29.5–31.0 for the
+///   compiler's code in the same build, within the host's noise of this loop; the
+///   block's four copies per chain and group cost what the compiler's moves did.
+///
+/// This loop executes about 480 instructions per nonce (objdump of the loop: per
+/// 2 nonces 124 `sha256rnds2`, 96 `msg1`/`msg2`, about 320 register moves and 160
+/// scalar instructions building the messages) in about 112 cycles (`sha_costs`), 4.3
+/// per cycle: fewer instructions, not more streams, is what is left to win.
 pub const STREAMS_VL: usize = 2;
 
 /// How the loop is compiled: which registers it may use, whether the second hash of
