@@ -82,7 +82,7 @@ pub const STREAMS: usize = 3;
 ///   block's four copies per chain and group cost what the compiler's moves did.
 ///
 /// This loop executes about 480 instructions per nonce (objdump of the loop: per
-/// 2 nonces 124 `sha256rnds2`, 96 `msg1`/`msg2`, about 320 register moves and 160
+/// 2 nonces 124 `sha256rnds2`, 94 `msg1`/`msg2`, about 320 register moves and 160
 /// scalar instructions building the messages) in about 112 cycles (`sha_costs`), 4.3
 /// per cycle: fewer instructions, not more streams, is what is left to win.
 pub const STREAMS_VL: usize = 2;
