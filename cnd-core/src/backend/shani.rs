@@ -81,10 +81,11 @@ pub const STREAMS: usize = 3;
 ///   compiler's code in the same build, within the host's noise of this loop; the
 ///   block's four copies per chain and group cost what the compiler's moves did.
 ///
-/// This loop executes about 480 instructions per nonce (objdump of the loop: per
-/// 2 nonces 124 `sha256rnds2`, 94 `msg1`/`msg2`, about 320 register moves and 160
-/// scalar instructions building the messages) in about 112 cycles (`sha_costs`), 4.3
-/// per cycle: fewer instructions, not more streams, is what is left to win.
+/// This loop executes about 420 instructions per nonce (objdump of the loop: per
+/// 2 nonces 843, of which 124 `sha256rnds2`, 94 `msg1`/`msg2`, about 330 register
+/// moves, and since [`VarGroup::shuffled`] about 50 scalar ones, down from 160) in
+/// 112–117 cycles (`sha_costs`, two runs): fewer instructions, above all fewer
+/// moves, not more streams, is what is left to win.
 pub const STREAMS_VL: usize = 2;
 
 /// How the loop is compiled: which registers it may use, whether the second hash of
