@@ -83,7 +83,7 @@ pub const STREAMS: usize = 3;
 ///
 /// This loop executes about 420 instructions per nonce (objdump of the loop: per
 /// 2 nonces 843, of which 124 `sha256rnds2`, 94 `msg1`/`msg2`, about 330 register
-/// moves, and since [`VarGroup::shuffled`] about 50 scalar ones, down from 160) in
+/// moves, and since the `pshufb` message build about 50 scalar ones, down from 160) in
 /// 112–117 cycles (`sha_costs`, two runs): fewer instructions, above all fewer
 /// moves, not more streams, is what is left to win.
 pub const STREAMS_VL: usize = 2;
