@@ -1,8 +1,10 @@
 //! What the SHA-NI instructions cost on this CPU, in core cycles: latency (one
 //! dependent chain) and throughput (eight independent chains) of `sha256rnds2`,
 //! `sha256msg1` and `sha256msg2`, and whether rounds and message schedule share a
-//! unit; then the `shani` backend's own cycles per nonce beside the floor those
-//! figures set for it (see `STREAMS` in `shani.rs`):
+//! unit; whether the schedule competes with the shuffles around it; two floors for
+//! the `shani` loop (its instruction mix without dependencies, its rounds alone in 4
+//! chains) and the R each allows; then the backend's own cycles per nonce (see
+//! `STREAMS` and `STREAMS_VL` in `shani.rs`):
 //! `cargo run --release -p cnd-benches --example sha_costs`.
 //!
 //! Cycles are counted with `rdtsc`, scaled by a chain of dependent `add`s (one
@@ -15,6 +17,36 @@ use cnd_core::{
     Backend, NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK,
 };
 
+/// Prints and returns the cycles one run of the `asm!` lines takes, divided by
+/// `per`; `cycle` is the TSC ticks per core cycle. The lines may use and clobber
+/// every `xmm` register the legacy SHA instructions can name, and 256 bytes of
+/// scratch memory at `{scratch}`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! measure {
+    ($cycle:expr, $name:literal, $per:expr, $($line:literal),+) => {{
+        let mut scratch = [0u64; 32];
+        let scratch = scratch.as_mut_ptr();
+        // SAFETY: the CPU has the instructions the lines use (each caller checks);
+        // the lines only touch the xmm registers declared clobbered and the 256
+        // bytes at `scratch`.
+        let ticks = best_ticks(|| unsafe {
+            std::arch::asm!(
+                "/* scratch memory: {scratch} */",
+                $($line,)+
+                scratch = in(reg) scratch,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                options(nostack, att_syntax),
+            );
+        });
+        let cycles = ticks / $cycle / $per;
+        println!("{:<52} {:5.2} cycles", $name, cycles);
+        cycles
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 fn main() {
     if !std::arch::is_x86_feature_detected!("sha") {
@@ -26,26 +58,8 @@ fn main() {
         // SAFETY: integer adds on a scratch register.
         std::arch::asm!(".rept 64", "add $1, {x}", ".endr", x = out(reg) _, options(nomem, nostack, att_syntax));
     }) / 64.0;
-    // SAFETY (every block below): the CPU has SHA-NI (checked above); the blocks
-    // only touch the xmm registers they declare clobbered.
-    macro_rules! measure {
-        ($name:literal, $per:expr, $($line:literal),+) => {{
-            let ticks = best_ticks(|| unsafe {
-                std::arch::asm!(
-                    $($line,)+
-                    out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-                    out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
-                    out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
-                    out("xmm12") _, out("xmm13") _,
-                    options(nomem, nostack, att_syntax),
-                );
-            });
-            let cycles = ticks / cycle / $per;
-            println!("{:<52} {:5.2} cycles", $name, cycles);
-            cycles
-        }};
-    }
-    measure!(
+    let rnds2_latency = measure!(
+        cycle,
         "sha256rnds2, latency (1 chain)",
         8.0,
         ".rept 8",
@@ -53,6 +67,7 @@ fn main() {
         ".endr"
     );
     let rnds2_throughput = measure!(
+        cycle,
         "sha256rnds2, throughput (8 chains)",
         16.0,
         ".rept 2",
@@ -67,6 +82,7 @@ fn main() {
         ".endr"
     );
     measure!(
+        cycle,
         "sha256msg1, latency (1 chain)",
         8.0,
         ".rept 8",
@@ -74,6 +90,7 @@ fn main() {
         ".endr"
     );
     measure!(
+        cycle,
         "sha256msg1, throughput (8 chains)",
         8.0,
         "sha256msg1 %xmm10, %xmm1",
@@ -86,6 +103,7 @@ fn main() {
         "sha256msg1 %xmm10, %xmm8"
     );
     measure!(
+        cycle,
         "sha256msg2, latency (1 chain)",
         8.0,
         ".rept 8",
@@ -93,6 +111,7 @@ fn main() {
         ".endr"
     );
     measure!(
+        cycle,
         "sha256msg2, throughput (8 chains)",
         8.0,
         "sha256msg2 %xmm10, %xmm1",
@@ -105,6 +124,7 @@ fn main() {
         "sha256msg2 %xmm10, %xmm8"
     );
     measure!(
+        cycle,
         "8 sha256rnds2 + 3 sha256msg2 (per rnds2; 1.00 = overlap)",
         8.0,
         "sha256rnds2 %xmm0, %xmm9, %xmm1",
@@ -120,6 +140,7 @@ fn main() {
         "sha256rnds2 %xmm0, %xmm9, %xmm8"
     );
     measure!(
+        cycle,
         "8 sha256rnds2 + 3 sha256msg1 (per rnds2; 1.00 = overlap)",
         8.0,
         "sha256rnds2 %xmm0, %xmm9, %xmm1",
@@ -134,6 +155,9 @@ fn main() {
         "sha256rnds2 %xmm0, %xmm9, %xmm7",
         "sha256rnds2 %xmm0, %xmm9, %xmm8"
     );
+    if std::arch::is_x86_feature_detected!("avx") {
+        pipes_and_floors(cycle, rnds2_latency);
+    }
     // The shani backend itself, in the same cycles: the default puzzle, every nonce
     // hashed (D = 256), one thread.
     let puzzle = Puzzle::new(DEFAULT_BLOCK, 256, NonceBits::B32, NonceFormat::Binary).unwrap();
@@ -152,8 +176,146 @@ fn main() {
     );
     println!(
         "{:<52} {:5.1} cycles (63 sha256rnds2 at the throughput above)",
-        "  its floor on the SHA unit",
+        "  its floor on the round unit alone",
         63.0 * rnds2_throughput
+    );
+}
+
+/// Whether the schedule's instructions and the `pshufd` that halves each `K + W`
+/// compete for the same pipes (on Zen 4 they do: the sum of the parts is slower
+/// than the slowest part), then two floors for the `shani` loop: its instruction
+/// mix with no dependencies at all, and its rounds alone (no schedule) in four
+/// chains with hand-allocated registers; and the R (see issue 9 and the README)
+/// each floor would give.
+#[cfg(target_arch = "x86_64")]
+fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
+    /// `sha256rnds2` per nonce in the `shani` loop (objdump: 124 per 2 nonces).
+    const NONCE_RNDS2: f64 = 62.0;
+    // Independent instructions: msg1 into xmm10..12 and msg2 into xmm13..15 (each
+    // register once per block, far below their latency), the rest written only.
+    measure!(
+        cycle,
+        "4 pshufd + 3 palignr alone (per block)",
+        1.0,
+        ".rept 4",
+        "vpshufd $0x0e, %xmm9, %xmm7",
+        ".endr",
+        ".rept 3",
+        "vpalignr $4, %xmm9, %xmm9, %xmm8",
+        ".endr"
+    );
+    measure!(
+        cycle,
+        "3 msg1 + 3 msg2 alone (per block)",
+        1.0,
+        "sha256msg1 %xmm9, %xmm10",
+        "sha256msg1 %xmm9, %xmm11",
+        "sha256msg1 %xmm9, %xmm12",
+        "sha256msg2 %xmm9, %xmm13",
+        "sha256msg2 %xmm9, %xmm14",
+        "sha256msg2 %xmm9, %xmm15"
+    );
+    measure!(
+        cycle,
+        "  with 4 pshufd + 3 palignr (per block)",
+        1.0,
+        "sha256msg1 %xmm9, %xmm10",
+        "sha256msg1 %xmm9, %xmm11",
+        "sha256msg1 %xmm9, %xmm12",
+        "sha256msg2 %xmm9, %xmm13",
+        "sha256msg2 %xmm9, %xmm14",
+        "sha256msg2 %xmm9, %xmm15",
+        ".rept 4",
+        "vpshufd $0x0e, %xmm9, %xmm7",
+        ".endr",
+        ".rept 3",
+        "vpalignr $4, %xmm9, %xmm9, %xmm8",
+        ".endr"
+    );
+    // The loop's mix per 16 `sha256rnds2` (objdump of the VL loop, per 2 nonces:
+    // 124 rnds2, 46 msg1, 48 msg2, 56 pshufd, 46 alignr, 106 paddd, 279 register
+    // moves), the rounds on 6 chains (enough for their 4-cycle latency).
+    macro_rules! mix {
+        ($name:literal, $halves:literal $(, $moves:literal)?) => {
+            measure!(
+                cycle,
+                $name,
+                16.0 / NONCE_RNDS2,
+                ".rept 2",
+                "sha256rnds2 %xmm0, %xmm9, %xmm1",
+                "sha256rnds2 %xmm0, %xmm9, %xmm2",
+                "sha256rnds2 %xmm0, %xmm9, %xmm3",
+                "sha256rnds2 %xmm0, %xmm9, %xmm4",
+                "sha256rnds2 %xmm0, %xmm9, %xmm5",
+                "sha256rnds2 %xmm0, %xmm9, %xmm6",
+                "sha256rnds2 %xmm0, %xmm9, %xmm1",
+                "sha256rnds2 %xmm0, %xmm9, %xmm2",
+                "sha256msg1 %xmm9, %xmm10",
+                "sha256msg1 %xmm9, %xmm11",
+                "sha256msg1 %xmm9, %xmm12",
+                "sha256msg2 %xmm9, %xmm13",
+                "sha256msg2 %xmm9, %xmm14",
+                "sha256msg2 %xmm9, %xmm15",
+                "vpalignr $4, %xmm9, %xmm9, %xmm8",
+                "vpalignr $4, %xmm9, %xmm9, %xmm8",
+                "vpalignr $4, %xmm9, %xmm9, %xmm8",
+                ".rept 7",
+                "vpaddd %xmm9, %xmm9, %xmm7",
+                ".endr",
+                ".endr",
+                $halves,
+                $($moves,)?
+                "nop"
+            )
+        };
+    }
+    let mix = mix!(
+        "the shani loop's mix, no dependencies (per nonce)",
+        ".rept 7\nvpshufd $0x0e, %xmm9, %xmm7\n.endr"
+    );
+    mix!(
+        "  with its 279 moves per 2 nonces (per nonce)",
+        ".rept 7\nvpshufd $0x0e, %xmm9, %xmm7\n.endr",
+        ".rept 36\nvmovdqa %xmm9, %xmm7\n.endr"
+    );
+    // The second half of each `K + W` stored and reloaded (load and store ports)
+    // instead of shuffled.
+    let stored = mix!(
+        "  K + W halves by store and reload (per nonce)",
+        ".irp off, 0, 16, 32, 48, 64, 80, 96\nvmovdqu %xmm9, \\off({scratch})\nvmovq \\off+8({scratch}), %xmm7\n.endr"
+    );
+    // The rounds of 4 chains, `K + W` added and halved as the loop does, each
+    // chain's state pinned in two registers: 16 groups, one compression per chain.
+    let rounds = measure!(
+        cycle,
+        "rounds alone, 4 chains that never end (per nonce)",
+        4.0 * 32.0 / NONCE_RNDS2,
+        ".rept 16",
+        "vpaddd %xmm13, %xmm9, %xmm0",
+        "sha256rnds2 %xmm0, %xmm1, %xmm2",
+        "vpshufd $0x0e, %xmm0, %xmm0",
+        "sha256rnds2 %xmm0, %xmm2, %xmm1",
+        "vpaddd %xmm13, %xmm10, %xmm0",
+        "sha256rnds2 %xmm0, %xmm3, %xmm4",
+        "vpshufd $0x0e, %xmm0, %xmm0",
+        "sha256rnds2 %xmm0, %xmm4, %xmm3",
+        "vpaddd %xmm13, %xmm11, %xmm0",
+        "sha256rnds2 %xmm0, %xmm5, %xmm6",
+        "vpshufd $0x0e, %xmm0, %xmm0",
+        "sha256rnds2 %xmm0, %xmm6, %xmm5",
+        "vpaddd %xmm13, %xmm12, %xmm0",
+        "sha256rnds2 %xmm0, %xmm7, %xmm8",
+        "vpshufd $0x0e, %xmm0, %xmm0",
+        "sha256rnds2 %xmm0, %xmm8, %xmm7",
+        ".endr"
+    );
+    // OpenSSL hashes one chain: 2 blocks of 32 dependent sha256rnds2 per 128 bytes.
+    let openssl = 64.0 * rnds2_latency;
+    println!(
+        "R at those floors (OpenSSL: 64 dependent sha256rnds2 = {openssl:.0} cycles per 128 bytes): {:.2}, {:.2} and {:.2}",
+        openssl / mix,
+        openssl / stored,
+        openssl / rounds
     );
 }
 
