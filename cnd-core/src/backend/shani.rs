@@ -82,10 +82,18 @@ pub const STREAMS: usize = 3;
 ///   block's four copies per chain and group cost what the compiler's moves did.
 ///
 /// This loop executes about 420 instructions per nonce (objdump of the loop: per
-/// 2 nonces 843, of which 124 `sha256rnds2`, 94 `msg1`/`msg2`, about 330 register
-/// moves, and since the `pshufb` message build about 50 scalar ones, down from 160) in
-/// 112–117 cycles (`sha_costs`, two runs): fewer instructions, above all fewer
-/// moves, not more streams, is what is left to win.
+/// 2 nonces 843, of which 124 `sha256rnds2`, 94 `msg1`/`msg2`, 279 register moves,
+/// and since the `pshufb` message build about 50 scalar ones, down from 160) in
+/// 106–117 cycles (`sha_costs`, three runs). Fewer moves would not win much:
+/// - the whole compression in assembly with registers allocated by hand
+///   (`benches/experiments/hand_asm.py`: 4 chains with 3 or 4 moves per group, or 3
+///   chains with 2, the schedule up to three groups ahead; checked against a C
+///   reference) took 51–53 cycles per compression, 98–102 per nonce before any
+///   message building or checking;
+/// - `sha_costs` measures the floors without dependencies: this loop's instruction
+///   mix 78 cycles per nonce (the schedule's `msg1`/`msg2` and the `pshufd`/`palignr`
+///   compete for the same pipes), the rounds alone in 4 chains 78 (only 5 reach one
+///   `sha256rnds2` per cycle, and 5 chains do not fit in `xmm0..15`).
 pub const STREAMS_VL: usize = 2;
 
 /// How the loop is compiled: which registers it may use, whether the second hash of
