@@ -160,28 +160,22 @@ fn every_golden_nonce_of_a_range_matches_scalar() {
             NonceFormat::Decimal,
             1_234_558_500,
         ),
+        // Runs whose eighth byte from the nonce's end changes: 19,999,999 to
+        // 20,000,000 (eight digits either side) and a 64-bit nonce across 2^56.
+        (
+            b"COMSM0010cloud",
+            NonceBits::B32,
+            NonceFormat::Decimal,
+            19_998_500,
+        ),
+        (
+            b"COMSM0010cloud",
+            NonceBits::B64,
+            NonceFormat::Binary,
+            (1 << 56) - 1500,
+        ),
     ];
-    // Runs whose eighth byte from the nonce's end changes: 19,999,999 to 20,000,000
-    // (eight digits either side) and a 64-bit nonce across 2^56.
-    let shapes = [
-        shapes,
-        &[
-            (
-                b"COMSM0010cloud" as &[u8],
-                NonceBits::B32,
-                NonceFormat::Decimal,
-                19_998_500,
-            ),
-            (
-                b"COMSM0010cloud",
-                NonceBits::B64,
-                NonceFormat::Binary,
-                (1 << 56) - 1500,
-            ),
-        ],
-    ]
-    .concat();
-    for &(block, bits, format, start) in &shapes {
+    for &(block, bits, format, start) in shapes {
         let puzzle = Puzzle::new(block, 4, bits, format).unwrap();
         let job = Job::new(&puzzle);
         let count = 3001;
