@@ -101,6 +101,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().map_or(3.0, |s| s.parse().expect("seconds"));
     let names: Vec<String> = args.collect();
+    println!("CPU: {}", cnd_core::cpu_model());
     let backends: Vec<(String, ScanFn)> = if names.is_empty() {
         Backend::available()
             .into_iter()

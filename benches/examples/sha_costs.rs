@@ -13,6 +13,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use cnd_core::{
+    cpu_model,
     hazmat::{scan_fn, Job},
     Backend, NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK,
 };
@@ -348,16 +349,4 @@ fn best_ticks_of(rounds: usize, mut body: impl FnMut()) -> f64 {
             (to - from) as f64
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-/// The CPU's model name, as `/proc/cpuinfo` gives it.
-#[cfg(target_arch = "x86_64")]
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("model name"))?;
-            Some(line.split(':').nth(1)?.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

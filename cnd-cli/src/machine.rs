@@ -12,34 +12,7 @@ use crate::human;
 /// this machine cannot be measured: a conservative figure for one modern x86 core.
 pub const FALLBACK_MHS_PER_CORE: f64 = 10.0;
 
-/// The CPU's model name, from `/proc/cpuinfo` (the first `model name`), with its
-/// family and model numbers where given: a VM may name only the brand ("AMD EPYC"),
-/// and the numbers tell the generations apart (family 25: model 1 is Zen 3, model 17
-/// Zen 4), which decide which hash loop is fastest.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|text| cpu_model_in(&text))
-        .unwrap_or_else(|_| "unknown CPU".to_string())
-}
-
-/// [`cpu_model`] of a `/proc/cpuinfo` text.
-fn cpu_model_in(cpuinfo: &str) -> String {
-    let field = |name: &str| {
-        cpuinfo.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            (key.trim() == name).then(|| value.trim().to_string())
-        })
-    };
-    let name = field("model name")
-        .filter(|model| !model.is_empty())
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    match (field("cpu family"), field("model")) {
-        (Some(family), Some(model)) if !family.is_empty() && !model.is_empty() => {
-            format!("{name} (family {family}, model {model})")
-        }
-        _ => name,
-    }
-}
+pub use cnd_core::cpu_model;
 
 /// The host name, or "this machine".
 pub fn hostname() -> String {
@@ -117,18 +90,4 @@ pub fn core_mhs() -> f64 {
         .map(|rate| rate / 1e6)
         .filter(|mhs| *mhs > 0.0)
         .unwrap_or(FALLBACK_MHS_PER_CORE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cpu_model_in;
-
-    #[test]
-    fn cpu_model_names_the_brand_and_the_generation() {
-        let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nstepping\t: 1\n";
-        assert_eq!(cpu_model_in(zen4), "AMD EPYC (family 25, model 17)");
-        // Without the numbers (not x86), the name alone; without a name, a placeholder.
-        assert_eq!(cpu_model_in("model name\t: Some CPU\n"), "Some CPU");
-        assert_eq!(cpu_model_in(""), "unknown CPU");
-    }
 }

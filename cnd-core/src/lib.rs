@@ -8,7 +8,8 @@
 //!
 //! **Searching here.** [`search`] scans a [`NonceRange`] on every thread with a
 //! hash [`Backend`] (`auto`: the fastest on this CPU, or what `CND_BACKEND`
-//! names) and returns the smallest golden nonce as a [`SearchOutcome`].
+//! names; [`cpu_model`] says which CPU that was measured on) and returns the
+//! smallest golden nonce as a [`SearchOutcome`].
 //! [`SearchOptions`] set threads, backend, deadline and a progress callback; a
 //! [`SearchControl`] cancels a running search and counts its hashes; a
 //! [`Searcher`] keeps its threads for many searches.
@@ -62,7 +63,7 @@ pub use async_trait::async_trait;
 /// Run ids (re-exported from the `uuid` crate).
 pub use uuid::Uuid;
 
-pub use backend::{Backend, BackendError};
+pub use backend::{cpu_model, Backend, BackendError};
 pub use cancel::{CancelToken, ThreadTimer, Timer};
 pub use distributed::{
     CallError, Cause, ChannelError, Destination, EnvelopeError, LaunchError, Launcher, Message,
