@@ -24,7 +24,7 @@ use cnd_core::{
 /// scratch memory at `{scratch}`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! measure {
-    ($cycle:expr, $name:literal, $per:expr, $($line:literal),+) => {{
+    ($cycle:expr, $name:literal, $per:expr, $($line:expr),+) => {{
         let mut scratch = [0u64; 32];
         let scratch = scratch.as_mut_ptr();
         // SAFETY: the CPU has the instructions the lines use (each caller checks);
@@ -192,46 +192,33 @@ fn main() {
 fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
     /// `sha256rnds2` per nonce in the `shani` loop (objdump: 124 per 2 nonces).
     const NONCE_RNDS2: f64 = 62.0;
-    // Independent instructions: msg1 into xmm10..12 and msg2 into xmm13..15 (each
-    // register once per block, far below their latency), the rest written only.
+    // 3 msg1 into xmm10..12 and 3 msg2 into xmm13..15 (each register once per
+    // block, far below their latency), and 4 pshufd + 3 palignr only written.
+    macro_rules! msg_ops {
+        () => {
+            ".irp r, 10, 11, 12\nsha256msg1 %xmm9, %xmm\\r\n.endr\n\
+             .irp r, 13, 14, 15\nsha256msg2 %xmm9, %xmm\\r\n.endr"
+        };
+    }
+    macro_rules! shuffle_ops {
+        () => {
+            ".rept 4\nvpshufd $0x0e, %xmm9, %xmm7\n.endr\n\
+             .rept 3\nvpalignr $4, %xmm9, %xmm9, %xmm8\n.endr"
+        };
+    }
     measure!(
         cycle,
         "4 pshufd + 3 palignr alone (per block)",
         1.0,
-        ".rept 4",
-        "vpshufd $0x0e, %xmm9, %xmm7",
-        ".endr",
-        ".rept 3",
-        "vpalignr $4, %xmm9, %xmm9, %xmm8",
-        ".endr"
+        shuffle_ops!()
     );
-    measure!(
-        cycle,
-        "3 msg1 + 3 msg2 alone (per block)",
-        1.0,
-        "sha256msg1 %xmm9, %xmm10",
-        "sha256msg1 %xmm9, %xmm11",
-        "sha256msg1 %xmm9, %xmm12",
-        "sha256msg2 %xmm9, %xmm13",
-        "sha256msg2 %xmm9, %xmm14",
-        "sha256msg2 %xmm9, %xmm15"
-    );
+    measure!(cycle, "3 msg1 + 3 msg2 alone (per block)", 1.0, msg_ops!());
     measure!(
         cycle,
         "  with 4 pshufd + 3 palignr (per block)",
         1.0,
-        "sha256msg1 %xmm9, %xmm10",
-        "sha256msg1 %xmm9, %xmm11",
-        "sha256msg1 %xmm9, %xmm12",
-        "sha256msg2 %xmm9, %xmm13",
-        "sha256msg2 %xmm9, %xmm14",
-        "sha256msg2 %xmm9, %xmm15",
-        ".rept 4",
-        "vpshufd $0x0e, %xmm9, %xmm7",
-        ".endr",
-        ".rept 3",
-        "vpalignr $4, %xmm9, %xmm9, %xmm8",
-        ".endr"
+        msg_ops!(),
+        shuffle_ops!()
     );
     // The loop's mix per 16 `sha256rnds2` (objdump of the VL loop, per 2 nonces:
     // 124 rnds2, 46 msg1, 48 msg2, 56 pshufd, 46 alignr, 106 paddd, 279 register
@@ -243,23 +230,13 @@ fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
                 $name,
                 16.0 / NONCE_RNDS2,
                 ".rept 2",
-                "sha256rnds2 %xmm0, %xmm9, %xmm1",
-                "sha256rnds2 %xmm0, %xmm9, %xmm2",
-                "sha256rnds2 %xmm0, %xmm9, %xmm3",
-                "sha256rnds2 %xmm0, %xmm9, %xmm4",
-                "sha256rnds2 %xmm0, %xmm9, %xmm5",
-                "sha256rnds2 %xmm0, %xmm9, %xmm6",
-                "sha256rnds2 %xmm0, %xmm9, %xmm1",
-                "sha256rnds2 %xmm0, %xmm9, %xmm2",
-                "sha256msg1 %xmm9, %xmm10",
-                "sha256msg1 %xmm9, %xmm11",
-                "sha256msg1 %xmm9, %xmm12",
-                "sha256msg2 %xmm9, %xmm13",
-                "sha256msg2 %xmm9, %xmm14",
-                "sha256msg2 %xmm9, %xmm15",
+                ".irp r, 1, 2, 3, 4, 5, 6, 1, 2",
+                "sha256rnds2 %xmm0, %xmm9, %xmm\\r",
+                ".endr",
+                msg_ops!(),
+                ".rept 3",
                 "vpalignr $4, %xmm9, %xmm9, %xmm8",
-                "vpalignr $4, %xmm9, %xmm9, %xmm8",
-                "vpalignr $4, %xmm9, %xmm9, %xmm8",
+                ".endr",
                 ".rept 7",
                 "vpaddd %xmm9, %xmm9, %xmm7",
                 ".endr",
