@@ -92,8 +92,8 @@ pub const STREAMS: usize = 3;
 ///   message building or checking;
 /// - `sha_costs` measures the floors without dependencies: this loop's instruction
 ///   mix 78 cycles per nonce (the schedule's `msg1`/`msg2` and the `pshufd`/`palignr`
-///   compete for the same pipes), the rounds alone in 4 chains 78 (only 5 reach one
-///   `sha256rnds2` per cycle, and 5 chains do not fit in `xmm0..15`).
+///   compete for the same pipes), the rounds alone in 4 chains 78 (in 5 chains 68.5,
+///   but 5 chains do not fit in `xmm0..15`).
 pub const STREAMS_VL: usize = 2;
 
 /// How the loop is compiled: which registers it may use, whether the second hash of
@@ -178,10 +178,7 @@ fn scan_variant<const S: usize>(
         }
     }
     let setup = Setup::new(t, start, last);
-    let run = match variant {
-        Variant::Sse => runs::<S>()[setup.pair],
-        Variant::Vl => runs_vl::<S>()[setup.pair],
-    };
+    let run = runs::<S>(variant)[setup.pair];
     // SAFETY: SHA-NI and SSE4.1 (with the SSSE3 and SSE2 it implies) were detected
     // above, and AVX-512VL (with AVX-512F and AVX2) for `Variant::Vl`: all that the
     // instances of `run` and `run_vl` are compiled for.
@@ -191,32 +188,27 @@ fn scan_variant<const S: usize>(
 /// A loop instance: [`run`] or [`run_vl`] for one stream count and one first round pair.
 type RunFn = unsafe fn(&Setup, &Template, u64, u32) -> Option<u64>;
 
-/// The instances of [`run`] for `S` streams, indexed by the first round pair.
-fn runs<const S: usize>() -> [RunFn; 8] {
-    [
-        run::<S, 0>,
-        run::<S, 1>,
-        run::<S, 2>,
-        run::<S, 3>,
-        run::<S, 4>,
-        run::<S, 5>,
-        run::<S, 6>,
-        run::<S, 7>,
-    ]
-}
-
-/// The instances of [`run_vl`] for `S` streams, indexed by the first round pair.
-fn runs_vl<const S: usize>() -> [RunFn; 8] {
-    [
-        run_vl::<S, 0>,
-        run_vl::<S, 1>,
-        run_vl::<S, 2>,
-        run_vl::<S, 3>,
-        run_vl::<S, 4>,
-        run_vl::<S, 5>,
-        run_vl::<S, 6>,
-        run_vl::<S, 7>,
-    ]
+/// The instances of [`run`] (or [`run_vl`]) for `S` streams, indexed by the first
+/// round pair.
+fn runs<const S: usize>(variant: Variant) -> [RunFn; 8] {
+    macro_rules! pairs {
+        ($run:ident) => {
+            [
+                $run::<S, 0>,
+                $run::<S, 1>,
+                $run::<S, 2>,
+                $run::<S, 3>,
+                $run::<S, 4>,
+                $run::<S, 5>,
+                $run::<S, 6>,
+                $run::<S, 7>,
+            ]
+        };
+    }
+    match variant {
+        Variant::Sse => pairs!(run),
+        Variant::Vl => pairs!(run_vl),
+    }
 }
 
 /// One message word's share of the encoded nonce: `(x >> shr) << shl`, masked.
