@@ -262,30 +262,44 @@ fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
         "  K + W halves by store and reload (per nonce)",
         ".irp off, 0, 16, 32, 48, 64, 80, 96\nvmovdqu %xmm9, \\off({scratch})\nvmovq \\off+8({scratch}), %xmm7\n.endr"
     );
-    // The rounds of 4 chains, `K + W` added and halved as the loop does, each
-    // chain's state pinned in two registers: 16 groups, one compression per chain.
-    let rounds = measure!(
-        cycle,
+    // The rounds alone of 4 or 5 chains that never end, `K + W` added and halved as
+    // the loop does, each chain's state pinned in two registers: 16 groups, one
+    // compression per chain. Only 4 fit beside a loop's message registers.
+    macro_rules! rounds_alone {
+        ($name:literal, $chains:literal, $($abef_cdgh:literal),+) => {
+            measure!(
+                cycle,
+                $name,
+                $chains as f64 * 32.0 / NONCE_RNDS2,
+                ".macro rounds4 abef, cdgh",
+                "vpaddd %xmm13, %xmm15, %xmm0",
+                "sha256rnds2 %xmm0, %xmm\\abef, %xmm\\cdgh",
+                "vpshufd $0x0e, %xmm0, %xmm0",
+                "sha256rnds2 %xmm0, %xmm\\cdgh, %xmm\\abef",
+                ".endm",
+                ".rept 16",
+                $(concat!("rounds4 ", $abef_cdgh),)+
+                ".endr",
+                ".purgem rounds4"
+            )
+        };
+    }
+    let rounds = rounds_alone!(
         "rounds alone, 4 chains that never end (per nonce)",
-        4.0 * 32.0 / NONCE_RNDS2,
-        ".rept 16",
-        "vpaddd %xmm13, %xmm9, %xmm0",
-        "sha256rnds2 %xmm0, %xmm1, %xmm2",
-        "vpshufd $0x0e, %xmm0, %xmm0",
-        "sha256rnds2 %xmm0, %xmm2, %xmm1",
-        "vpaddd %xmm13, %xmm10, %xmm0",
-        "sha256rnds2 %xmm0, %xmm3, %xmm4",
-        "vpshufd $0x0e, %xmm0, %xmm0",
-        "sha256rnds2 %xmm0, %xmm4, %xmm3",
-        "vpaddd %xmm13, %xmm11, %xmm0",
-        "sha256rnds2 %xmm0, %xmm5, %xmm6",
-        "vpshufd $0x0e, %xmm0, %xmm0",
-        "sha256rnds2 %xmm0, %xmm6, %xmm5",
-        "vpaddd %xmm13, %xmm12, %xmm0",
-        "sha256rnds2 %xmm0, %xmm7, %xmm8",
-        "vpshufd $0x0e, %xmm0, %xmm0",
-        "sha256rnds2 %xmm0, %xmm8, %xmm7",
-        ".endr"
+        4,
+        "1, 2",
+        "3, 4",
+        "5, 6",
+        "7, 8"
+    );
+    rounds_alone!(
+        "  5 chains (per nonce)",
+        5,
+        "1, 2",
+        "3, 4",
+        "5, 6",
+        "7, 8",
+        "9, 10"
     );
     // OpenSSL hashes one chain: 2 blocks of 32 dependent sha256rnds2 per 128 bytes.
     let openssl = 64.0 * rnds2_latency;

@@ -108,7 +108,8 @@ def generate(name, chains, low_words, rename, hi_from_memory=False, schedule=Tru
         e(f"  vpaddd K+{16*g}(%rip), {src}, %xmm0")
         e(f"  sha256rnds2 %xmm0, {x(A[c])}, {x(C[c])}")
         if hi_from_memory:
-            slot = -24 - 16 * (spill % 16)
+            # Six 16-byte slots inside the 128-byte red zone below %rsp (a leaf).
+            slot = -24 - 16 * (spill % 6)
             spill += 1
             e(f"  vmovdqu %xmm0, {slot}(%rsp)\n  vmovq {slot+8}(%rsp), %xmm0")
         else:
