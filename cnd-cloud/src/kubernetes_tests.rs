@@ -948,13 +948,25 @@ fn watching_server(pods: Vec<Value>, events: Vec<Value>) -> (Answer, Arc<Mutex<V
 async fn receive_until(channel: &mut PodStatusChannel, count: usize) -> Vec<Message> {
     let mut received = Vec::new();
     for _ in 0..50 {
-        received.extend(channel.receive(Duration::from_millis(100)).await.unwrap());
+        received.extend(
+            channel
+                .receive(Duration::from_millis(100))
+                .await
+                .unwrap()
+                .messages,
+        );
         if received.len() >= count {
             break;
         }
     }
     // Anything more would be a duplicate.
-    received.extend(channel.receive(Duration::from_millis(300)).await.unwrap());
+    received.extend(
+        channel
+            .receive(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .messages,
+    );
     received
 }
 

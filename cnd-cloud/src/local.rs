@@ -10,9 +10,15 @@
 //!
 //! [`StdoutChannel`] is the result channel that needs nothing installed: workers
 //! started with `CND_QUEUE_URL=stdout:` write one signed envelope per line
-//! (SPEC §5) and the launcher that spawned them hands the lines to the channel.
+//! (SPEC §5) and the launcher that spawned them hands the lines to the channel,
+//! each marked as sent by the shard of the process that wrote it.
+//!
+//! Each worker gets its own shard's key ([`RunSpec::shard_key_env`]), so even
+//! over SQS its reports can speak for its own shard only. [`Launcher::restart`]
+//! kills one shard's worker (the master asks when its progress stopped, e.g.
+//! a process frozen by SIGSTOP) and it is started again like a crashed one.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,12 +27,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use cnd_core::distributed::STDOUT_ADDRESS;
 use cnd_core::{
-    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
+    ChannelError, LaunchError, Launcher, Message, Received, ResultChannel, RunSpec, Sender,
+    WorkerStatus,
 };
 
 /// How local workers are run.
@@ -60,6 +67,10 @@ impl LocalOptions {
 struct State {
     status: WorkerStatus,
     restarts: u64,
+    /// The running workers by shard, each with the switch that kills it for
+    /// [`Launcher::restart`].
+    running: BTreeMap<u64, oneshot::Sender<()>>,
+    succeeded: Vec<u64>,
 }
 
 /// Runs a run's workers as local processes.
@@ -108,6 +119,8 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 struct Recipe {
     bin: PathBuf,
     env: Vec<(String, String)>,
+    /// For each shard's own key.
+    spec: RunSpec,
     reports: Option<mpsc::Sender<Message>>,
 }
 
@@ -115,8 +128,12 @@ impl Recipe {
     fn spawn(&self, shard: u64, attempt: u32) -> std::io::Result<Child> {
         let name = format!("local-{shard}");
         let mut command = Command::new(&self.bin);
+        // A plain variable is safe here: only this user (and root) can read a
+        // process's environment.
+        let (key_name, key) = self.spec.shard_key_env(shard);
         command
             .envs(self.env.iter().cloned())
+            .env(key_name, key)
             .env(RunSpec::shard_env(shard).0, shard.to_string())
             .env("CND_WORKER_NAME", &name)
             .stdin(Stdio::null())
@@ -149,7 +166,9 @@ impl Recipe {
             let (name, reports) = (name.clone(), self.reports.clone());
             tokio::spawn(async move {
                 match reports {
-                    Some(reports) => forward_reports(BufReader::new(out), &name, &reports).await,
+                    Some(reports) => {
+                        forward_reports(BufReader::new(out), &name, shard, &reports).await
+                    }
                     None => log_lines(out, name, "stdout").await,
                 }
             });
@@ -174,37 +193,50 @@ pub const MAX_REPORT_LINE: usize = 64 * 1024;
 /// Reports waiting for the master before workers' writes wait for it.
 const STDOUT_BACKLOG: usize = 1024;
 
-/// Hands each whole line of a worker's stdout to the channel: envelopes as
-/// read, anything else as an unsigned message (the master ignores and counts
-/// it). A line cut short by the worker's death, or longer than
-/// [`MAX_REPORT_LINE`], is dropped with a warning.
+/// Hands each whole line of a worker's stdout to the channel, as sent by
+/// `shard`'s worker: envelopes as read, anything else as an unsigned message
+/// (the master ignores and counts it). A line cut short by the worker's death,
+/// or longer than [`MAX_REPORT_LINE`], is dropped (counted, with one warning per
+/// worker).
 async fn forward_reports(
     mut out: impl AsyncBufRead + Unpin,
     name: &str,
+    shard: u64,
     reports: &mpsc::Sender<Message>,
 ) {
+    let mut too_long = 0u64;
     loop {
         let line = match read_line_bounded(&mut out, MAX_REPORT_LINE).await {
             Ok(Line::Whole(line)) => line,
             Ok(Line::TooLong) => {
-                tracing::warn!(worker = %name, "dropped a stdout line longer than {MAX_REPORT_LINE} bytes");
+                too_long += 1;
+                if too_long == 1 {
+                    tracing::warn!(worker = %name, "dropped a stdout line longer than {MAX_REPORT_LINE} bytes (further ones are counted at the end)");
+                }
                 continue;
             }
             Ok(Line::Cut(partial)) => {
                 tracing::warn!(worker = %name, bytes = partial.len(), "the worker's output ended mid-line; the partial line was dropped");
                 return;
             }
-            Ok(Line::End) => return,
+            Ok(Line::End) => {
+                if too_long > 1 {
+                    tracing::warn!(worker = %name, "dropped {too_long} stdout lines longer than {MAX_REPORT_LINE} bytes in all");
+                }
+                return;
+            }
             Err(e) => {
                 tracing::warn!(worker = %name, "reading the worker's stdout failed: {e}");
                 return;
             }
         };
         let text = String::from_utf8_lossy(&line);
-        let message = Message::from_envelope(&text).unwrap_or_else(|e| {
-            tracing::debug!(worker = %name, "a stdout line is {e}");
-            Message::unsigned(text.into_owned())
-        });
+        let message = Message::from_envelope(&text)
+            .unwrap_or_else(|e| {
+                tracing::trace!(worker = %name, "a stdout line is {e}");
+                Message::unsigned(text.into_owned())
+            })
+            .from_sender(Sender::Shard(shard));
         if reports.send(message).await.is_err() {
             return; // the channel is gone: the run is over
         }
@@ -276,22 +308,24 @@ impl ResultChannel for StdoutChannel {
         STDOUT_ADDRESS
     }
 
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
+    /// Cancel safe: a line leaves the channel's queue only in the poll that
+    /// returns it (`mpsc::Receiver::recv` is cancel safe; nothing is awaited after).
+    async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
         let first = match tokio::time::timeout(wait, self.receiver.recv()).await {
             Ok(Some(message)) => message,
             // Every worker's stdout is closed and the launcher is gone: nothing
             // more can come, but the caller asked to wait.
             Ok(None) => {
                 tokio::time::sleep(wait).await;
-                return Ok(Vec::new());
+                return Ok(Received::default());
             }
-            Err(_) => return Ok(Vec::new()),
+            Err(_) => return Ok(Received::default()),
         };
         let mut messages = vec![first];
         while let Ok(message) = self.receiver.try_recv() {
             messages.push(message);
         }
-        Ok(messages)
+        Ok(Received::new(messages))
     }
 
     async fn close(&mut self) -> Result<(), ChannelError> {
@@ -300,22 +334,41 @@ impl ResultChannel for StdoutChannel {
     }
 }
 
-/// Waits for a worker to end, or kills it when the run stops.
+/// How one worker process ended.
+enum End {
+    /// It exited (or waiting for it failed).
+    Exited(std::io::Result<ExitStatus>),
+    /// The master had it killed to be replaced ([`Launcher::restart`]).
+    Replaced,
+    /// The run stopped.
+    Stopped,
+}
+
+/// Waits for a worker to end, or kills it when it is to be replaced or the
+/// run stops.
 async fn watch_worker(
     shard: u64,
     attempt: u32,
     mut child: Child,
+    replace: oneshot::Receiver<()>,
     mut stop: watch::Receiver<bool>,
-) -> (u64, u32, Option<std::io::Result<ExitStatus>>) {
+) -> (u64, u32, End) {
     tokio::select! {
-        status = child.wait() => (shard, attempt, Some(status)),
+        status = child.wait() => (shard, attempt, End::Exited(status)),
+        Ok(()) = replace => {
+            // SIGKILL also ends a process frozen by SIGSTOP.
+            if let Err(e) = child.kill().await {
+                tracing::warn!(shard, "killing worker failed: {e}");
+            }
+            (shard, attempt, End::Replaced)
+        }
         // (The guard wait_for returns is dropped at once: it must not live across an await.)
         _ = async { drop(stop.wait_for(|stop| *stop).await) } => {
             // SIGKILL: a worker holds nothing that needs a graceful end.
             if let Err(e) = child.kill().await {
                 tracing::warn!(shard, "killing worker failed: {e}");
             }
-            (shard, attempt, None)
+            (shard, attempt, End::Stopped)
         }
     }
 }
@@ -337,7 +390,15 @@ async fn supervise(
             };
             match recipe.spawn(shard, attempt) {
                 Ok(child) => {
-                    running.spawn(watch_worker(shard, attempt, child, stop.clone()));
+                    let (replace_tx, replace_rx) = oneshot::channel();
+                    lock(&state).running.insert(shard, replace_tx);
+                    running.spawn(watch_worker(
+                        shard,
+                        attempt,
+                        child,
+                        replace_rx,
+                        stop.clone(),
+                    ));
                 }
                 Err(e) => {
                     let mut state = lock(&state);
@@ -360,13 +421,18 @@ async fn supervise(
             continue;
         };
         let mut state = lock(&state);
+        state.running.remove(&shard);
         match status {
-            None => {} // killed by stop
-            Some(Ok(status)) if status.success() => state.status.succeeded += 1,
-            Some(result) => {
-                let why = match result {
-                    Ok(status) => status.to_string(),
-                    Err(e) => e.to_string(),
+            End::Stopped => {}
+            End::Exited(Ok(status)) if status.success() => {
+                state.status.succeeded += 1;
+                state.succeeded.push(shard);
+            }
+            end => {
+                let why = match end {
+                    End::Exited(Ok(status)) => status.to_string(),
+                    End::Exited(Err(e)) => e.to_string(),
+                    _ => "made no progress; killed to be replaced".to_string(),
                 };
                 if attempt < max_restarts && !*stop.borrow() {
                     tracing::warn!(
@@ -415,14 +481,12 @@ impl Launcher for LocalLauncher {
             .threads
             .unwrap_or_else(|| threads_per_worker(spec.parallelism));
         let mut env = spec.worker_env();
-        // A plain variable is safe here: only this user (and root) can read a
-        // process's environment.
-        env.push(spec.key_env());
         env.push(("CND_THREADS".into(), threads.to_string()));
         env.extend(self.options.extra_env.iter().cloned());
         let recipe = Recipe {
             bin: bin.clone(),
             env,
+            spec: spec.clone(),
             reports: self.reports.clone(),
         };
         *lock(&self.state) = State {
@@ -431,7 +495,7 @@ impl Launcher for LocalLauncher {
                 status.pending = spec.shards;
                 status
             },
-            restarts: 0,
+            ..State::default()
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.stop = Some(stop_tx);
@@ -447,7 +511,27 @@ impl Launcher for LocalLauncher {
     }
 
     async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
-        Ok(lock(&self.state).status.clone())
+        let state = lock(&self.state);
+        let mut succeeded = state.succeeded.clone();
+        succeeded.sort_unstable();
+        Ok(state
+            .status
+            .clone()
+            .with_running_shards(state.running.keys().copied().collect())
+            .with_succeeded_shards(succeeded))
+    }
+
+    /// Kills shard `shard`'s worker; the supervisor starts it again as after a
+    /// crash (within [`LocalOptions::max_restarts`]).
+    async fn restart(&mut self, shard: u64) -> Result<(), LaunchError> {
+        match lock(&self.state).running.remove(&shard) {
+            Some(replace) => {
+                let _ = replace.send(());
+                Ok(())
+            }
+            // Ended on its own meanwhile: nothing to replace.
+            None => Ok(()),
+        }
     }
 
     async fn stop(&mut self) -> Result<(), LaunchError> {

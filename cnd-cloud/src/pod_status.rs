@@ -10,24 +10,31 @@
 //! the master checks the signature and the nonce like any report. Workers need
 //! no credentials and no API access. There are no `progress` reports on this
 //! channel: a termination message holds one report.
+//!
+//! Each message comes with its sender, the pod's shard (an Indexed Job pod's
+//! completion index, which the Job controller sets, or a bare pod's
+//! [`LABEL_SHARD`]): a pod cannot write another pod's status, so its report can
+//! only speak for its own shard.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use uuid::Uuid;
 
 use cnd_core::distributed::{DEFAULT_TERMINATION_LOG, TERMINATION_LOG_SCHEME};
-use cnd_core::{ChannelError, Message, ResultChannel};
+use cnd_core::{ChannelError, Message, Received, ResultChannel, Sender};
 
-use crate::kubernetes::{kube_cause, selector};
+use crate::kubernetes::{kube_cause, selector, LABEL_SHARD};
 
 type PodEvents = Pin<Box<dyn Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
 
@@ -36,9 +43,12 @@ pub struct PodStatusChannel {
     address: String,
     namespace: String,
     events: PodEvents,
-    /// Terminations already delivered: a pod is seen again on every change
+    /// Terminations already taken: a pod is seen again on every change
     /// and on every re-list, its message must count once.
     delivered: HashSet<String>,
+    /// Messages taken from the watch but not yet returned: a `receive` dropped
+    /// mid-way leaves them here for the next one.
+    inbox: Vec<Message>,
 }
 
 impl std::fmt::Debug for PodStatusChannel {
@@ -60,25 +70,27 @@ impl PodStatusChannel {
             namespace: namespace.to_string(),
             events: watcher(api, config).default_backoff().boxed(),
             delivered: HashSet::new(),
+            inbox: Vec::new(),
         }
     }
 
-    /// Takes the new termination messages of `pod`.
-    fn collect(&mut self, pod: &Pod, into: &mut Vec<Message>) {
+    /// Takes the new termination messages of `pod` into the inbox.
+    fn collect(&mut self, pod: &Pod) {
         for (key, message) in terminations(pod) {
             if self.delivered.insert(key) {
-                into.push(message);
+                self.inbox.push(message);
             }
         }
     }
 }
 
 /// Each termination message in `pod`'s status, with a key that names that one
-/// termination (pod, container, restart, container id): a retried index runs in
-/// a new pod, so its report has a new key. A message that is not an envelope
+/// termination (see [`termination_key`]): a retried index runs in a new pod, so
+/// its report has a new key. A message that is not an envelope
 /// (garbage, or one the kubelet cut at 4096 bytes) comes as an unsigned message,
 /// which the master ignores and counts.
 pub fn terminations(pod: &Pod) -> Vec<(String, Message)> {
+    let sender = sender_of(pod);
     let pod_id = pod
         .metadata
         .uid
@@ -94,19 +106,57 @@ pub fn terminations(pod: &Pod) -> Vec<(String, Message)> {
             if text.is_empty() {
                 return None;
             }
-            let key = format!(
-                "{pod_id}/{}/{}/{}",
-                container.name,
-                container.restart_count,
-                terminated.container_id.as_deref().unwrap_or_default()
-            );
+            let key = termination_key(&pod_id, container, terminated, text);
             let message = Message::from_envelope(text).unwrap_or_else(|e| {
                 tracing::debug!(pod = ?pod.metadata.name, "a termination message is {e}");
                 Message::unsigned(text)
             });
-            Some((key, message))
+            Some((key, message.from_sender(sender)))
         })
         .collect()
+}
+
+/// The annotation the Job controller gives each pod of an Indexed Job.
+const JOB_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+
+/// Whose report a pod's termination message is: the pod's shard, from what
+/// the control plane (not the pod) wrote into its metadata.
+fn sender_of(pod: &Pod) -> Sender {
+    let index = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(JOB_INDEX_ANNOTATION))
+        .or_else(|| pod.metadata.labels.as_ref()?.get(LABEL_SHARD));
+    match index.and_then(|i| i.parse::<u64>().ok()) {
+        Some(shard) => Sender::Shard(shard),
+        None => Sender::Unknown,
+    }
+}
+
+/// The key of one termination: pod, container, restart count, container id,
+/// when it started and finished, and a hash of its message. A pod seen again
+/// (every status change, every re-list) shows the same termination with the
+/// same key; two different terminations differ in at least one part, even where
+/// the runtime reports no container id or the kubelet no times.
+fn termination_key(
+    pod_id: &str,
+    container: &ContainerStatus,
+    terminated: &ContainerStateTerminated,
+    message: &str,
+) -> String {
+    let time = |t: &Option<Time>| t.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+    let mut hasher = std::hash::DefaultHasher::new();
+    message.hash(&mut hasher);
+    format!(
+        "{pod_id}/{}/{}/{}/{}/{}/{:016x}",
+        container.name,
+        container.restart_count,
+        terminated.container_id.as_deref().unwrap_or_default(),
+        time(&terminated.started_at),
+        time(&terminated.finished_at),
+        hasher.finish()
+    )
 }
 
 /// What a watch failure means to the master: forbidden or unauthenticated is a
@@ -143,12 +193,13 @@ impl ResultChannel for PodStatusChannel {
         &self.address
     }
 
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
+    /// Cancel safe: messages taken from the watch wait in the channel's inbox
+    /// until a `receive` returns them.
+    async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut messages = Vec::new();
         loop {
             // Wait for the first message; after one, take only what is ready.
-            let next = if messages.is_empty() {
+            let next = if self.inbox.is_empty() {
                 match tokio::time::timeout_at(deadline, self.events.next()).await {
                     Ok(next) => next,
                     Err(_) => break,
@@ -161,14 +212,14 @@ impl ResultChannel for PodStatusChannel {
             };
             match next {
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
-                    self.collect(&pod, &mut messages)
+                    self.collect(&pod)
                 }
                 // A pod deleted after it ended still carries its message.
-                Some(Ok(watcher::Event::Delete(pod))) => self.collect(&pod, &mut messages),
+                Some(Ok(watcher::Event::Delete(pod))) => self.collect(&pod),
                 Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
                 // The watcher backs off and starts again on the next poll; the
                 // master decides how long failures may last.
-                Some(Err(error)) if messages.is_empty() => {
+                Some(Err(error)) if self.inbox.is_empty() => {
                     return Err(channel_error(&self.namespace, error))
                 }
                 Some(Err(error)) => {
@@ -181,7 +232,12 @@ impl ResultChannel for PodStatusChannel {
                 }
             }
         }
-        Ok(messages)
+        Ok(Received::new(std::mem::take(&mut self.inbox)))
+    }
+
+    /// No: a pod's termination message holds its final report only.
+    fn reports_progress(&self) -> bool {
+        false
     }
 
     async fn close(&mut self) -> Result<(), ChannelError> {

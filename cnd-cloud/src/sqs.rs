@@ -12,8 +12,17 @@
 //! - [`list_run_queues`], [`queue_url_for_name`] and [`delete_queue`] are for `cleanup`.
 //!
 //! Every message carries the run id as the String message attribute `cnd-run-id`,
-//! so a master on a shared queue filters without parsing bodies: another run's
-//! messages are made visible again at once, never deleted.
+//! so a master on a shared queue filters without parsing bodies, and the shard
+//! it is from as `cnd-shard` ([`SHARD_ATTRIBUTE`]), so the master checks its
+//! signature with that shard's key before reading it.
+//!
+//! Delivery is at least once. [`SqsChannel::receive`] keeps what it took from
+//! SQS in its own inbox until it returns it, and deletes a message only at the
+//! next `receive` (or `close`), after the master has taken it: a call cut short
+//! at any point loses nothing. Another run's or producer's message on a shared
+//! queue is hidden for a while ([`FOREIGN_HIDE`], longer while a flood lasts) so
+//! that it does not come straight back ahead of this run's, and is never
+//! deleted unless its `cnd-expires` has passed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,8 +35,8 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, QueueAttributeName,
 };
 use aws_smithy_http_client::tls;
-use cnd_core::distributed::unix_now;
-use cnd_core::{Cause, ChannelError, Message, Report, ResultChannel, RunKey};
+use cnd_core::distributed::{unix_now, SHARD_ATTRIBUTE};
+use cnd_core::{Cause, ChannelError, Message, Received, Report, ResultChannel, RunKey, Sender};
 
 use cnd_core::distributed::error_chain;
 
@@ -56,6 +65,28 @@ pub const EXPIRES_TAG: &str = "cnd/expires";
 
 /// The longest long poll SQS allows.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// The most messages SQS returns for one `ReceiveMessage` (and takes in one batch call).
+const BATCH: usize = 10;
+
+/// `ReceiveMessage` calls in one [`SqsChannel::receive`] while each comes back
+/// full: a backlog of 100 messages is read in one go.
+const BATCHES_PER_RECEIVE: usize = 10;
+
+/// How long another run's (or producer's) message is hidden after it was seen,
+/// at least: its owner gets it back soon, and the next receive reads past it.
+pub const FOREIGN_HIDE: Duration = Duration::from_secs(5);
+
+/// The longest a foreign message is hidden: the hide grows by a second per 100
+/// foreign messages in a row, so a reader gets past a flood of thousands.
+const FOREIGN_HIDE_MAX: Duration = Duration::from_secs(120);
+
+/// How long the bookkeeping of a receive (deleting what was taken, hiding or
+/// deleting others' messages) may take. It runs in tasks of its own, never
+/// holding back this run's messages; what it does not finish happens by itself
+/// (a message not deleted is delivered again after the visibility timeout, and
+/// the master takes a report once).
+const BOOKKEEPING_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long a per-run queue keeps an unread message. Reports are read within
 /// seconds; a day is ample and keeps a forgotten queue from holding them for weeks.
@@ -259,6 +290,13 @@ pub struct SqsChannel {
     /// `close` deletes it.
     owned: bool,
     closed: bool,
+    /// Messages taken from SQS and not yet returned, with their receipt handles.
+    inbox: Vec<(String, Message)>,
+    /// Receipt handles of messages returned but not yet deleted.
+    unacked: Vec<String>,
+    /// Foreign messages seen in a row (without one of ours, or an empty receive):
+    /// how long they are hidden grows with it.
+    foreign_streak: u64,
 }
 
 impl SqsChannel {
@@ -299,24 +337,25 @@ impl SqsChannel {
             )
         })?;
         tracing::debug!(queue = queue_url, "created the run's queue");
-        Ok(SqsChannel {
-            client: client.clone(),
-            queue_url: queue_url.to_string(),
-            run_id,
-            owned: true,
-            closed: false,
-        })
+        Ok(SqsChannel::new(client, queue_url.to_string(), run_id, true))
     }
 
     /// Uses an existing queue shared with other runs: only messages whose
     /// `cnd-run-id` attribute is `run_id` are taken; the queue is never deleted.
     pub fn shared(client: &Client, queue_url: impl Into<String>, run_id: Uuid) -> SqsChannel {
+        SqsChannel::new(client, queue_url.into(), run_id, false)
+    }
+
+    fn new(client: &Client, queue_url: String, run_id: Uuid, owned: bool) -> SqsChannel {
         SqsChannel {
             client: client.clone(),
-            queue_url: queue_url.into(),
+            queue_url,
             run_id,
-            owned: false,
+            owned,
             closed: false,
+            inbox: Vec::new(),
+            unacked: Vec::new(),
+            foreign_streak: 0,
         }
     }
 
@@ -330,15 +369,186 @@ impl SqsChannel {
         self.owned
     }
 
-    /// Deletes the messages of `receipts` in one batch; entry `i` has id `m{i}`.
-    async fn delete_batch<'a>(
-        &self,
-        receipts: impl Iterator<Item = &'a str>,
-    ) -> Result<
-        aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput,
-        SdkError<aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError>,
-    > {
-        let entries = receipts
+    /// Deletes `receipts`, [`BATCH`] at a time; returns those it could not delete.
+    async fn delete_all(&self, receipts: &[String]) -> Vec<String> {
+        delete_all(&self.client, &self.queue_url, receipts).await
+    }
+
+    /// Deletes the messages already returned to the master, in a task of its
+    /// own bounded by [`BOOKKEEPING_LIMIT`]: a slow or stalled delete never holds
+    /// up a receive. What it does not delete comes back after the visibility
+    /// timeout, and the master takes a report it already has only once.
+    fn acknowledge(&mut self) {
+        if self.unacked.is_empty() {
+            return;
+        }
+        let receipts = std::mem::take(&mut self.unacked);
+        let (client, queue_url) = (self.client.clone(), self.queue_url.clone());
+        tokio::spawn(async move {
+            let deleting = delete_all(&client, &queue_url, &receipts);
+            match tokio::time::timeout(BOOKKEEPING_LIMIT, deleting).await {
+                Ok(left) if left.is_empty() => {}
+                Ok(left) => {
+                    tracing::debug!(queue = %queue_url, count = left.len(), "could not delete some taken messages; they come back after the visibility timeout")
+                }
+                Err(_) => {
+                    tracing::debug!(queue = %queue_url, count = receipts.len(), "deleting taken messages got no answer in time; they come back after the visibility timeout")
+                }
+            }
+        });
+    }
+
+    /// Hides other runs' messages for `hide` (whole seconds), so that the next
+    /// receive reads past them while their master still gets them soon. Best
+    /// effort: if this fails they reappear after the queue's visibility timeout.
+    async fn hide(&self, receipts: &[String], hide_for: Duration) {
+        hide(&self.client, &self.queue_url, receipts, hide_for).await
+    }
+
+    /// How long to hide foreign messages now: [`FOREIGN_HIDE`], plus a second
+    /// per 100 seen in a row, at most [`FOREIGN_HIDE_MAX`].
+    fn foreign_hide(&self) -> Duration {
+        (FOREIGN_HIDE + Duration::from_secs(self.foreign_streak / 100)).min(FOREIGN_HIDE_MAX)
+    }
+
+    /// Up to [`BATCHES_PER_RECEIVE`] `ReceiveMessage` calls (the first a long
+    /// poll of `wait`, the rest only while batches come back full). This run's
+    /// messages go into the inbox as soon as each call returns; others' are
+    /// hidden or, if expired, deleted. Returns how many foreign messages it saw.
+    async fn fetch(&mut self, wait: Duration) -> Result<u64, ChannelError> {
+        let run_id = self.run_id.to_string();
+        let mut foreign = 0u64;
+        let mut wait_secs = wait.min(MAX_WAIT).as_secs() as i32;
+        for batch in 0..BATCHES_PER_RECEIVE {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .wait_time_seconds(wait_secs)
+                .max_number_of_messages(BATCH as i32)
+                .message_attribute_names(RUN_ID_ATTRIBUTE)
+                .message_attribute_names(SIGNATURE_ATTRIBUTE)
+                .message_attribute_names(SHARD_ATTRIBUTE)
+                .message_attribute_names(EXPIRES_ATTRIBUTE)
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                // What earlier batches of this call took is in the inbox.
+                Err(_) if batch > 0 => break,
+                Err(e) => {
+                    return Err(Failure::of(e).into_channel_error(
+                        format!("receiving from queue {}", self.queue_url),
+                        &the_queue(&self.queue_url),
+                    ))
+                }
+            };
+            wait_secs = 0;
+            let now = unix_now();
+            let (mut others, mut expired) = (Vec::new(), Vec::new());
+            let full = out.messages().len() >= BATCH;
+            for message in out.messages() {
+                let Some(receipt) = message.receipt_handle() else {
+                    continue;
+                };
+                let attribute = |name| {
+                    message
+                        .message_attributes()
+                        .and_then(|attributes| attributes.get(name))
+                        .and_then(|value| value.string_value())
+                };
+                // On a per-run queue everything is ours, even a body without the
+                // attribute: the master checks it, rejects what is not a report,
+                // and the acknowledgement then deletes it.
+                if self.owned || attribute(RUN_ID_ATTRIBUTE) == Some(run_id.as_str()) {
+                    let sender = attribute(SHARD_ATTRIBUTE)
+                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .map_or(Sender::Unknown, Sender::Claims);
+                    let received = Message {
+                        body: message.body().unwrap_or("").to_string(),
+                        signature: attribute(SIGNATURE_ATTRIBUTE).map(str::to_string),
+                        sender,
+                    };
+                    self.inbox.push((receipt.to_string(), received));
+                    self.foreign_streak = 0;
+                } else if attribute(EXPIRES_ATTRIBUTE)
+                    .and_then(|secs| secs.parse::<u64>().ok())
+                    .is_some_and(|expires| expires < now)
+                {
+                    expired.push(receipt.to_string());
+                } else {
+                    others.push(receipt.to_string());
+                }
+            }
+            foreign += (others.len() + expired.len()) as u64;
+            self.foreign_streak += (others.len() + expired.len()) as u64;
+            if out.messages().is_empty() {
+                self.foreign_streak = 0;
+            }
+            // Best effort, bounded, in a task of its own: it never holds up
+            // this run's messages.
+            if !(expired.is_empty() && others.is_empty()) {
+                let hide_for = self.foreign_hide();
+                let (client, queue_url) = (self.client.clone(), self.queue_url.clone());
+                tokio::spawn(tokio::time::timeout(BOOKKEEPING_LIMIT, async move {
+                    others.extend(delete_all(&client, &queue_url, &expired).await);
+                    hide(&client, &queue_url, &others, hide_for).await;
+                }));
+            }
+            if !full {
+                break;
+            }
+        }
+        if foreign > 0 {
+            tracing::debug!(
+                queue = %self.queue_url,
+                count = foreign,
+                hidden_for = ?self.foreign_hide(),
+                "saw other runs' messages on the shared queue"
+            );
+        }
+        Ok(foreign)
+    }
+}
+
+/// Sets the visibility of `receipts` to `hide` (whole seconds, at most 12 h),
+/// [`BATCH`] at a time. Best effort: failures are logged at debug level.
+async fn hide(client: &Client, queue_url: &str, receipts: &[String], hide: Duration) {
+    // SQS takes 0 to 12 hours.
+    let secs = hide.as_secs().min(43_200) as i32;
+    for chunk in receipts.chunks(BATCH) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(receipt)
+                    .visibility_timeout(secs)
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        let result = client
+            .change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        if let Err(err) = result {
+            tracing::debug!(queue = %queue_url, error = %error_chain(&err), "could not set the visibility of other runs' messages");
+        }
+    }
+}
+
+/// Deletes `receipts` from `queue_url`, [`BATCH`] at a time; returns those it
+/// could not delete.
+async fn delete_all(client: &Client, queue_url: &str, receipts: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    for chunk in receipts.chunks(BATCH) {
+        let entries = chunk
+            .iter()
             .enumerate()
             .map(|(i, receipt)| {
                 DeleteMessageBatchRequestEntry::builder()
@@ -348,59 +558,24 @@ impl SqsChannel {
                     .expect("id and receipt handle are set")
             })
             .collect();
-        self.client
+        let result = client
             .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-    }
-
-    /// Deletes messages of ended runs from a shared queue. Best effort: left,
-    /// they are only released again by the next master that sees them.
-    async fn delete(&self, receipts: &[String]) {
-        if let Err(err) = self.delete_batch(receipts.iter().map(String::as_str)).await {
-            tracing::debug!(queue = %self.queue_url, error = %error_chain(&err), "could not delete ended runs' messages");
-        }
-    }
-
-    /// Makes other runs' messages visible again at once, so their master need not
-    /// wait out our visibility timeout. Best effort: if this fails they reappear
-    /// after the timeout anyway.
-    async fn release(&self, receipts: Vec<String>) {
-        let entries = receipts
-            .into_iter()
-            .enumerate()
-            .map(|(i, receipt)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .build()
-                    .expect("id and receipt handle are set")
-            })
-            .collect();
-        let result = self
-            .client
-            .change_message_visibility_batch()
-            .queue_url(&self.queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await;
         match result {
-            Ok(out) if !out.failed().is_empty() => tracing::warn!(
-                queue = %self.queue_url,
-                failed = out.failed().len(),
-                "could not release some messages of other runs; they reappear after the visibility timeout"
-            ),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(
-                queue = %self.queue_url,
-                error = %error_chain(&err),
-                "could not release messages of other runs; they reappear after the visibility timeout"
-            ),
+            Ok(out) => left.extend(out.failed().iter().filter_map(|f| {
+                let i: usize = f.id().strip_prefix('m')?.parse().ok()?;
+                chunk.get(i).cloned()
+            })),
+            Err(err) => {
+                tracing::debug!(queue = %queue_url, error = %error_chain(&err), "could not delete messages");
+                left.extend(chunk.iter().cloned());
+            }
         }
     }
+    left
 }
 
 #[async_trait]
@@ -409,110 +584,53 @@ impl ResultChannel for SqsChannel {
         &self.queue_url
     }
 
-    /// One long poll of up to `wait` (whole seconds, at most 20; under a second is
-    /// a short poll), then this run's messages are deleted and their bodies returned.
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
-        let wait_secs = wait.min(MAX_WAIT).as_secs() as i32;
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .wait_time_seconds(wait_secs)
-            .max_number_of_messages(10)
-            .message_attribute_names(RUN_ID_ATTRIBUTE)
-            .message_attribute_names(SIGNATURE_ATTRIBUTE)
-            .message_attribute_names(EXPIRES_ATTRIBUTE)
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::of(e).into_channel_error(
-                    format!("receiving from queue {}", self.queue_url),
-                    &the_queue(&self.queue_url),
-                )
-            })?;
-
-        let run_id = self.run_id.to_string();
-        let now = unix_now();
-        let mut ours = Vec::new();
-        let mut others = Vec::new();
-        let mut expired = Vec::new();
-        for message in out.messages() {
-            let Some(receipt) = message.receipt_handle() else {
-                continue;
-            };
-            let attribute = |name| {
-                message
-                    .message_attributes()
-                    .and_then(|attributes| attributes.get(name))
-                    .and_then(|value| value.string_value())
-            };
-            // On a per-run queue everything is ours, even a body without the
-            // attribute: the master checks and rejects what is not a report.
-            if self.owned || attribute(RUN_ID_ATTRIBUTE) == Some(run_id.as_str()) {
-                ours.push((
-                    receipt.to_string(),
-                    Message {
-                        body: message.body().unwrap_or("").to_string(),
-                        signature: attribute(SIGNATURE_ATTRIBUTE).map(str::to_string),
-                    },
-                ));
-            } else if attribute(EXPIRES_ATTRIBUTE)
-                .and_then(|secs| secs.parse::<u64>().ok())
-                .is_some_and(|expires| expires < now)
-            {
-                expired.push(receipt.to_string());
-            } else {
-                others.push(receipt.to_string());
-            }
+    /// Starts deleting what the last call returned (in the background, bounded),
+    /// then one long poll of up to `wait` (whole seconds, at most 20; under a
+    /// second is a short poll) and up to 9 more `ReceiveMessage` calls while they
+    /// come back full; returns this run's messages.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Messages taken from SQS wait in the channel's inbox until a
+    /// call returns them, and are deleted only at a later call or at `close`,
+    /// so a future dropped at any point loses nothing: at worst a message
+    /// comes back after the queue's visibility timeout (30 s on a per-run
+    /// queue) and the master, which takes each report once, ignores the repeat.
+    async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
+        self.acknowledge();
+        let mut foreign = 0;
+        if self.inbox.is_empty() {
+            foreign = self.fetch(wait).await?;
         }
-        if !expired.is_empty() {
-            tracing::debug!(
-                count = expired.len(),
-                "deleting other runs' messages whose runs have ended"
-            );
-            self.delete(&expired).await;
+        let taken = std::mem::take(&mut self.inbox);
+        let mut messages = Vec::with_capacity(taken.len());
+        for (receipt, message) in taken {
+            self.unacked.push(receipt);
+            messages.push(message);
         }
-        if !others.is_empty() {
-            tracing::debug!(
-                count = others.len(),
-                "left other runs' messages on the shared queue"
-            );
-            self.release(others).await;
-        }
-        if ours.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        // If the delete fails the messages reappear after the visibility timeout
-        // and are delivered then: an error now loses nothing, and nothing is
-        // delivered twice.
-        let deleted = self
-            .delete_batch(ours.iter().map(|(receipt, _)| receipt.as_str()))
-            .await
-            .map_err(|e| {
-                Failure::of(e).into_channel_error(
-                    format!("deleting received messages from queue {}", self.queue_url),
-                    &the_queue(&self.queue_url),
-                )
-            })?;
-        let failed: Vec<&str> = deleted.failed().iter().map(|f| f.id()).collect();
-        if !failed.is_empty() {
-            tracing::warn!(
-                queue = %self.queue_url,
-                count = failed.len(),
-                "could not delete some received messages; they are delivered when they reappear"
-            );
-        }
-        Ok(ours
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !failed.contains(&format!("m{i}").as_str()))
-            .map(|(_, (_, message))| message)
-            .collect())
+        Ok(Received::new(messages).with_foreign(foreign))
     }
 
+    /// Deletes what was returned (on a shared queue), then a per-run queue.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped mid-way, it may have deleted part; calling it again finishes.
     async fn close(&mut self) -> Result<(), ChannelError> {
-        if !self.owned || self.closed {
+        if !self.owned {
+            // What was taken is deleted; what was not goes back at once.
+            let untaken: Vec<String> = self
+                .inbox
+                .iter()
+                .map(|(receipt, _)| receipt.clone())
+                .collect();
+            self.hide(&untaken, Duration::ZERO).await;
+            self.inbox.clear();
+            let left = self.delete_all(&self.unacked.clone()).await;
+            self.unacked = left;
+            return Ok(());
+        }
+        if self.closed {
             return Ok(());
         }
         delete_queue(&self.client, &self.queue_url).await?;
@@ -621,18 +739,19 @@ impl SqsReportSender {
     }
 
     /// Sends `report` as one message (SPEC §5) with its run id in the
-    /// [`RUN_ID_ATTRIBUTE`] attribute and its signature in [`SIGNATURE_ATTRIBUTE`],
-    /// retrying transient failures with backoff.
+    /// [`RUN_ID_ATTRIBUTE`] attribute, its shard in [`SHARD_ATTRIBUTE`] and its
+    /// signature in [`SIGNATURE_ATTRIBUTE`], retrying transient failures with backoff.
     pub async fn send(&self, report: &Report) -> Result<(), SendError> {
         self.send_message(
             report.kind.name(),
             report.run_id,
-            &Message::signed(&self.key, report.to_json()),
+            &Message::signed(&self.key, report.to_json()).from_sender(Sender::Claims(report.shard)),
         )
         .await
     }
 
-    /// Sends a message as it is (tests use this to play a forger).
+    /// Sends a message as it is, its sender's shard (if any) as [`SHARD_ATTRIBUTE`]
+    /// (tests use this to play a forger).
     pub async fn send_message(
         &self,
         kind: &'static str,
@@ -648,6 +767,10 @@ impl SqsReportSender {
         };
         let attribute = string(&run_id.to_string());
         let signature = message.signature.as_deref().map(string);
+        let shard = message
+            .sender
+            .shard()
+            .map(|shard| string(&shard.to_string()));
         let expires = self.expires.map(|secs| {
             MessageAttributeValue::builder()
                 .data_type("Number")
@@ -669,6 +792,9 @@ impl SqsReportSender {
                 .message_attributes(RUN_ID_ATTRIBUTE, attribute.clone());
             if let Some(signature) = &signature {
                 request = request.message_attributes(SIGNATURE_ATTRIBUTE, signature.clone());
+            }
+            if let Some(shard) = &shard {
+                request = request.message_attributes(SHARD_ATTRIBUTE, shard.clone());
             }
             if let Some(expires) = &expires {
                 request = request.message_attributes(EXPIRES_ATTRIBUTE, expires.clone());
@@ -993,6 +1119,43 @@ pub mod testing {
         fault: Arc<AtomicU8>,
         delay_ms: Arc<AtomicU64>,
         closed: Arc<AtomicBool>,
+        /// Requests naming this operation get no answer (see [`FaultProxy::hold_answers_to`]).
+        hold: Arc<std::sync::Mutex<Option<String>>>,
+    }
+
+    /// What the two pumps of one connection share: whether the answer to the
+    /// request in flight is being held.
+    #[derive(Clone)]
+    struct Gate {
+        hold: Arc<std::sync::Mutex<Option<String>>>,
+        answer_held: Arc<AtomicBool>,
+        /// This pump carries requests (client to server), not answers.
+        requests: bool,
+    }
+
+    impl Gate {
+        fn holding(&self) -> Option<String> {
+            self.hold.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+
+        /// Looks at bytes passed on; true if they must be held back.
+        fn holds(&self, bytes: &[u8]) -> bool {
+            let Some(operation) = self.holding() else {
+                self.answer_held.store(false, Ordering::SeqCst);
+                return false;
+            };
+            if self.requests {
+                if bytes
+                    .windows(operation.len())
+                    .any(|w| w == operation.as_bytes())
+                {
+                    self.answer_held.store(true, Ordering::SeqCst);
+                }
+                false
+            } else {
+                self.answer_held.load(Ordering::SeqCst)
+            }
+        }
     }
 
     impl FaultProxy {
@@ -1013,11 +1176,13 @@ pub mod testing {
                 fault: Arc::new(AtomicU8::new(Fault::Pass as u8)),
                 delay_ms: Arc::new(AtomicU64::new(0)),
                 closed: Arc::new(AtomicBool::new(false)),
+                hold: Arc::default(),
             };
-            let (fault, delay, closed) = (
+            let (fault, delay, closed, hold) = (
                 Arc::clone(&proxy.fault),
                 Arc::clone(&proxy.delay_ms),
                 Arc::clone(&proxy.closed),
+                Arc::clone(&proxy.hold),
             );
             std::thread::spawn(move || {
                 while !closed.load(Ordering::SeqCst) {
@@ -1026,9 +1191,10 @@ pub mod testing {
                             let Ok(server) = TcpStream::connect(upstream) else {
                                 continue;
                             };
-                            for (from, to) in [
-                                (client.try_clone(), server.try_clone()),
-                                (server.try_clone(), client.try_clone()),
+                            let answer_held = Arc::new(AtomicBool::new(false));
+                            for (from, to, requests) in [
+                                (client.try_clone(), server.try_clone(), true),
+                                (server.try_clone(), client.try_clone(), false),
                             ] {
                                 if let (Ok(from), Ok(to)) = (from, to) {
                                     let (fault, delay, closed) = (
@@ -1036,8 +1202,13 @@ pub mod testing {
                                         Arc::clone(&delay),
                                         Arc::clone(&closed),
                                     );
+                                    let gate = Gate {
+                                        hold: Arc::clone(&hold),
+                                        answer_held: Arc::clone(&answer_held),
+                                        requests,
+                                    };
                                     std::thread::spawn(move || {
-                                        pump(from, to, &fault, &delay, &closed)
+                                        pump(from, to, &fault, &delay, &closed, &gate)
                                     });
                                 }
                             }
@@ -1057,6 +1228,14 @@ pub mod testing {
         /// From now on, does `fault` to the traffic.
         pub fn set(&self, fault: Fault) {
             self.fault.store(fault as u8, Ordering::SeqCst);
+        }
+
+        /// From now on, answers to requests that name `operation` (the SDK names
+        /// it in each request, e.g. `DeleteMessageBatch`) are held, never passed
+        /// on while this lasts: an endpoint that stalls on one kind of call.
+        /// `None` passes them again.
+        pub fn hold_answers_to(&self, operation: Option<&str>) {
+            *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = operation.map(str::to_string);
         }
 
         /// From now on, holds every chunk passed on (each way) for `delay`: a
@@ -1081,6 +1260,7 @@ pub mod testing {
         fault: &AtomicU8,
         delay_ms: &AtomicU64,
         closed: &AtomicBool,
+        gate: &Gate,
     ) {
         use std::io::{Read, Write};
         let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
@@ -1091,7 +1271,7 @@ pub mod testing {
             if now == Fault::Cut as u8 {
                 break;
             }
-            if now == Fault::Pass as u8 && !held.is_empty() {
+            if now == Fault::Pass as u8 && !held.is_empty() && !gate.holds(&[]) {
                 if to.write_all(&held).is_err() {
                     break;
                 }
@@ -1099,7 +1279,7 @@ pub mod testing {
             }
             match from.read(&mut buffer) {
                 Ok(0) => break,
-                Ok(n) if now == Fault::Pass as u8 => {
+                Ok(n) if now == Fault::Pass as u8 && !gate.holds(&buffer[..n]) => {
                     std::thread::sleep(Duration::from_millis(delay_ms.load(Ordering::SeqCst)));
                     if to.write_all(&buffer[..n]).is_err() {
                         break;

@@ -45,7 +45,13 @@ fn found(run_id: Uuid) -> Report {
 async fn receive_some(channel: &mut SqsChannel, count: usize) -> Vec<Message> {
     let mut bodies = Vec::new();
     for _ in 0..5 {
-        bodies.extend(channel.receive(Duration::from_secs(1)).await.unwrap());
+        bodies.extend(
+            channel
+                .receive(Duration::from_secs(1))
+                .await
+                .unwrap()
+                .messages,
+        );
         if bodies.len() >= count {
             break;
         }
@@ -135,8 +141,31 @@ async fn the_sender_sets_the_run_id_and_signature_attributes() {
     );
 }
 
+/// What is on `url` for anyone to read within `within` (others' messages come
+/// back once the few seconds they were hidden for have passed).
+async fn bodies_left(client: &Client, url: &str, count: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut left = Vec::new();
+    while left.len() < count && Instant::now() < deadline {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        left.extend(
+            out.messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_string)),
+        );
+    }
+    left
+}
+
 #[tokio::test]
-async fn a_shared_queue_leaves_other_runs_messages_visible() {
+async fn a_shared_queue_leaves_other_runs_messages_for_them() {
     let moto = MotoServer::start();
     let client = moto.client().await;
     let url = create_shared_queue(&client, "cnd-shared").await;
@@ -159,20 +188,25 @@ async fn a_shared_queue_leaves_other_runs_messages_visible() {
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(Report::from_json(&bodies[0].body).unwrap().run_id, ours);
 
-    // The other run's master still gets its report, and the stranger's message stays.
+    // The other run's master still gets its report (once it is visible again:
+    // hidden for a few seconds, never deleted), and the stranger's message stays.
     let mut their_channel = SqsChannel::shared(&client, &url, theirs);
-    let bodies = receive_some(&mut their_channel, 1).await;
+    let mut bodies = Vec::new();
+    for _ in 0..15 {
+        bodies.extend(
+            their_channel
+                .receive(Duration::from_secs(1))
+                .await
+                .unwrap()
+                .messages,
+        );
+        if !bodies.is_empty() {
+            break;
+        }
+    }
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(Report::from_json(&bodies[0].body).unwrap().run_id, theirs);
-    let out = client
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    let left: Vec<_> = out.messages().iter().filter_map(|m| m.body()).collect();
+    let left = bodies_left(&client, &url, 1, Duration::from_secs(20)).await;
     assert_eq!(left, vec!["hello"]);
 
     // Closing a shared channel never deletes the queue.
@@ -214,7 +248,7 @@ async fn receive_with_nothing_to_get_comes_back_empty_after_the_wait() {
         .unwrap();
     let started = Instant::now();
     let bodies = channel.receive(Duration::from_secs(1)).await.unwrap();
-    assert!(bodies.is_empty());
+    assert!(bodies.is_empty(), "{bodies:?}");
     // Not a timing assertion, a sanity bound: it returned, and not before a long poll.
     eprintln!("an empty 1 s long poll took {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(15));
@@ -368,20 +402,130 @@ async fn a_shared_queue_drops_the_messages_of_ended_runs_and_keeps_the_rest() {
     let mut channel = SqsChannel::shared(&client, &url, ours);
     assert_eq!(receive_some(&mut channel, 1).await.len(), 1);
     // What is left: the live run's report only; the ended run's is gone for good.
-    let out = client
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .message_attribute_names("All")
-        .wait_time_seconds(1)
-        .send()
+    let left: Vec<Uuid> = bodies_left(&client, &url, 2, Duration::from_secs(12))
         .await
-        .unwrap();
-    let left: Vec<_> = out
-        .messages()
         .iter()
-        .filter_map(|m| Report::from_json(m.body()?).ok())
+        .filter_map(|body| Report::from_json(body).ok())
         .map(|r| r.run_id)
         .collect();
     assert_eq!(left, vec![live]);
+}
+
+#[tokio::test]
+async fn a_flood_of_others_messages_cannot_hide_this_runs_report() {
+    // A shared queue holding 300 messages of another producer (no cnd-run-id)
+    // and 60 of another live run, then our report: SQS hands out 10 at a time,
+    // oldest first (moto), and foreign ones released at once would come straight
+    // back ahead of ours every time.
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let url = create_shared_queue(&client, "cnd-flooded").await;
+    for batch in 0..30 {
+        let entries = (0..10)
+            .map(|i| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(format!("someone else's message {batch}-{i}"))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        client
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    for _ in 0..60 {
+        sender(&client, &url)
+            .send(&report(theirs, ReportKind::Progress))
+            .await
+            .unwrap();
+    }
+    sender(&client, &url).send(&found(ours)).await.unwrap();
+
+    let mut channel = SqsChannel::shared(&client, &url, ours);
+    let (mut taken, mut foreign, mut calls) = (Vec::new(), 0, 0);
+    while taken.is_empty() && calls < 20 {
+        calls += 1;
+        let received = channel.receive(Duration::from_secs(1)).await.unwrap();
+        foreign += received.foreign;
+        taken.extend(received.messages);
+    }
+    eprintln!("our report came after {calls} receives, past {foreign} foreign messages");
+    assert_eq!(taken.len(), 1, "after {calls} receives: {taken:?}");
+    assert_eq!(Report::from_json(&taken[0].body).unwrap().run_id, ours);
+    assert!(foreign >= 360, "{foreign}");
+    // The shard travels as an attribute, for the master to pick the key.
+    assert_eq!(taken[0].sender, cnd_core::Sender::Claims(2));
+    // Nothing of theirs was deleted: all 360 come back.
+    let left = bodies_left(&client, &url, 360, Duration::from_secs(30)).await;
+    assert_eq!(left.len(), 360);
+}
+
+#[tokio::test]
+async fn stalled_deletes_lose_no_report_and_never_hold_a_receive() {
+    // Every DeleteMessageBatch answer is held past the caller's limit: receives
+    // still return at once, cut-short receives lose nothing, and every report
+    // arrives (deleted or not: the master takes a repeat once).
+    use cnd_cloud::sqs::testing::FaultProxy;
+    let moto = MotoServer::start();
+    let direct = moto.client().await;
+    let proxy = FaultProxy::start(&moto.endpoint());
+    let client = client_for(&proxy.endpoint()).await;
+    let run_id = Uuid::new_v4();
+    let mut channel = SqsChannel::create_for_run(&client, run_id).await.unwrap();
+    proxy.hold_answers_to(Some("DeleteMessageBatch"));
+    let mut sent = std::collections::HashSet::new();
+    let mut got = std::collections::HashSet::new();
+    for round in 0..6u64 {
+        let mut report = found(run_id);
+        report.hashes = round;
+        sender(&direct, channel.address())
+            .send(&report)
+            .await
+            .unwrap();
+        sent.insert(report.to_json());
+        // A caller that gives each receive 1.5 s, as the master bounds its calls.
+        for _ in 0..3 {
+            match tokio::time::timeout(Duration::from_millis(1500), channel.receive(Duration::ZERO))
+                .await
+            {
+                Ok(received) => got.extend(received.unwrap().messages.into_iter().map(|m| m.body)),
+                Err(_) => panic!("a receive was held up by a stalled delete"),
+            }
+        }
+    }
+    // And receives cut short in the middle (a 1 ms limit) lose nothing either.
+    let mut report = found(run_id);
+    report.hashes = 99;
+    sender(&direct, channel.address())
+        .send(&report)
+        .await
+        .unwrap();
+    sent.insert(report.to_json());
+    for _ in 0..5 {
+        let _ =
+            tokio::time::timeout(Duration::from_millis(1), channel.receive(Duration::ZERO)).await;
+    }
+    for _ in 0..40 {
+        if got.len() == sent.len() {
+            break;
+        }
+        got.extend(
+            channel
+                .receive(Duration::from_secs(1))
+                .await
+                .unwrap()
+                .messages
+                .into_iter()
+                .map(|m| m.body),
+        );
+    }
+    assert_eq!(got, sent);
+    proxy.hold_answers_to(None);
+    channel.close().await.unwrap();
 }

@@ -15,10 +15,10 @@ use cnd_core::memory::MemoryChannel;
 use cnd_core::{
     async_trait, run_master, search, verify, CancelToken, LaunchError, Launcher, MasterEvent,
     MasterOptions, MasterOutcome, Message, Puzzle, Report, ReportKind, RunSpec, SearchControl,
-    SearchOptions, SearchOutcome, Timer, WorkerStatus,
+    SearchOptions, SearchOutcome, Sender, Timer, WorkerStatus,
 };
 
-/// Starts one thread per shard; each reports on `channel`, signed with the run's key.
+/// Starts one thread per shard; each reports on `channel`, signed with its shard's key.
 struct ThreadLauncher {
     channel: MemoryChannel,
     workers: Vec<(Arc<SearchControl>, JoinHandle<()>)>,
@@ -34,7 +34,9 @@ impl Launcher for ThreadLauncher {
                 .shard(shard, spec.shards)
                 .map_err(|e| LaunchError::other("no such shard").with_source(e))?;
             let control = Arc::new(SearchControl::new());
-            let (puzzle, key, run_id) = (spec.puzzle.clone(), spec.run_key.clone(), spec.run_id);
+            // Each worker gets only its own shard's key: its reports cannot speak for another.
+            let key = spec.run_key.for_shard(shard);
+            let (puzzle, run_id) = (spec.puzzle.clone(), spec.run_id);
             let (channel, searching) = (self.channel.clone(), Arc::clone(&control));
             let worker = std::thread::spawn(move || {
                 let options = SearchOptions::all_cores().with_threads(1);
@@ -67,8 +69,11 @@ impl Launcher for ThreadLauncher {
                     elapsed_ms: elapsed.as_millis() as u64,
                     kind,
                 };
-                // The master drops anything not signed with the run's key.
-                channel.send(Message::signed(&key, report.to_json()));
+                // The master drops anything not signed with the key of the shard
+                // the message claims to be from.
+                channel.send(
+                    Message::signed(&key, report.to_json()).from_sender(Sender::Claims(shard)),
+                );
             });
             self.workers.push((control, worker));
         }

@@ -101,7 +101,20 @@ pub struct RunSpec {
     /// The run's time limit; launchers that can (a Job's `activeDeadlineSeconds`)
     /// make workers end by themselves after it, even if the master is gone.
     pub timeout: Option<Duration>,
+    /// How often workers send a `progress` report (`CND_PROGRESS_SECS`); the
+    /// master takes a worker whose count stops moving for
+    /// [`STALL_INTERVALS`] of these as stalled.
+    pub progress_every: Duration,
 }
+
+/// How often workers report progress unless told otherwise (`CND_PROGRESS_SECS`).
+pub const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress intervals without a moving count after which the master takes a
+/// running worker as stalled (frozen by SIGSTOP, a wedged node) and has it
+/// replaced: 6 × 5 s = 30 s by default. See
+/// [`MasterOptions::stall_after`](crate::master::MasterOptions::stall_after).
+pub const STALL_INTERVALS: u32 = 6;
 
 impl RunSpec {
     /// A run of `puzzle` over `range` in `shards` shards, `parallelism` at a time,
@@ -128,6 +141,7 @@ impl RunSpec {
             queue_url: String::new(),
             run_key: RunKey::generate()?,
             timeout: None,
+            progress_every: DEFAULT_PROGRESS_EVERY,
         };
         spec.check()?;
         Ok(spec)
@@ -148,6 +162,13 @@ impl RunSpec {
     /// The same run with a time limit.
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> RunSpec {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same run with workers reporting progress every `every` (at least
+    /// 50 ms: what a worker accepts).
+    pub fn with_progress_every(mut self, every: Duration) -> RunSpec {
+        self.progress_every = every.max(Duration::from_millis(50));
         self
     }
 
@@ -212,6 +233,10 @@ impl RunSpec {
             ("CND_SHARD_COUNT".to_string(), self.shards.to_string()),
             ("CND_QUEUE_URL".to_string(), self.queue_url.clone()),
             (EXPIRES.to_string(), self.expires_at().to_string()),
+            (
+                "CND_PROGRESS_SECS".to_string(),
+                format!("{}", self.progress_every.as_secs_f64()),
+            ),
         ]);
         if self.range != puzzle.space() {
             env.push(("CND_RANGE".to_string(), self.range.to_string()));
@@ -233,10 +258,20 @@ impl RunSpec {
         unix_now().saturating_add(self.lifetime().as_secs())
     }
 
-    /// `CND_RUN_KEY`, for launchers that pass it as a plain variable (local
-    /// processes); on Kubernetes it comes from the run's Secret instead.
-    pub fn key_env(&self) -> (String, String) {
-        (RUN_KEY.to_string(), self.run_key.to_hex())
+    /// `CND_RUN_KEY` of shard `shard`'s worker: its own key
+    /// ([`RunKey::for_shard`]), so its reports can speak for its shard only. For
+    /// launchers that start one worker per shard (local processes, bare pods);
+    /// on Kubernetes it comes from the run's Secret rather than a literal.
+    pub fn shard_key_env(&self, shard: u64) -> (String, String) {
+        (RUN_KEY.to_string(), self.run_key.for_shard(shard).to_hex())
+    }
+
+    /// `CND_RUN_KEY` shared by every worker ([`RunKey::shared`]), for launchers
+    /// where one template serves all shards (an Indexed Job). The master then
+    /// takes such a worker's `exhausted` only once the launcher says that shard's
+    /// worker succeeded ([`WorkerStatus::succeeded_shards`]).
+    pub fn shared_key_env(&self) -> (String, String) {
+        (RUN_KEY.to_string(), self.run_key.shared().to_hex())
     }
 
     /// `CND_SHARD_INDEX` for workers started one per shard (not by an Indexed Job).
@@ -245,6 +280,34 @@ impl RunSpec {
     }
 }
 
+/// Who sent a [`Message`], as far as its channel can tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Sender {
+    /// Nothing says: the master ignores the message ([`Ignored::NoSender`](crate::master::Ignored::NoSender)).
+    #[default]
+    Unknown,
+    /// The message says it comes from this shard's worker (SQS's
+    /// [`SHARD_ATTRIBUTE`]): only a signature under that shard's key backs it.
+    Claims(u64),
+    /// The channel knows this shard's worker sent it (the stdout of the process
+    /// started for the shard, the termination message of the shard's pod).
+    Shard(u64),
+}
+
+impl Sender {
+    /// The shard the message is from, known or claimed.
+    pub fn shard(self) -> Option<u64> {
+        match self {
+            Sender::Unknown => None,
+            Sender::Claims(shard) | Sender::Shard(shard) => Some(shard),
+        }
+    }
+}
+
+/// The SQS message attribute naming the shard a report is from (a decimal
+/// string), so that the master picks that shard's key before it reads the body.
+pub const SHARD_ATTRIBUTE: &str = "cnd-shard";
+
 /// One message as a channel received it: untrusted until the master checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -252,6 +315,8 @@ pub struct Message {
     pub body: String,
     /// The `cnd-signature` that came with it, if any.
     pub signature: Option<String>,
+    /// Who sent it, as far as the channel can tell.
+    pub sender: Sender,
 }
 
 impl Message {
@@ -260,6 +325,7 @@ impl Message {
         Message {
             body: body.into(),
             signature: None,
+            sender: Sender::Unknown,
         }
     }
 
@@ -269,7 +335,55 @@ impl Message {
         Message {
             signature: Some(key.sign(&body)),
             body,
+            sender: Sender::Unknown,
         }
+    }
+
+    /// The same message from `sender`.
+    #[must_use]
+    pub fn from_sender(mut self, sender: Sender) -> Message {
+        self.sender = sender;
+        self
+    }
+}
+
+/// What one [`ResultChannel::receive`] brought.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Received {
+    /// This run's messages, untrusted until the master checks them.
+    pub messages: Vec<Message>,
+    /// Messages the channel saw and left alone as not this run's (another
+    /// run's or another producer's, on a shared queue), or dropped as expired.
+    pub foreign: u64,
+}
+
+impl Received {
+    /// These messages, nothing foreign.
+    pub fn new(messages: Vec<Message>) -> Received {
+        Received {
+            messages,
+            foreign: 0,
+        }
+    }
+
+    /// The same, with `foreign` messages seen and left alone.
+    #[must_use]
+    pub fn with_foreign(mut self, foreign: u64) -> Received {
+        self.foreign = foreign;
+        self
+    }
+
+    /// Whether the channel saw nothing at all: what the master waits for when
+    /// it drains the channel before it concludes.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.foreign == 0
+    }
+}
+
+impl From<Vec<Message>> for Received {
+    fn from(messages: Vec<Message>) -> Received {
+        Received::new(messages)
     }
 }
 
@@ -317,6 +431,7 @@ impl Message {
         Ok(Message {
             body: envelope.body,
             signature: envelope.signature,
+            sender: Sender::Unknown,
         })
     }
 }
@@ -417,12 +532,47 @@ pub struct WorkerStatus {
     /// Set when workers cannot start at all (an image that cannot be pulled, a
     /// rejected spec, retries used up): the run cannot succeed and should end.
     pub fatal: Option<String>,
+    /// The shards whose worker is running now, where the launcher can tell
+    /// (`None`: it cannot). The master watches these for stalls.
+    pub running_shards: Option<Vec<u64>>,
+    /// Shards whose worker ended successfully, ascending, where the launcher can
+    /// tell. An `exhausted` signed with the run's shared key counts only once
+    /// its shard is here (see [`RunSpec::shared_key_env`]).
+    pub succeeded_shards: Vec<u64>,
 }
 
 impl WorkerStatus {
     /// Workers that will run but do not yet: pending, starting or retrying.
     pub fn waiting(&self) -> u64 {
         self.pending + self.starting + self.retrying
+    }
+
+    /// The same snapshot with `running` workers.
+    #[must_use]
+    pub fn with_running(mut self, running: u64) -> WorkerStatus {
+        self.running = running;
+        self
+    }
+
+    /// The same snapshot with `succeeded` workers.
+    #[must_use]
+    pub fn with_succeeded(mut self, succeeded: u64) -> WorkerStatus {
+        self.succeeded = succeeded;
+        self
+    }
+
+    /// The same snapshot naming the shards running now.
+    #[must_use]
+    pub fn with_running_shards(mut self, shards: Vec<u64>) -> WorkerStatus {
+        self.running_shards = Some(shards);
+        self
+    }
+
+    /// The same snapshot naming the shards whose worker succeeded.
+    #[must_use]
+    pub fn with_succeeded_shards(mut self, shards: Vec<u64>) -> WorkerStatus {
+        self.succeeded_shards = shards;
+        self
     }
 }
 
@@ -575,13 +725,34 @@ pub type ChannelError = CallError;
 /// - `stop` removes every worker and object this launcher created (pods, jobs,
 ///   processes), waits for nothing else, and is safe to call more than once and
 ///   after a failed `launch`. The master calls it on every way out of a run.
+/// - `restart` replaces one shard's worker (the master asks when that worker's
+///   progress has stopped): it kills it and starts a new one for the shard as
+///   it would after a crash. Launchers that cannot keep the default, which
+///   refuses; the master then ends the run naming the shard.
 /// - Launchers own no timeouts: the master decides when a run ends.
+/// - Each worker gets its own shard's key ([`RunSpec::shard_key_env`]) where
+///   the launcher can, else the shared one ([`RunSpec::shared_key_env`]) and
+///   then names succeeded shards in [`WorkerStatus::succeeded_shards`].
+///
+/// # Cancel safety
+///
+/// The master bounds every call and may drop it mid-way. A dropped `launch`
+/// may have created part of the workers: `stop` must still find and remove
+/// them. A dropped `status` loses nothing. A dropped `stop` or `restart` may
+/// have done part of its work; calling it again finishes it.
 #[async_trait]
 pub trait Launcher: Send {
     /// Starts the workers of `spec`.
     async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError>;
     /// How the workers are doing.
     async fn status(&mut self) -> Result<WorkerStatus, LaunchError>;
+    /// Kills shard `shard`'s worker and starts a new one for it.
+    async fn restart(&mut self, shard: u64) -> Result<(), LaunchError> {
+        Err(LaunchError::refused(
+            format!("restarting the worker of shard {shard}"),
+            "this launcher cannot replace one worker",
+        ))
+    }
     /// Stops and removes every worker started by this launcher.
     async fn stop(&mut self) -> Result<(), LaunchError>;
 }
@@ -592,19 +763,40 @@ pub trait Launcher: Send {
 /// - `address` is what workers are given as `CND_QUEUE_URL`.
 /// - `receive` waits at most `wait` (it may return earlier, and empty) and
 ///   returns the messages that belong to this run, body and signature as
-///   received, already removed from the channel so they are never delivered
-///   twice. Messages of other runs on a shared channel are left for their
-///   owners. Messages are untrusted: the master checks signatures, parses and
-///   verifies them.
-/// - `close` removes what the channel created for the run (a per-run queue) and
-///   nothing else; it is safe to call more than once.
+///   received, each with its [`Sender`] as far as the channel knows it.
+///   Delivery is at least once: a message returned by `receive` is removed from
+///   the channel (acknowledged) only after it was returned — at the next
+///   `receive` or at `close` — so a call cut short loses nothing; the master
+///   takes a report delivered twice only once. Messages of other runs on a
+///   shared channel are left for their owners (and counted in
+///   [`Received::foreign`]) in a way that does not bring them straight back
+///   ahead of this run's. Messages are untrusted: the master checks
+///   signatures, parses and verifies them.
+/// - `reports_progress` says whether workers' `progress` reports travel on the
+///   channel (the master watches for stalled workers only where they do).
+/// - `close` acknowledges what was delivered, then removes what the channel
+///   created for the run (a per-run queue) and nothing else; it is safe to call
+///   more than once.
+///
+/// # Cancel safety
+///
+/// The master bounds every call with its own time limit and drops a call that
+/// takes too long. `receive` must be cancel safe: if its future is dropped, no
+/// message is lost (a message taken from the service but not yet returned
+/// comes back, from the channel's own buffer or from the service). A dropped
+/// `close` may have done part of its work; calling it again finishes it.
 #[async_trait]
 pub trait ResultChannel: Send {
     /// Where workers send their reports.
     fn address(&self) -> &str;
     /// This run's messages that arrive within `wait`.
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError>;
-    /// Removes what the channel created for this run.
+    async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError>;
+    /// Whether workers' `progress` reports come through this channel.
+    fn reports_progress(&self) -> bool {
+        true
+    }
+    /// Acknowledges what was delivered and removes what the channel created
+    /// for this run.
     async fn close(&mut self) -> Result<(), ChannelError>;
 }
 

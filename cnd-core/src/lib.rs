@@ -67,7 +67,7 @@ pub use backend::{cpu_model, Backend, BackendError};
 pub use cancel::{CancelToken, ThreadTimer, Timer};
 pub use distributed::{
     CallError, Cause, ChannelError, Destination, EnvelopeError, LaunchError, Launcher, Message,
-    ResultChannel, RunSpec, RunSpecError, WorkerStatus,
+    Received, ResultChannel, RunSpec, RunSpecError, Sender, WorkerStatus,
 };
 pub use master::{
     run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Totals,

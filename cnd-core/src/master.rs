@@ -21,6 +21,7 @@
 //! incomplete cleanup) comes as [`MasterEvent`]s and is logged only at debug
 //! level, so a CLI that prints the events does not say everything twice.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::{pending, poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -31,8 +32,8 @@ use uuid::Uuid;
 
 use crate::cancel::{CancelToken, Timer};
 use crate::distributed::{
-    error_chain, ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec,
-    RunSpecError, WorkerStatus,
+    error_chain, CallError, ChannelError, LaunchError, Launcher, Message, Received, ResultChannel,
+    RunSpec, RunSpecError, Sender, WorkerStatus, STALL_INTERVALS,
 };
 use crate::puzzle::to_hex;
 use crate::report::{Report, ReportError, ReportKind};
@@ -99,6 +100,14 @@ pub enum MasterEvent {
         /// How long it may fail before the run ends.
         budget: Duration,
     },
+    /// A running worker's count did not move for [`MasterOptions::stall_after`]
+    /// (frozen, wedged): the launcher replaced it.
+    Stalled {
+        /// The shard.
+        shard: u64,
+        /// How long its count had not moved.
+        silent_for: Duration,
+    },
     /// Removing the run's workers or queue failed even after retries; the text
     /// names exactly what may be left behind.
     CleanupFailed(String),
@@ -128,6 +137,9 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ignored {
+    /// Nothing says which shard's worker sent the message (on SQS, no valid
+    /// `cnd-shard` attribute), so no key can check it.
+    NoSender,
     /// The message has no `cnd-signature`: it is not from a worker of this run.
     Unsigned,
     /// The `cnd-signature` is not the body's under the run's key: a forgery, or
@@ -137,6 +149,14 @@ pub enum Ignored {
     Malformed(ReportError),
     /// A report of another run (on a shared queue, or a stale message).
     OtherRun(Uuid),
+    /// A report for another shard than its sender's: one worker speaking for
+    /// another's shard.
+    WrongShard {
+        /// The shard the report names.
+        reported: u64,
+        /// The shard of the worker that sent it.
+        sender: u64,
+    },
     /// A shard index the run does not have.
     NoSuchShard {
         /// The shard reported.
@@ -183,7 +203,12 @@ pub enum Ignored {
 impl fmt::Display for Ignored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Ignored::NoSender => write!(f, "message that names no shard (not from this run's workers)"),
             Ignored::Unsigned => write!(f, "message without a signature (not from this run's workers)"),
+            Ignored::WrongShard { reported, sender } => write!(
+                f,
+                "report for shard {reported} from the worker of shard {sender} (a worker speaks only for its own shard)"
+            ),
             Ignored::BadSignature => write!(
                 f,
                 "message with a wrong signature (forged, altered, or signed for another run)"
@@ -233,6 +258,10 @@ pub struct Totals {
     pub failed_reports: u64,
     /// Messages ignored.
     pub ignored: u64,
+    /// Messages of other runs or producers that the channel saw and left alone.
+    pub foreign: u64,
+    /// Workers replaced because their progress stopped.
+    pub stalled: u64,
 }
 
 /// A verified golden nonce and where it came from.
@@ -319,6 +348,23 @@ pub enum MasterError {
         /// The first few of those shards (at most 8), with their nonce ranges.
         missing: Vec<(u64, NonceRange)>,
     },
+    /// A running worker made no progress for [`MasterOptions::stall_after`] and
+    /// the launcher could not replace it.
+    #[error(
+        "the worker of shard {shard} (nonces {range}) made no progress for {} and could not be replaced; `--range {range}` searches its shard",
+        seconds(*.silent_for)
+    )]
+    Stalled {
+        /// The shard.
+        shard: u64,
+        /// Its nonces.
+        range: NonceRange,
+        /// How long its count had not moved.
+        silent_for: Duration,
+        /// Why it could not be replaced.
+        #[source]
+        cause: LaunchError,
+    },
     /// Asking the launcher how the workers are doing kept failing.
     #[error("could not watch the workers")]
     Status(#[source] LaunchError),
@@ -364,10 +410,20 @@ pub struct MasterOptions {
     /// How long `stop` and `close` are retried at the end of a run (they run
     /// side by side). A second cancellation cuts this short.
     pub cleanup_for: Duration,
+    /// How long a running worker's count may stand still before the master
+    /// has the launcher replace it (or, if it cannot, ends the run naming the
+    /// shard). `None`: [`STALL_INTERVALS`] of the run's
+    /// [`progress_every`](RunSpec::progress_every) (30 s by default). Only on
+    /// channels that carry progress, with launchers that name running shards.
+    pub stall_after: Option<Duration>,
+    /// How long the master drains the channel (receives until it comes back
+    /// empty) before it concludes that shards never reported.
+    pub drain_for: Duration,
 }
 
 impl Default for MasterOptions {
-    /// No deadline, 60 s of retries, 20 s per call, 2 min to launch, 30 s to clean up.
+    /// No deadline, 60 s of retries, 20 s per call, 2 min to launch, 30 s to
+    /// clean up, stalls after 6 progress intervals, 15 s to drain.
     fn default() -> Self {
         MasterOptions {
             deadline: None,
@@ -375,6 +431,8 @@ impl Default for MasterOptions {
             call_timeout: Duration::from_secs(20),
             launch_timeout: Duration::from_secs(120),
             cleanup_for: Duration::from_secs(30),
+            stall_after: None,
+            drain_for: Duration::from_secs(15),
         }
     }
 }
@@ -649,13 +707,52 @@ fn seconds(d: Duration) -> String {
 struct Tally {
     shard_ranges: Vec<NonceRange>,
     hashes: Vec<u64>,
+    /// The count of each shard's latest report: a stall is a count that stops moving.
+    last_count: Vec<Option<u64>>,
     exhausted: Vec<bool>,
+    /// An `exhausted` under the shared key came, and waits for the launcher.
+    unconfirmed: Vec<bool>,
+    /// The launcher said the shard's worker succeeded.
+    succeeded: Vec<bool>,
+    /// Shards counted exhausted on the launcher's word.
+    confirmed_by_launcher: u64,
     shards_done: u64,
     failed_reports: u64,
+    /// Signatures of `failed` reports taken, so a redelivery counts once.
+    failures_seen: HashSet<String>,
     ignored: u64,
+    foreign: u64,
+    stalled: u64,
 }
 
 impl Tally {
+    fn new(spec: &RunSpec) -> Result<Tally, MasterError> {
+        let shard_ranges = (0..spec.shards)
+            .map(|i| spec.range.shard(i, spec.shards))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                MasterError::Launch(
+                    LaunchError::other("the run cannot be split into shards").with_source(e),
+                )
+            })?;
+        let shards = shard_ranges.len();
+        Ok(Tally {
+            shard_ranges,
+            hashes: vec![0; shards],
+            last_count: vec![None; shards],
+            exhausted: vec![false; shards],
+            unconfirmed: vec![false; shards],
+            succeeded: vec![false; shards],
+            confirmed_by_launcher: 0,
+            shards_done: 0,
+            failed_reports: 0,
+            failures_seen: HashSet::new(),
+            ignored: 0,
+            foreign: 0,
+            stalled: 0,
+        })
+    }
+
     fn totals(&self, started: Instant) -> Totals {
         Totals {
             hashes: self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h)),
@@ -663,8 +760,52 @@ impl Tally {
             shards_done: self.shards_done,
             failed_reports: self.failed_reports,
             ignored: self.ignored,
+            foreign: self.foreign,
+            stalled: self.stalled,
         }
     }
+}
+
+/// How a run ends: an outcome or an error. The steps of [`Run`] return
+/// `Err(ending)` to end the run, so `?` carries it out.
+type Ending = Result<MasterOutcome, MasterError>;
+
+/// Who a verified signature says sent a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authority {
+    /// The worker of the report's own shard: signed with that shard's key, or
+    /// carried by a channel that knows the sender.
+    Shard,
+    /// Some worker of the run: signed with the shared key over a channel that
+    /// cannot tell who sent it (an Indexed Job's pods on SQS).
+    Run,
+}
+
+/// The longest one receive waits while the master drains the channel before
+/// it concludes (a long poll of a second asks every SQS server).
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+/// One run between its launch and its end: the launcher, the channel, the
+/// tally, and the small steps the loop is made of.
+struct Run<'a> {
+    launcher: &'a mut dyn Launcher,
+    channel: &'a mut dyn ResultChannel,
+    spec: &'a RunSpec,
+    options: &'a MasterOptions,
+    clock: &'a Clock<'a>,
+    started: Instant,
+    on_event: &'a mut (dyn FnMut(MasterEvent) + Send),
+    tally: Tally,
+    next_status: Instant,
+    status_failing: Failing,
+    receive_failing: Failing,
+    /// Consecutive status polls that saw no live worker while shards are
+    /// unfinished; two in a row (≥ STATUS_EVERY apart) end the run, after a drain.
+    idle_polls: u32,
+    /// When each running shard's count last moved (or its worker was first
+    /// seen running); `None` when stalls are not watched on this run.
+    watched: Option<HashMap<u64, Instant>>,
+    stall_after: Duration,
 }
 
 async fn drive(
@@ -675,267 +816,436 @@ async fn drive(
     clock: &Clock<'_>,
     started: Instant,
     on_event: &mut (dyn FnMut(MasterEvent) + Send),
-) -> Result<MasterOutcome, MasterError> {
+) -> Ending {
     spec.check().map_err(MasterError::InvalidSpec)?;
-    let shard_ranges = (0..spec.shards)
-        .map(|i| spec.range.shard(i, spec.shards))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            MasterError::Launch(
-                LaunchError::other("the run cannot be split into shards").with_source(e),
-            )
-        })?;
-    let shards = spec.shards as usize;
-    let mut tally = Tally {
-        shard_ranges,
-        hashes: vec![0; shards],
-        exhausted: vec![false; shards],
-        shards_done: 0,
-        failed_reports: 0,
-        ignored: 0,
+    let tally = Tally::new(spec)?;
+    let stall_after = options
+        .stall_after
+        .unwrap_or_else(|| spec.progress_every.saturating_mul(STALL_INTERVALS));
+    let watched = channel.reports_progress().then(HashMap::new);
+    let mut run = Run {
+        launcher,
+        channel,
+        spec,
+        options,
+        clock,
+        started,
+        on_event,
+        tally,
+        next_status: Instant::now(),
+        status_failing: Failing::default(),
+        receive_failing: Failing::default(),
+        idle_polls: 0,
+        watched,
+        stall_after,
     };
-    // How the run ends when a call is cut short by the cancellation or the deadline.
-    let cut_short = |cut: Cut, tally: &Tally| match cut {
-        Cut::Cancelled => {
-            tracing::info!(run = %spec.run_id, "interrupted");
-            Ok(MasterOutcome::Interrupted(tally.totals(started)))
-        }
-        _ => {
-            tracing::info!(run = %spec.run_id, "deadline reached");
-            Ok(MasterOutcome::TimedOut(tally.totals(started)))
-        }
-    };
+    match run.go().await {
+        Err(ending) => ending,
+        Ok(never) => match never {},
+    }
+}
 
-    match clock
-        .bounded(options.launch_timeout, launcher.launch(spec))
-        .await
-    {
-        Ok(launched) => launched.map_err(MasterError::Launch)?,
-        Err(Cut::TimedOut) => {
-            return Err(MasterError::Launch(LaunchError::unreachable(
+impl Run<'_> {
+    async fn go(&mut self) -> Result<std::convert::Infallible, Ending> {
+        self.launch().await?;
+        loop {
+            self.check_cut()?;
+            if Instant::now() >= self.next_status {
+                self.next_status = Instant::now() + STATUS_EVERY;
+                self.poll_status().await?;
+            }
+            self.receive_once().await?;
+            if self.tally.shards_done == self.spec.shards {
+                self.conclude_exhausted().await?;
+            }
+        }
+    }
+
+    /// How the run ends when a call is cut short by the cancellation or the deadline.
+    fn cut_short(&self, cut: Cut) -> Ending {
+        if cut == Cut::Cancelled {
+            tracing::info!(run = %self.spec.run_id, "interrupted");
+            Ok(MasterOutcome::Interrupted(self.tally.totals(self.started)))
+        } else {
+            tracing::info!(run = %self.spec.run_id, "deadline reached");
+            Ok(MasterOutcome::TimedOut(self.tally.totals(self.started)))
+        }
+    }
+
+    /// Ends the run if it was cancelled or its deadline passed.
+    fn check_cut(&self) -> Result<(), Ending> {
+        if self.clock.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(self.cut_short(Cut::Cancelled));
+        }
+        if self.clock.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(self.cut_short(Cut::Deadline));
+        }
+        Ok(())
+    }
+
+    async fn launch(&mut self) -> Result<(), Ending> {
+        let spec = self.spec;
+        let limit = self.options.launch_timeout;
+        match self.clock.bounded(limit, self.launcher.launch(spec)).await {
+            Ok(launched) => launched.map_err(|e| Err(MasterError::Launch(e)))?,
+            Err(Cut::TimedOut) => {
+                return Err(Err(MasterError::Launch(LaunchError::unreachable(
+                    "the launcher",
+                    format!("starting the workers took longer than {}", seconds(limit)),
+                ))))
+            }
+            Err(cut) => return Err(self.cut_short(cut)),
+        }
+        tracing::info!(run = %spec.run_id, shards = spec.shards, parallelism = spec.parallelism, "workers launched");
+        (self.on_event)(MasterEvent::Launched {
+            shards: spec.shards,
+            parallelism: spec.parallelism,
+        });
+        Ok(())
+    }
+
+    /// Asks the launcher how the workers are doing, and acts on it: a fatal
+    /// status, shards it confirms, stalled workers, workers all gone.
+    async fn poll_status(&mut self) -> Result<(), Ending> {
+        let limit = self.options.call_timeout;
+        let status = match self.clock.bounded(limit, self.launcher.status()).await {
+            Ok(status) => status,
+            Err(Cut::TimedOut) => Err(LaunchError::unreachable(
                 "the launcher",
                 format!(
-                    "starting the workers took longer than {}",
-                    seconds(options.launch_timeout)
+                    "asking how the workers are doing got no answer within {}",
+                    seconds(limit)
                 ),
-            )))
+            )),
+            Err(cut) => return Err(self.cut_short(cut)),
+        };
+        let status = match status {
+            Ok(status) => status,
+            Err(e) => {
+                return self.on_call_failure("worker status", e, MasterError::Status);
+            }
+        };
+        self.status_failing.reset();
+        (self.on_event)(MasterEvent::Workers(status.clone()));
+        if let Some(fatal) = status.fatal {
+            return Err(Err(MasterError::Fatal(fatal)));
         }
-        Err(cut) => return cut_short(cut, &tally),
+        self.confirm(&status.succeeded_shards);
+        if let Some(running) = &status.running_shards {
+            self.check_stalls(running).await?;
+        }
+        let unfinished = self.spec.shards - self.tally.shards_done;
+        let idle =
+            status.waiting() == 0 && status.running == 0 && status.succeeded + status.failed > 0;
+        self.idle_polls = if idle && unfinished > 0 {
+            self.idle_polls + 1
+        } else {
+            0
+        };
+        if self.idle_polls >= 2 {
+            // Reports may still be on their way, or behind other messages:
+            // read what is there before saying shards never reported.
+            self.drain().await?;
+            if self.tally.shards_done == self.spec.shards {
+                return Err(self.exhausted());
+            }
+            return Err(Err(self.workers_gone(status.failed)));
+        }
+        Ok(())
     }
-    tracing::info!(run = %spec.run_id, shards = spec.shards, parallelism = spec.parallelism, "workers launched");
-    on_event(MasterEvent::Launched {
-        shards: spec.shards,
-        parallelism: spec.parallelism,
-    });
 
-    let mut next_status = Instant::now();
-    let mut status_failing = Failing::default();
-    let mut receive_failing = Failing::default();
-    // Consecutive status polls that saw no live worker while shards are unfinished;
-    // two in a row (≥ STATUS_EVERY apart) leave time for in-flight reports to arrive.
-    let mut idle_polls = 0;
-
-    loop {
-        if clock.cancel.is_some_and(CancelToken::is_cancelled) {
-            return cut_short(Cut::Cancelled, &tally);
+    /// One receive of up to [`RECEIVE_WAIT`], its messages taken into account.
+    async fn receive_once(&mut self) -> Result<(), Ending> {
+        let wait = match self.clock.deadline {
+            Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(Instant::now())),
+            None => RECEIVE_WAIT,
+        };
+        let limit = wait + self.options.call_timeout;
+        let received = match self.clock.bounded(limit, self.channel.receive(wait)).await {
+            Ok(received) => received,
+            Err(Cut::TimedOut) => Err(ChannelError::unreachable(
+                self.channel.address(),
+                format!("no answer within {}", seconds(limit)),
+            )),
+            Err(cut) => return Err(self.cut_short(cut)),
+        };
+        match received {
+            Ok(received) => {
+                self.receive_failing.reset();
+                self.absorb(received)
+            }
+            Err(e) => {
+                self.on_call_failure("receiving results", e, MasterError::Channel)?;
+                // Not a hot loop against a failing service; the cancellation and
+                // the deadline still cut the wait short.
+                let backoff = self.receive_failing.backoff();
+                match self.clock.bounded(backoff, pending::<()>()).await {
+                    Err(cut @ (Cut::Cancelled | Cut::Deadline)) => Err(self.cut_short(cut)),
+                    _ => Ok(()),
+                }
+            }
         }
-        if clock.deadline.is_some_and(|d| Instant::now() >= d) {
-            return cut_short(Cut::Deadline, &tally);
-        }
+    }
 
-        if Instant::now() >= next_status {
-            next_status = Instant::now() + STATUS_EVERY;
-            let status = match clock.bounded(options.call_timeout, launcher.status()).await {
-                Ok(status) => status,
+    /// A failed `status` or `receive`: refusals end the run at once, other
+    /// failures are retried while they last less than `retry_for`.
+    fn on_call_failure(
+        &mut self,
+        what: &'static str,
+        error: CallError,
+        fail: fn(CallError) -> MasterError,
+    ) -> Result<(), Ending> {
+        let failing = match what {
+            "worker status" => &mut self.status_failing,
+            _ => &mut self.receive_failing,
+        };
+        let refused = matches!(error, CallError::Refused { .. });
+        if refused || !failing.again(self.options.retry_for) {
+            return Err(Err(fail(error)));
+        }
+        let failing_for = failing.for_how_long();
+        tracing::debug!(run = %self.spec.run_id, "{what} failed for {}; retrying for up to {}: {}", seconds(failing_for), seconds(self.options.retry_for), error_chain(&error));
+        (self.on_event)(MasterEvent::Retrying {
+            what,
+            error: error_chain(&error),
+            failing_for,
+            budget: self.options.retry_for,
+        });
+        Ok(())
+    }
+
+    /// Takes a receive's messages into account; a verified find ends the run.
+    fn absorb(&mut self, received: Received) -> Result<(), Ending> {
+        self.tally.foreign = self.tally.foreign.saturating_add(received.foreign);
+        for message in received.messages {
+            if let Some(golden) = self.take(&message) {
+                return Err(Ok(MasterOutcome::Found(golden)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives until the channel comes back empty (nothing of this run's, nothing
+    /// of anyone else's), for at most [`MasterOptions::drain_for`]: so an answer
+    /// on its way, or behind a flood of other messages, is read before the run
+    /// concludes without it.
+    async fn drain(&mut self) -> Result<(), Ending> {
+        let until = Instant::now() + self.options.drain_for;
+        let limit = DRAIN_WAIT + self.options.call_timeout;
+        let mut calls = 0u32;
+        while Instant::now() < until {
+            self.check_cut()?;
+            calls += 1;
+            let received = match self
+                .clock
+                .bounded(limit, self.channel.receive(DRAIN_WAIT))
+                .await
+            {
+                Ok(Ok(received)) => received,
+                Ok(Err(e)) => {
+                    tracing::debug!(run = %self.spec.run_id, "draining the channel stopped: {}", error_chain(&e));
+                    break;
+                }
+                Err(Cut::TimedOut) => break,
+                Err(cut) => return Err(self.cut_short(cut)),
+            };
+            let empty = received.is_empty();
+            self.absorb(received)?;
+            if empty {
+                break;
+            }
+        }
+        tracing::debug!(run = %self.spec.run_id, calls, "drained the channel");
+        Ok(())
+    }
+
+    /// Every shard is exhausted. If some were confirmed by the launcher rather
+    /// than by their own worker's key, a find may still be on its way: drain first.
+    async fn conclude_exhausted(&mut self) -> Result<(), Ending> {
+        if self.tally.confirmed_by_launcher > 0 {
+            self.drain().await?;
+        }
+        Err(self.exhausted())
+    }
+
+    fn exhausted(&self) -> Ending {
+        tracing::info!(run = %self.spec.run_id, "every shard exhausted");
+        Ok(MasterOutcome::Exhausted(self.tally.totals(self.started)))
+    }
+
+    fn workers_gone(&self, failed: u64) -> MasterError {
+        let missing = (0..self.spec.shards)
+            .filter(|&shard| !self.tally.exhausted[shard as usize])
+            .take(8)
+            .map(|shard| (shard, self.tally.shard_ranges[shard as usize]))
+            .collect();
+        MasterError::WorkersGone {
+            unfinished: self.spec.shards - self.tally.shards_done,
+            shards: self.spec.shards,
+            failed,
+            missing,
+        }
+    }
+
+    /// The launcher says these shards' workers succeeded: an `exhausted` under
+    /// the shared key that waited for this now counts.
+    fn confirm(&mut self, succeeded: &[u64]) {
+        for &shard in succeeded {
+            let Some(i) = usize::try_from(shard)
+                .ok()
+                .filter(|&i| i < self.tally.succeeded.len())
+            else {
+                continue;
+            };
+            self.tally.succeeded[i] = true;
+            if self.tally.unconfirmed[i] {
+                self.tally.unconfirmed[i] = false;
+                self.tally.confirmed_by_launcher += 1;
+                self.mark_exhausted(shard, "confirmed by the launcher".into());
+            }
+        }
+    }
+
+    fn mark_exhausted(&mut self, shard: u64, worker: String) {
+        let i = shard as usize;
+        if !self.tally.exhausted[i] {
+            self.tally.exhausted[i] = true;
+            self.tally.shards_done += 1;
+        }
+        (self.on_event)(MasterEvent::ShardExhausted { shard, worker });
+    }
+
+    /// Replaces running workers whose count has not moved for `stall_after`;
+    /// a launcher that cannot replace one ends the run naming the shard.
+    async fn check_stalls(&mut self, running: &[u64]) -> Result<(), Ending> {
+        let Some(watched) = self.watched.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let running: HashSet<u64> = running.iter().copied().collect();
+        watched.retain(|shard, _| running.contains(shard));
+        for &shard in &running {
+            watched.entry(shard).or_insert(now);
+        }
+        let mut stalled: Vec<(u64, Duration)> = watched
+            .iter()
+            .map(|(&shard, &since)| (shard, now.saturating_duration_since(since)))
+            .filter(|&(_, silent)| silent >= self.stall_after)
+            .collect();
+        stalled.sort_unstable();
+        for (shard, silent_for) in stalled {
+            let limit = self.options.call_timeout;
+            let restarted = match self
+                .clock
+                .bounded(limit, self.launcher.restart(shard))
+                .await
+            {
+                Ok(restarted) => restarted,
                 Err(Cut::TimedOut) => Err(LaunchError::unreachable(
                     "the launcher",
-                    format!(
-                        "asking how the workers are doing got no answer within {}",
-                        seconds(options.call_timeout)
-                    ),
+                    format!("replacing a worker got no answer within {}", seconds(limit)),
                 )),
-                Err(cut) => return cut_short(cut, &tally),
+                Err(cut) => return Err(self.cut_short(cut)),
             };
-            match status {
-                Ok(status) => {
-                    status_failing.reset();
-                    on_event(MasterEvent::Workers(status.clone()));
-                    if let Some(fatal) = status.fatal {
-                        return Err(MasterError::Fatal(fatal));
-                    }
-                    let unfinished = spec.shards - tally.shards_done;
-                    let idle = status.waiting() == 0
-                        && status.running == 0
-                        && status.succeeded + status.failed > 0;
-                    idle_polls = if idle && unfinished > 0 {
-                        idle_polls + 1
-                    } else {
-                        0
-                    };
-                    if idle_polls >= 2 {
-                        let missing = (0..spec.shards)
-                            .filter(|&shard| !tally.exhausted[shard as usize])
-                            .take(8)
-                            .map(|shard| (shard, tally.shard_ranges[shard as usize]))
-                            .collect();
-                        return Err(MasterError::WorkersGone {
-                            unfinished,
-                            shards: spec.shards,
-                            failed: status.failed,
-                            missing,
-                        });
-                    }
+            if let Err(cause) = restarted {
+                return Err(Err(MasterError::Stalled {
+                    shard,
+                    range: self.tally.shard_ranges[shard as usize],
+                    silent_for,
+                    cause,
+                }));
+            }
+            tracing::info!(run = %self.spec.run_id, shard, "worker made no progress for {}; replaced", seconds(silent_for));
+            self.tally.stalled += 1;
+            if let Some(watched) = self.watched.as_mut() {
+                watched.insert(shard, Instant::now());
+            }
+            (self.on_event)(MasterEvent::Stalled { shard, silent_for });
+        }
+        Ok(())
+    }
+
+    /// Takes one message into account; returns the golden nonce if it is a
+    /// verified find. Reports are verified once, here, in [`check`].
+    fn take(&mut self, message: &Message) -> Option<Golden> {
+        let received_after = self.started.elapsed();
+        let (report, authority) = match check(self.spec, &self.tally, message) {
+            Ok(checked) => checked,
+            Err(why) => {
+                tracing::debug!(run = %self.spec.run_id, "ignored a message: {why}");
+                self.tally.ignored += 1;
+                (self.on_event)(MasterEvent::Ignored(why));
+                return None;
+            }
+        };
+        let shard = report.shard as usize;
+        // Counts only grow (a retried worker starting over must not lower the total),
+        // and never past the shard's length, whoever sent them.
+        let length = shard_length(&self.tally.shard_ranges[shard]);
+        let hashes = report.hashes.min(length);
+        if self.tally.last_count[shard] != Some(hashes) {
+            self.tally.last_count[shard] = Some(hashes);
+            if let Some(since) = self.watched.as_mut().and_then(|w| w.get_mut(&report.shard)) {
+                *since = Instant::now();
+            }
+        }
+        self.tally.hashes[shard] = self.tally.hashes[shard].max(hashes);
+        match report.kind {
+            ReportKind::Found { nonce, hash } => {
+                tracing::info!(run = %self.spec.run_id, nonce, shard, worker = %report.worker, "golden nonce verified");
+                (self.on_event)(MasterEvent::Found {
+                    nonce,
+                    shard: report.shard,
+                    worker: report.worker.clone(),
+                });
+                return Some(Golden {
+                    nonce,
+                    hash,
+                    leading_zeros: crate::verify::leading_zero_bits(&hash),
+                    shard: report.shard,
+                    worker: report.worker,
+                    worker_elapsed: Duration::from_millis(report.elapsed_ms),
+                    worker_hashes: hashes,
+                    received_after,
+                    totals: self.tally.totals(self.started),
+                });
+            }
+            ReportKind::Exhausted => {
+                if authority == Authority::Shard || self.tally.succeeded[shard] {
+                    self.mark_exhausted(report.shard, report.worker.clone());
+                } else {
+                    // Any worker of the run could have signed this: it counts
+                    // once the launcher says this shard's worker succeeded.
+                    self.tally.unconfirmed[shard] = true;
                 }
-                Err(e) => {
-                    let refused = matches!(e, LaunchError::Refused { .. });
-                    if refused || !status_failing.again(options.retry_for) {
-                        return Err(MasterError::Status(e));
-                    }
-                    let failing_for = status_failing.for_how_long();
-                    tracing::debug!(run = %spec.run_id, "worker status failed for {}; retrying for up to {}: {}", seconds(failing_for), seconds(options.retry_for), error_chain(&e));
-                    on_event(MasterEvent::Retrying {
-                        what: "worker status",
-                        error: error_chain(&e),
-                        failing_for,
-                        budget: options.retry_for,
+            }
+            ReportKind::Progress => {}
+            ReportKind::Failed { ref error } => {
+                // Informational: the launcher retries the shard, or says it is
+                // fatal. A report delivered twice is counted once.
+                let signature = message.signature.clone().unwrap_or_default();
+                if self.tally.failures_seen.insert(signature) {
+                    self.tally.failed_reports += 1;
+                    tracing::debug!(run = %self.spec.run_id, shard, worker = %report.worker, "worker failed: {error}");
+                    (self.on_event)(MasterEvent::WorkerFailed {
+                        shard: report.shard,
+                        worker: report.worker.clone(),
+                        error: error.clone(),
                     });
                 }
             }
         }
-
-        let wait = match clock.deadline {
-            Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(Instant::now())),
-            None => RECEIVE_WAIT,
-        };
-        let received = match clock
-            .bounded(wait + options.call_timeout, channel.receive(wait))
-            .await
-        {
-            Ok(received) => received,
-            Err(Cut::TimedOut) => Err(ChannelError::unreachable(
-                channel.address(),
-                format!("no answer within {}", seconds(wait + options.call_timeout)),
-            )),
-            Err(cut) => return cut_short(cut, &tally),
-        };
-        let bodies = match received {
-            Ok(bodies) => {
-                receive_failing.reset();
-                bodies
-            }
-            Err(e) => {
-                let refused = matches!(e, ChannelError::Refused { .. });
-                if refused || !receive_failing.again(options.retry_for) {
-                    return Err(MasterError::Channel(e));
-                }
-                let failing_for = receive_failing.for_how_long();
-                tracing::debug!(run = %spec.run_id, "receiving results failed for {}; retrying for up to {}: {}", seconds(failing_for), seconds(options.retry_for), error_chain(&e));
-                on_event(MasterEvent::Retrying {
-                    what: "receiving results",
-                    error: error_chain(&e),
-                    failing_for,
-                    budget: options.retry_for,
-                });
-                // Not a hot loop against a failing service; the cancellation and
-                // the deadline still cut the wait short.
-                if let Err(cut @ (Cut::Cancelled | Cut::Deadline)) = clock
-                    .bounded(receive_failing.backoff(), pending::<()>())
-                    .await
-                {
-                    return cut_short(cut, &tally);
-                }
-                continue;
-            }
-        };
-
-        for message in bodies {
-            if let Some(golden) = take(spec, &mut tally, &message, started, on_event) {
-                return Ok(MasterOutcome::Found(golden));
-            }
-        }
-        if tally.shards_done == spec.shards {
-            tracing::info!(run = %spec.run_id, "every shard exhausted");
-            return Ok(MasterOutcome::Exhausted(tally.totals(started)));
-        }
+        (self.on_event)(MasterEvent::Progress(Progress {
+            shard: report.shard,
+            worker: report.worker,
+            shard_hashes: self.tally.hashes[shard],
+            shard_elapsed: Duration::from_millis(report.elapsed_ms),
+            total_hashes: self.tally.totals(self.started).hashes,
+            shards_done: self.tally.shards_done,
+            shards: self.spec.shards,
+        }));
+        None
     }
-}
-
-/// Takes one message into account; returns the golden nonce if it is a verified find.
-fn take(
-    spec: &RunSpec,
-    tally: &mut Tally,
-    message: &Message,
-    started: Instant,
-    on_event: &mut (dyn FnMut(MasterEvent) + Send),
-) -> Option<Golden> {
-    let received_after = started.elapsed();
-    let report = match check(spec, tally, message) {
-        Ok(report) => report,
-        Err(why) => {
-            tracing::debug!(run = %spec.run_id, "ignored a message: {why}");
-            tally.ignored += 1;
-            on_event(MasterEvent::Ignored(why));
-            return None;
-        }
-    };
-    let shard = report.shard as usize;
-    // Counts only grow (a retried worker starting over must not lower the total),
-    // and never past the shard's length, whoever sent them.
-    let length = shard_length(&tally.shard_ranges[shard]);
-    tally.hashes[shard] = tally.hashes[shard].max(report.hashes.min(length));
-    match report.kind {
-        ReportKind::Found { nonce, .. } => {
-            let verification = verify(&spec.puzzle, nonce);
-            tracing::info!(run = %spec.run_id, nonce, shard, worker = %report.worker, "golden nonce verified");
-            on_event(MasterEvent::Found {
-                nonce,
-                shard: report.shard,
-                worker: report.worker.clone(),
-            });
-            return Some(Golden {
-                nonce,
-                hash: verification.hash,
-                leading_zeros: verification.leading_zeros,
-                shard: report.shard,
-                worker: report.worker,
-                worker_elapsed: Duration::from_millis(report.elapsed_ms),
-                worker_hashes: report.hashes.min(length),
-                received_after,
-                totals: tally.totals(started),
-            });
-        }
-        ReportKind::Exhausted => {
-            if !tally.exhausted[shard] {
-                tally.exhausted[shard] = true;
-                tally.shards_done += 1;
-            }
-            on_event(MasterEvent::ShardExhausted {
-                shard: report.shard,
-                worker: report.worker.clone(),
-            });
-        }
-        ReportKind::Progress => {}
-        ReportKind::Failed { ref error } => {
-            // Informational: the launcher retries the shard, or says it is fatal.
-            tally.failed_reports += 1;
-            tracing::debug!(run = %spec.run_id, shard, worker = %report.worker, "worker failed: {error}");
-            on_event(MasterEvent::WorkerFailed {
-                shard: report.shard,
-                worker: report.worker.clone(),
-                error: error.clone(),
-            });
-        }
-    }
-    on_event(MasterEvent::Progress(Progress {
-        shard: report.shard,
-        worker: report.worker,
-        shard_hashes: tally.hashes[shard],
-        shard_elapsed: Duration::from_millis(report.elapsed_ms),
-        total_hashes: tally.totals(started).hashes,
-        shards_done: tally.shards_done,
-        shards: spec.shards,
-    }));
-    None
 }
 
 /// A shard's length as a hash count (a whole 64-bit space counts as 2^64 − 1).
@@ -943,28 +1253,45 @@ fn shard_length(range: &NonceRange) -> u64 {
     u64::try_from(range.len()).unwrap_or(u64::MAX)
 }
 
-/// Checks a message's signature, then parses it and checks everything that can
-/// be checked about the report.
-fn check(spec: &RunSpec, tally: &Tally, message: &Message) -> Result<Report, Ignored> {
-    // Before parsing: without the key, nothing in the body is worth reading.
-    let signature = message.signature.as_deref().ok_or(Ignored::Unsigned)?;
-    if !spec.run_key.verify(&message.body, signature) {
-        return Err(Ignored::BadSignature);
+/// Checks a message's sender and signature, then parses it and checks
+/// everything that can be checked about the report (a `found` nonce is
+/// recomputed here, once).
+fn check(spec: &RunSpec, tally: &Tally, message: &Message) -> Result<(Report, Authority), Ignored> {
+    // Before parsing: the shard the message is from picks the key, and without
+    // that key nothing in the body is worth reading.
+    let shard = message.sender.shard().ok_or(Ignored::NoSender)?;
+    if shard >= spec.shards {
+        return Err(Ignored::NoSuchShard {
+            shard,
+            shards: spec.shards,
+        });
     }
+    let signature = message.signature.as_deref().ok_or(Ignored::Unsigned)?;
+    let authority = if spec
+        .run_key
+        .for_shard(shard)
+        .verify(&message.body, signature)
+    {
+        Authority::Shard
+    } else if spec.run_key.shared().verify(&message.body, signature) {
+        match message.sender {
+            Sender::Shard(_) => Authority::Shard,
+            _ => Authority::Run,
+        }
+    } else {
+        return Err(Ignored::BadSignature);
+    };
     let report = Report::from_json(&message.body).map_err(Ignored::Malformed)?;
     if report.run_id != spec.run_id {
         return Err(Ignored::OtherRun(report.run_id));
     }
-    let Some(range) = tally
-        .shard_ranges
-        .get(report.shard as usize)
-        .filter(|_| report.shard < spec.shards)
-    else {
-        return Err(Ignored::NoSuchShard {
-            shard: report.shard,
-            shards: spec.shards,
+    if report.shard != shard {
+        return Err(Ignored::WrongShard {
+            reported: report.shard,
+            sender: shard,
         });
-    };
+    }
+    let range = &tally.shard_ranges[shard as usize];
     if report.kind == ReportKind::Exhausted && report.hashes != shard_length(range) {
         return Err(Ignored::ShortExhausted {
             shard: report.shard,
@@ -994,7 +1321,7 @@ fn check(spec: &RunSpec, tally: &Tally, message: &Message) -> Result<Report, Ign
             });
         }
     }
-    Ok(report)
+    Ok((report, authority))
 }
 
 #[cfg(test)]
@@ -1018,6 +1345,7 @@ mod tests {
             queue_url: "memory://".into(),
             run_key: crate::RunKey::generate().unwrap(),
             timeout: None,
+            progress_every: crate::distributed::DEFAULT_PROGRESS_EVERY,
         }
     }
 
@@ -1097,9 +1425,11 @@ mod tests {
         assert!(launcher.is_stopped() && channel.is_closed());
     }
 
-    /// A report as a worker of `spec` would send it, signed with the run's key.
+    /// A report as the worker of its shard would send it over SQS: signed with
+    /// that shard's key, claiming that shard.
     fn signed(spec: &RunSpec, report: &Report) -> Message {
-        Message::signed(&spec.run_key, report.to_json())
+        Message::signed(&spec.run_key.for_shard(report.shard), report.to_json())
+            .from_sender(Sender::Claims(report.shard))
     }
 
     fn report(spec: &RunSpec, shard: u64, hashes: u64, kind: ReportKind) -> Report {
@@ -1148,14 +1478,26 @@ mod tests {
         )
         .to_json();
         let other_key = crate::RunKey::generate().unwrap();
-        channel.send(Message::unsigned(perfect.clone()));
-        channel.send(Message::signed(&other_key, perfect.clone()));
+        let shard0 = spec.run_key.for_shard(0);
+        let claims0 = Sender::Claims(0);
+        channel.send(Message::unsigned(perfect.clone()).from_sender(claims0));
+        channel.send(Message::signed(&other_key, perfect.clone()).from_sender(claims0));
         channel.send(Message {
             body: perfect.replace("forger", "forgex"),
-            signature: Some(spec.run_key.sign(&perfect)),
+            signature: Some(shard0.sign(&perfect)),
+            sender: claims0,
         });
+        // The master's own key is no worker's: a message signed with it is forged.
+        channel.send(Message::signed(&spec.run_key, perfect.clone()).from_sender(claims0));
+        // No shard named (no cnd-shard attribute): no key to check it with.
+        channel.send(Message::signed(&shard0, perfect.clone()));
+        // Shard 1's worker speaking for shard 0, with a perfect report.
+        channel.send(
+            Message::signed(&spec.run_key.for_shard(1), perfect.clone())
+                .from_sender(Sender::Claims(1)),
+        );
         // With the key (a worker gone wrong): still verified before it counts.
-        channel.send(Message::signed(&spec.run_key, "this is not JSON"));
+        channel.send(Message::signed(&shard0, "this is not JSON").from_sender(claims0));
         channel.send(found(
             not_golden,
             verify(&spec.puzzle, not_golden).hash,
@@ -1180,23 +1522,32 @@ mod tests {
         assert_ne!(golden.worker, "forger");
         assert!(verify(&spec.puzzle, golden.nonce).golden);
         let ignored = ignored(&events);
-        assert_eq!(ignored.len(), 9, "{ignored:?}");
+        assert_eq!(ignored.len(), 12, "{ignored:?}");
         assert_eq!(ignored[0], Ignored::Unsigned);
         assert_eq!(ignored[1], Ignored::BadSignature);
         assert_eq!(ignored[2], Ignored::BadSignature);
-        assert!(matches!(ignored[3], Ignored::Malformed(_)));
-        assert!(matches!(ignored[4], Ignored::NotGolden { .. }));
-        assert!(matches!(ignored[5], Ignored::WrongHash { .. }));
-        assert!(matches!(ignored[6], Ignored::OutsideShard { shard: 1, .. }));
+        assert_eq!(ignored[3], Ignored::BadSignature);
+        assert_eq!(ignored[4], Ignored::NoSender);
+        assert_eq!(
+            ignored[5],
+            Ignored::WrongShard {
+                reported: 0,
+                sender: 1
+            }
+        );
+        assert!(matches!(ignored[6], Ignored::Malformed(_)));
+        assert!(matches!(ignored[7], Ignored::NotGolden { .. }));
+        assert!(matches!(ignored[8], Ignored::WrongHash { .. }));
+        assert!(matches!(ignored[9], Ignored::OutsideShard { shard: 1, .. }));
         assert!(matches!(
-            ignored[7],
+            ignored[10],
             Ignored::NoSuchShard {
                 shard: 7,
                 shards: 2
             }
         ));
-        assert!(matches!(ignored[8], Ignored::OtherRun(_)));
-        assert_eq!(golden.totals.ignored, 9);
+        assert!(matches!(ignored[11], Ignored::OtherRun(_)));
+        assert_eq!(golden.totals.ignored, 12);
         assert!(launcher.is_stopped() && channel.is_closed());
     }
 
@@ -1209,7 +1560,7 @@ mod tests {
         let mut channel = MemoryChannel::new();
         for shard in 0..2 {
             let forged = report(&spec, shard, 1, ReportKind::Exhausted);
-            channel.send(Message::unsigned(forged.to_json()));
+            channel.send(Message::unsigned(forged.to_json()).from_sender(Sender::Claims(shard)));
             channel.send(signed(&spec, &forged));
         }
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
@@ -1538,14 +1889,14 @@ mod tests {
         fn address(&self) -> &str {
             "scripted://"
         }
-        async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
+        async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
             match self.answers.pop_front() {
                 // None: a stalled endpoint that never answers.
                 Some(None) => pending().await,
-                Some(Some(answer)) => answer,
+                Some(Some(answer)) => answer.map(Received::new),
                 None => {
                     std::thread::sleep(wait.min(Duration::from_millis(20)));
-                    Ok(vec![])
+                    Ok(Received::default())
                 }
             }
         }
@@ -1916,5 +2267,361 @@ mod tests {
             |_| {},
         );
         assert_send(&future);
+    }
+
+    /// A launcher that says what it is told, and records restarts.
+    #[derive(Default)]
+    struct Told {
+        status: Arc<Mutex<WorkerStatus>>,
+        restarts: Arc<Mutex<Vec<u64>>>,
+        /// Whether `restart` works (the default trait method refuses).
+        can_restart: bool,
+    }
+
+    #[async_trait]
+    impl Launcher for Told {
+        async fn launch(&mut self, _: &RunSpec) -> Result<(), LaunchError> {
+            Ok(())
+        }
+        async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
+            Ok(self.status.lock().unwrap().clone())
+        }
+        async fn restart(&mut self, shard: u64) -> Result<(), LaunchError> {
+            if !self.can_restart {
+                return Err(LaunchError::refused("restarting", "not here"));
+            }
+            self.restarts.lock().unwrap().push(shard);
+            Ok(())
+        }
+        async fn stop(&mut self) -> Result<(), LaunchError> {
+            Ok(())
+        }
+    }
+
+    /// A `found` report for `shard`'s smallest golden nonce.
+    fn real_find(spec: &RunSpec, shard: u64) -> Report {
+        let nonce = first_golden(spec, shard).unwrap();
+        report(
+            spec,
+            shard,
+            1,
+            ReportKind::Found {
+                nonce,
+                hash: verify(&spec.puzzle, nonce).hash,
+            },
+        )
+    }
+
+    fn exhausted(spec: &RunSpec, shard: u64) -> Report {
+        let length = shard_length(&spec.range.shard(shard, spec.shards).unwrap());
+        report(spec, shard, length, ReportKind::Exhausted)
+    }
+
+    #[test]
+    fn one_worker_cannot_say_no_for_another_shard() {
+        // Shard 0's worker holds its own key and lies: a whole-shard `exhausted`
+        // for every shard. Only its own shard's counts; the others' worker finds.
+        let spec = spec(10, Some(NonceRange::new(0, 40_000).unwrap()), 4);
+        let mut channel = MemoryChannel::new();
+        let liar = spec.run_key.for_shard(0);
+        for shard in 0..4 {
+            let lie = exhausted(&spec, shard).to_json();
+            // Claiming its own shard, or the other's (whose key it lacks).
+            channel.send(Message::signed(&liar, lie.clone()).from_sender(Sender::Claims(0)));
+            channel.send(Message::signed(&liar, lie).from_sender(Sender::Claims(shard)));
+        }
+        let status = WorkerStatus::default()
+            .with_running(3)
+            .with_running_shards(vec![1, 2, 3]);
+        let mut launcher = Told {
+            status: Arc::new(Mutex::new(status)),
+            ..Told::default()
+        };
+        channel.send(signed(&spec, &real_find(&spec, 2)));
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(golden.shard, 2);
+        let ignored = ignored(&events);
+        let wrong_shard = ignored
+            .iter()
+            .filter(|i| matches!(i, Ignored::WrongShard { sender: 0, .. }))
+            .count();
+        let bad_signature = ignored
+            .iter()
+            .filter(|i| **i == Ignored::BadSignature)
+            .count();
+        assert_eq!(
+            (wrong_shard, bad_signature, ignored.len()),
+            (3, 3, 6),
+            "{ignored:?}"
+        );
+        // Its lie about its own shard is the one thing it could do.
+        assert_eq!(golden.totals.shards_done, 1);
+    }
+
+    #[test]
+    fn a_shared_key_exhausted_counts_only_once_the_launcher_confirms() {
+        // An Indexed Job's pods share one key over SQS: a `no` for shard 1 from
+        // the worker of shard 0 is held until the launcher says shard 1 succeeded.
+        let spec = spec(10, Some(NonceRange::new(0, 20_000).unwrap()), 2);
+        let shared = spec.run_key.shared();
+        let mut channel = MemoryChannel::new();
+        for shard in 0..2 {
+            channel.send(
+                Message::signed(&shared, exhausted(&spec, shard).to_json())
+                    .from_sender(Sender::Claims(shard)),
+            );
+        }
+        let status = Arc::new(Mutex::new(
+            WorkerStatus::default()
+                .with_running(1)
+                .with_succeeded(1)
+                .with_succeeded_shards(vec![0]),
+        ));
+        let mut launcher = Told {
+            status: Arc::clone(&status),
+            ..Told::default()
+        };
+        let find = real_find(&spec, 1);
+        let sender = channel.clone();
+        let finder = std::thread::spawn(move || {
+            // After a status poll or two: shard 1's real worker reports.
+            std::thread::sleep(Duration::from_millis(2500));
+            sender.send(Message::signed(&shared, find.to_json()).from_sender(Sender::Claims(1)));
+        });
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &CancelToken::new(),
+        );
+        finder.join().unwrap();
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!((golden.shard, golden.totals.shards_done), (1, 1));
+
+        // Once the launcher confirms both, both count: the range is exhausted.
+        let spec = self::spec(30, Some(NonceRange::new(0, 2_000).unwrap()), 2);
+        let shared = spec.run_key.shared();
+        let mut channel = MemoryChannel::new();
+        for shard in 0..2 {
+            channel.send(
+                Message::signed(&shared, exhausted(&spec, shard).to_json())
+                    .from_sender(Sender::Claims(shard)),
+            );
+        }
+        *status.lock().unwrap() = WorkerStatus::default()
+            .with_succeeded(2)
+            .with_succeeded_shards(vec![0, 1]);
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &CancelToken::new(),
+        );
+        assert!(
+            matches!(out, Ok(MasterOutcome::Exhausted(ref t)) if t.shards_done == 2),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn workers_gone_is_said_only_after_the_channel_is_drained() {
+        // The workers ended; their find is behind a flood of others' messages,
+        // which the channel sees but leaves: the master reads on until the
+        // channel is empty, and the answer is found, not lost.
+        let spec = spec(10, Some(NonceRange::new(0, 20_000).unwrap()), 2);
+        let find = signed(&spec, &real_find(&spec, 1));
+        let flood = Received::default().with_foreign(10);
+        let mut answers: Vec<Received> = vec![flood; 12];
+        answers.push(Received::new(vec![find]));
+        let mut channel = Flooded(answers.into());
+        let mut launcher = Told {
+            status: Arc::new(Mutex::new(
+                WorkerStatus::default()
+                    .with_succeeded(2)
+                    .with_succeeded_shards(vec![0, 1]),
+            )),
+            ..Told::default()
+        };
+        let (out, _) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(golden.shard, 1);
+        assert_eq!(golden.totals.foreign, 120);
+    }
+
+    /// A channel that answers from a list, one answer per call, then nothing.
+    struct Flooded(std::collections::VecDeque<Received>);
+
+    #[async_trait]
+    impl ResultChannel for Flooded {
+        fn address(&self) -> &str {
+            "flooded://"
+        }
+        async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
+            match self.0.pop_front() {
+                Some(answer) => {
+                    // As slow as a real queue under a flood: 2 status polls pass.
+                    std::thread::sleep(Duration::from_millis(250));
+                    Ok(answer)
+                }
+                None => {
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    Ok(Received::default())
+                }
+            }
+        }
+        async fn close(&mut self) -> Result<(), ChannelError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_worker_whose_progress_stops_is_replaced() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let status = WorkerStatus::default()
+            .with_running(2)
+            .with_running_shards(vec![0, 1]);
+        let mut launcher = Told {
+            status: Arc::new(Mutex::new(status)),
+            can_restart: true,
+            ..Told::default()
+        };
+        let restarts = Arc::clone(&launcher.restarts);
+        let options = MasterOptions {
+            stall_after: Some(Duration::from_millis(100)),
+            deadline: Some(Instant::now() + Duration::from_millis(4500)),
+            ..MasterOptions::default()
+        };
+        // Shard 1's count keeps moving; shard 0's never does.
+        let sender = channel.clone();
+        let progress = {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                for hashes in 1..=40 {
+                    let report = report(&spec, 1, hashes, ReportKind::Progress);
+                    sender.send(signed(&spec, &report));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let (out, events) = run_with(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        progress.join().unwrap();
+        assert!(
+            matches!(out, Ok(MasterOutcome::TimedOut(ref t)) if t.stalled >= 1),
+            "{out:?}"
+        );
+        let restarted = restarts.lock().unwrap().clone();
+        assert!(
+            !restarted.is_empty() && restarted.iter().all(|&s| s == 0),
+            "{restarted:?}"
+        );
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, MasterEvent::Stalled { shard: 0, silent_for } if *silent_for >= Duration::from_millis(100))));
+    }
+
+    #[test]
+    fn a_stall_the_launcher_cannot_mend_ends_the_run_naming_the_shard() {
+        let spec = spec(60, None, 2);
+        let mut channel = MemoryChannel::new();
+        let status = WorkerStatus::default()
+            .with_running(1)
+            .with_running_shards(vec![1]);
+        let mut launcher = Told {
+            status: Arc::new(Mutex::new(status)),
+            ..Told::default()
+        };
+        let options = MasterOptions {
+            stall_after: Some(Duration::from_millis(100)),
+            ..MasterOptions::default()
+        };
+        let (out, _) = run_with(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        let Err(stalled @ MasterError::Stalled { shard: 1, .. }) = out else {
+            panic!("{out:?}")
+        };
+        let text = stalled.to_string();
+        assert!(
+            text.starts_with(
+                "the worker of shard 1 (nonces 2147483648..4294967296) made no progress for"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("`--range 2147483648..4294967296` searches its shard"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_report_delivered_twice_counts_once() {
+        let spec = spec(30, Some(NonceRange::new(0, 2_999).unwrap()), 2);
+        let mut channel = MemoryChannel::new();
+        let failed = report(
+            &spec,
+            0,
+            5,
+            ReportKind::Failed {
+                error: "oom".into(),
+            },
+        );
+        for _ in 0..2 {
+            channel.send(signed(&spec, &failed));
+            for shard in 0..2 {
+                channel.send(signed(&spec, &exhausted(&spec, shard)));
+            }
+        }
+        let mut launcher = Told::default();
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            None,
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::Exhausted(totals)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (totals.shards_done, totals.failed_reports, totals.hashes),
+            (2, 1, 3_000)
+        );
+        let failures = events
+            .iter()
+            .filter(|e| matches!(e, MasterEvent::WorkerFailed { .. }))
+            .count();
+        assert_eq!(failures, 1);
     }
 }

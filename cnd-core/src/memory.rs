@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use crate::backend::Backend;
 use crate::cancel::{ThreadTimer, Timer};
 use crate::distributed::{
-    ChannelError, LaunchError, Launcher, Message, ResultChannel, RunSpec, WorkerStatus,
+    ChannelError, LaunchError, Launcher, Message, Received, ResultChannel, RunSpec, Sender,
+    WorkerStatus,
 };
 use crate::report::{Report, ReportKind};
 use crate::search::{search, SearchControl, SearchOptions, SearchOutcome};
@@ -98,7 +99,8 @@ impl ResultChannel for MemoryChannel {
         "memory://"
     }
 
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<Message>, ChannelError> {
+    /// Cancel safe: messages leave the queue only in the poll that returns them.
+    async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
         let mut sleep = ThreadTimer.sleep(wait);
         let messages = poll_fn(|cx| {
             {
@@ -115,7 +117,7 @@ impl ResultChannel for MemoryChannel {
             sleep.as_mut().poll(cx).map(|()| Vec::new())
         })
         .await;
-        Ok(messages)
+        Ok(Received::new(messages))
     }
 
     async fn close(&mut self) -> Result<(), ChannelError> {
@@ -158,10 +160,11 @@ impl Launcher for MemoryLauncher {
                 LaunchError::other("the run cannot be split into shards").with_source(e)
             })?;
             let control = Arc::new(SearchControl::new());
+            // Each worker holds its own shard's key, as a local process does.
             let (puzzle, run_id, key, channel) = (
                 spec.puzzle.clone(),
                 spec.run_id,
-                spec.run_key.clone(),
+                spec.run_key.for_shard(shard),
                 self.channel.clone(),
             );
             let options = SearchOptions::all_cores()
@@ -199,7 +202,9 @@ impl Launcher for MemoryLauncher {
                     elapsed_ms: elapsed.as_millis() as u64,
                     kind,
                 };
-                channel.send(Message::signed(&key, report.to_json()));
+                channel.send(
+                    Message::signed(&key, report.to_json()).from_sender(Sender::Claims(shard)),
+                );
             });
             self.workers.push((control, handle));
         }

@@ -6,6 +6,13 @@
 //! from a Secret on Kubernetes), and takes into account only messages whose
 //! [`SIGNATURE_ATTRIBUTE`] is the HMAC-SHA256 of the body's exact bytes under
 //! that key.
+//!
+//! The master keeps that key to itself. Workers get keys derived from it
+//! (HMAC-SHA256 of a label under the run key, so one cannot be turned into
+//! another): [`RunKey::for_shard`] where each worker can be given its own (local
+//! processes, bare pods), so a report can only speak for its sender's shard, and
+//! [`RunKey::shared`] where one template serves every worker (an Indexed Job's
+//! pods all mount the same Secret).
 
 use std::fmt;
 
@@ -82,6 +89,26 @@ impl RunKey {
         to_hex(&self.0)
     }
 
+    /// The key of shard `shard`'s worker: HMAC-SHA256 under this key of
+    /// `"cnd shard key"` followed by the shard as 8 big-endian bytes. A report
+    /// signed with it can only be the work of that shard's worker (or the master).
+    pub fn for_shard(&self, shard: u64) -> RunKey {
+        let mut mac = self.mac();
+        mac.update(b"cnd shard key");
+        mac.update(&shard.to_be_bytes());
+        RunKey(mac.finalize().into_bytes().into())
+    }
+
+    /// The key every worker of the run shares, where one template serves them
+    /// all (an Indexed Job): HMAC-SHA256 under this key of `"cnd shared key"`. A
+    /// report signed with it is from *some* worker of the run, not necessarily
+    /// of the shard it names.
+    pub fn shared(&self) -> RunKey {
+        let mut mac = self.mac();
+        mac.update(b"cnd shared key");
+        RunKey(mac.finalize().into_bytes().into())
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes a key of any length")
     }
@@ -136,6 +163,28 @@ mod tests {
             key().sign(""),
             "d38b42096d80f45f826b44a9d5607de72496a415d3f4a1a8c88e3bb9da8dc1cb"
         );
+    }
+
+    #[test]
+    fn derived_keys_match_python_hmac() {
+        // python3 -c "import hmac,hashlib;r=bytes([7]*32);
+        //   print(hmac.new(r,b'cnd shard key'+(3).to_bytes(8,'big'),hashlib.sha256).hexdigest());
+        //   print(hmac.new(r,b'cnd shared key',hashlib.sha256).hexdigest())"
+        let root = RunKey::from_bytes([7; 32]);
+        assert_eq!(
+            root.for_shard(3).to_hex(),
+            "b63227dee47aa2b14b12b7f0964cf685cbeb1f94551da0c46dd6b0b984feda02"
+        );
+        assert_eq!(
+            root.shared().to_hex(),
+            "64b1dd8a397a321e5eab257b2eb317c750dcc080e6848c130cab92871a72ffa7"
+        );
+        // No shard's key is another's, the shared one, or the run's own.
+        let keys: std::collections::HashSet<String> = (0..100)
+            .map(|shard| root.for_shard(shard).to_hex())
+            .chain([root.shared().to_hex(), root.to_hex()])
+            .collect();
+        assert_eq!(keys.len(), 102);
     }
 
     #[test]

@@ -641,10 +641,11 @@ mod tests {
                 queue_url: "https://sqs.eu-west-2.amazonaws.com/123456789012/cnd-x".into(),
                 run_key: RunKey::from_bytes([9; 32]),
                 timeout: None,
+                progress_every: crate::distributed::DEFAULT_PROGRESS_EVERY,
             };
             let mut env: HashMap<String, String> = spec.worker_env().into_iter().collect();
             prop_assert!(!env.contains_key(RUN_KEY), "the key is never in the plain environment");
-            env.extend([spec.key_env()]);
+            env.extend([spec.shard_key_env(index)]);
             if indexed_job {
                 env.insert(JOB_COMPLETION_INDEX.into(), index.to_string());
             } else {
@@ -657,7 +658,7 @@ mod tests {
             prop_assert_eq!(config.range, range);
             prop_assert_eq!(config.shard, range.shard(index, shards).unwrap());
             prop_assert_eq!(config.queue_url, spec.queue_url);
-            prop_assert_eq!(config.run_key, spec.run_key);
+            prop_assert_eq!(config.run_key, spec.run_key.for_shard(index));
             prop_assert!(config.expires.is_some_and(|e| e > 1_700_000_000));
         }
     }
