@@ -25,6 +25,21 @@ pub enum SearchError {
     /// Zero threads were asked for.
     #[error("the thread count must be at least 1")]
     NoThreads,
+    /// More threads were asked for than [`max_threads`](crate::worker_config::max_threads)
+    /// allows: they would only wait, and a pool that large takes seconds to
+    /// minutes to start and stop.
+    #[error(
+        "{threads} search threads is more than the {max} this process may use \
+         ({per_cpu} per CPU, at least {floor})",
+        per_cpu = crate::worker_config::THREADS_PER_CPU,
+        floor = crate::worker_config::MIN_THREAD_CAP
+    )]
+    TooManyThreads {
+        /// Threads asked for.
+        threads: usize,
+        /// The most allowed here.
+        max: usize,
+    },
     /// The range reaches past the puzzle's nonce space.
     #[error("range {range} lies outside the nonce space 0..{space}")]
     OutsideSpace {
@@ -249,10 +264,19 @@ impl fmt::Debug for Searcher {
 
 impl Searcher {
     /// Starts `options.threads` search threads (none for one thread: the
-    /// search then runs on the caller's).
+    /// search then runs on the caller's); at most
+    /// [`max_threads`](crate::worker_config::max_threads), else
+    /// [`SearchError::TooManyThreads`].
     pub fn new(options: SearchOptions) -> Result<Searcher, SearchError> {
         if options.threads == 0 {
             return Err(SearchError::NoThreads);
+        }
+        let max = crate::worker_config::max_threads();
+        if options.threads > max {
+            return Err(SearchError::TooManyThreads {
+                threads: options.threads,
+                max,
+            });
         }
         let pool = if options.threads == 1 {
             None
@@ -407,4 +431,38 @@ fn found(puzzle: &Puzzle, nonce: u64, hashes: u64, elapsed: Duration) -> SearchO
         hashes,
         elapsed,
     })
+}
+
+#[cfg(test)]
+mod thread_cap_tests {
+    use super::*;
+    use crate::worker_config::max_threads;
+
+    #[test]
+    fn more_threads_than_the_cap_are_refused_before_any_start() {
+        let max = max_threads();
+        let options = SearchOptions::all_cores().with_threads(max + 1);
+        let started = Instant::now();
+        let err = Searcher::new(options).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            matches!(err, SearchError::TooManyThreads { threads, max: m } if threads == max + 1 && m == max),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&max.to_string()), "{err}");
+        // The cap itself is allowed, and a search on it ends quickly.
+        let puzzle = Puzzle::with_default_block(1).unwrap();
+        let range = NonceRange::new(0, 999).unwrap();
+        let options = SearchOptions::all_cores()
+            .with_threads(max)
+            .with_backend(Backend::Scalar);
+        let started = Instant::now();
+        let outcome = search(&puzzle, range, &options, &SearchControl::new()).unwrap();
+        assert!(matches!(outcome, SearchOutcome::Found(_)), "{outcome:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -4,6 +4,12 @@
 //! launchers checking what they are about to send) need no process environment;
 //! [`WorkerConfig::from_env`] reads the real one. Every error names the variable
 //! and the value that was wrong: a worker never searches with a guessed value.
+//!
+//! Every whole number (D, nonce bits, shard count and index, threads, expiry)
+//! is plain decimal digits: no sign, no spaces, no exponent. A value that is not
+//! UTF-8 is an error for every `CND_` variable, never read lossily.
+
+use std::ffi::OsString;
 
 use uuid::Uuid;
 
@@ -47,8 +53,29 @@ pub const EXPIRES: &str = "CND_EXPIRES";
 pub const THREADS: &str = "CND_THREADS";
 /// The most search threads a worker (`CND_THREADS`) or the CLI (`--threads`)
 /// accepts: each costs a stack, so a typo such as 100000 would exhaust a small
-/// pod's memory before it searched.
+/// pod's memory before it searched. Below it, [`max_threads`] is the real cap.
 pub const MAX_THREADS: usize = 4096;
+/// Search threads allowed per CPU this process may use (see [`max_threads`]).
+pub const THREADS_PER_CPU: usize = 4;
+/// The thread cap on a machine with few CPUs (see [`max_threads`]).
+pub const MIN_THREAD_CAP: usize = 64;
+/// The longest name a worker reports (`CND_WORKER_NAME`): a DNS name's, as a
+/// pod's name is. A longer one would make every report too big to deliver.
+pub const MAX_WORKER_NAME: usize = 253;
+
+/// The most search threads this process searches with: [`THREADS_PER_CPU`] per
+/// CPU it may use ([`available_threads`]: cgroup quota and affinity aware), at
+/// least [`MIN_THREAD_CAP`] and at most [`MAX_THREADS`].
+///
+/// More threads than that only wait: the search pool's idle threads look for
+/// work in every other thread's queue, so starting and ending a search costs
+/// time that grows with the square of the thread count (measured on 2 CPUs:
+/// 1,024 threads 8 s, 4,096 threads 47 to 99 s, for a search of 1,000 nonces).
+pub fn max_threads() -> usize {
+    available_threads()
+        .saturating_mul(THREADS_PER_CPU)
+        .clamp(MIN_THREAD_CAP, MAX_THREADS)
+}
 /// The name reported back.
 pub const WORKER_NAME: &str = "CND_WORKER_NAME";
 
@@ -76,18 +103,30 @@ pub enum WorkerConfigError {
     /// `CND_RUN_ID` is not a UUID.
     #[error("CND_RUN_ID={0:?} is not a UUID")]
     RunId(String),
+    /// A variable's value is not UTF-8 text (on Unix an environment value may
+    /// be any bytes): none of them is read lossily.
+    #[error("{}", not_unicode(variable))]
+    NotUnicode {
+        /// The variable.
+        variable: String,
+    },
     /// `CND_BLOCK_HEX`, `CND_DIFFICULTY`, `CND_NONCE_BITS` or `CND_NONCE_FORMAT` is malformed.
-    #[error("{variable}={value:?} is invalid: {source}")]
+    ///
+    /// The message says the reason; it is not also the error's `source()`, so a
+    /// printed chain says it once.
+    #[error("{variable}={value:?} is invalid: {reason}")]
     Puzzle {
         /// The variable.
         variable: &'static str,
         /// Its value.
         value: String,
         /// What is wrong with it.
-        source: PuzzleError,
+        reason: PuzzleError,
     },
     /// `CND_SHARD_COUNT`, `CND_SHARD_INDEX` or `JOB_COMPLETION_INDEX` is not a whole number.
-    #[error("{variable}={value:?} is not a whole number")]
+    #[error(
+        "{variable}={value:?} is not a whole number (plain decimal digits: no sign, no spaces)"
+    )]
     NotANumber {
         /// The variable.
         variable: &'static str,
@@ -95,29 +134,29 @@ pub enum WorkerConfigError {
         value: String,
     },
     /// `CND_RANGE` is malformed or reaches past the nonce space.
-    #[error("CND_RANGE={value:?} is invalid: {source}")]
+    #[error("CND_RANGE={value:?} is invalid: {reason}")]
     Range {
         /// Its value.
         value: String,
         /// What is wrong with it.
-        source: RangeError,
+        reason: RangeError,
     },
     /// The shard count or index does not fit the range (zero shards, more shards
     /// than nonces, an index at or past the count).
-    #[error("{variable}={value:?} is invalid: {source}")]
+    #[error("{variable}={value:?} is invalid: {reason}")]
     Shard {
         /// The variable at fault (the index, or the count).
         variable: &'static str,
         /// Its value.
         value: String,
         /// What is wrong with it.
-        source: RangeError,
+        reason: RangeError,
     },
     /// `CND_QUEUE_URL` is neither a queue URL, `stdout:` nor `termination-log:PATH`.
     #[error("CND_QUEUE_URL: {0}")]
     Destination(String),
     /// `CND_EXPIRES` is not a whole number of Unix seconds.
-    #[error("CND_EXPIRES={0:?} is not a time in Unix seconds")]
+    #[error("CND_EXPIRES={0:?} is not a time in Unix seconds (plain decimal digits)")]
     Expires(String),
     /// `CND_RUN_KEY` is not 64 hex digits (its value is never shown: it is a secret).
     #[error("CND_RUN_KEY is invalid: {0}")]
@@ -125,6 +164,37 @@ pub enum WorkerConfigError {
     /// `CND_THREADS` is zero, above [`MAX_THREADS`] or not a whole number.
     #[error("CND_THREADS={0:?} is not a thread count: use a whole number from 1 to {MAX_THREADS}")]
     Threads(String),
+    /// `CND_WORKER_NAME` is longer than [`MAX_WORKER_NAME`] bytes or holds a
+    /// control character.
+    #[error("CND_WORKER_NAME {0}")]
+    WorkerName(String),
+}
+
+/// The sentence for a variable whose value is not UTF-8.
+fn not_unicode(variable: &str) -> String {
+    if variable == BLOCK {
+        format!("{BLOCK} is not UTF-8 text: give a block of any bytes as hex in {BLOCK_HEX}")
+    } else {
+        format!("{variable} is not UTF-8 text: every CND_ variable must be (see SPEC §4)")
+    }
+}
+
+/// The first variable of `vars` that the worker reads (`CND_*`,
+/// `JOB_COMPLETION_INDEX`) and whose value is not UTF-8.
+pub fn non_unicode_variable(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Option<WorkerConfigError> {
+    let mut bad: Vec<String> = vars
+        .into_iter()
+        .filter(|(_, value)| value.to_str().is_none())
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("CND_") || name == JOB_COMPLETION_INDEX)
+        .collect();
+    // The same variable named whatever order the environment lists them in.
+    bad.sort();
+    bad.into_iter()
+        .next()
+        .map(|variable| WorkerConfigError::NotUnicode { variable })
 }
 
 /// Everything a worker needs, checked.
@@ -160,11 +230,12 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<WorkerConfig, WorkerConfigError> {
-        // A value that is not UTF-8 cannot be any of ours; treat it as set-but-wrong
-        // by passing it on lossily, so the error names it instead of calling it missing.
-        WorkerConfig::from_lookup(|name| {
-            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
-        })
+        // A value that is not UTF-8 cannot be any of ours: it is named, never
+        // read lossily (a block of U+FFFD) nor taken as unset (a default).
+        if let Some(err) = non_unicode_variable(std::env::vars_os()) {
+            return Err(err);
+        }
+        WorkerConfig::from_lookup(|name| std::env::var_os(name).and_then(|v| v.into_string().ok()))
     }
 
     /// Reads the variables through `lookup` (`None` for an unset variable).
@@ -190,12 +261,20 @@ impl WorkerConfig {
             (None, None) => return Err(WorkerConfigError::NoBlock),
         };
         let difficulty = required(DIFFICULTY)?;
-        let difficulty =
-            parse_difficulty(&difficulty).map_err(puzzle_error(DIFFICULTY, &difficulty))?;
+        let difficulty = if is_plain_number(&difficulty) {
+            parse_difficulty(&difficulty)
+        } else {
+            Err(PuzzleError::DifficultyNotANumber(difficulty.clone()))
+        }
+        .map_err(puzzle_error(DIFFICULTY, &difficulty))?;
         let bits = match get(NONCE_BITS) {
-            Some(v) => v
+            Some(v) if is_plain_number(&v) => v
                 .parse::<NonceBits>()
                 .map_err(puzzle_error(NONCE_BITS, &v))?,
+            Some(v) => {
+                let reason = PuzzleError::NonceBits(v.clone());
+                return Err(puzzle_error(NONCE_BITS, &v)(reason));
+            }
             None => NonceBits::default(),
         };
         let format = match get(NONCE_FORMAT) {
@@ -208,12 +287,18 @@ impl WorkerConfig {
             Puzzle::new(block, difficulty, bits, format).expect("parse_difficulty checked D");
 
         let range = match get(RANGE) {
-            Some(v) => NonceRange::parse_within(v.trim(), &puzzle.space()).map_err(|source| {
-                WorkerConfigError::Range {
+            Some(v) => {
+                // `START..END` in plain digits, as every other number here.
+                let parsed = if v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                    NonceRange::parse_within(&v, &puzzle.space())
+                } else {
+                    Err(RangeError::Syntax(v.clone()))
+                };
+                parsed.map_err(|reason| WorkerConfigError::Range {
                     value: v.clone(),
-                    source,
-                }
-            })?,
+                    reason,
+                })?
+            }
             None => puzzle.space(),
         };
 
@@ -231,15 +316,15 @@ impl WorkerConfig {
             },
         };
         let shard_index = parse_u64(index_variable, &index_text)?;
-        let shard = range.shard(shard_index, shard_count).map_err(|source| {
-            let (variable, value) = match source {
+        let shard = range.shard(shard_index, shard_count).map_err(|reason| {
+            let (variable, value) = match reason {
                 RangeError::ShardIndex { .. } => (index_variable, index_text.clone()),
                 _ => (SHARD_COUNT, count_text.clone()),
             };
             WorkerConfigError::Shard {
                 variable,
                 value,
-                source,
+                reason,
             }
         })?;
 
@@ -253,9 +338,11 @@ impl WorkerConfig {
             None => None,
         };
 
+        // Only checked here; the worker clamps it to `max_threads()` with a warning,
+        // as a pod's CPUs may differ from what its master guessed.
         let threads = match get(THREADS) {
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_THREADS).contains(&n) => n,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if is_plain_number(&v) && (1..=MAX_THREADS).contains(&n) => n,
                 _ => return Err(WorkerConfigError::Threads(v)),
             },
             // std's available_parallelism respects cgroup v2 CPU quotas on Linux, so a
@@ -263,8 +350,11 @@ impl WorkerConfig {
             None => available_threads(),
         };
 
-        let worker_name = get(WORKER_NAME)
-            .map(|v| v.trim().to_string())
+        let worker_name = match get(WORKER_NAME) {
+            Some(v) => Some(check_worker_name(v.trim())?.to_string()),
+            None => None,
+        };
+        let worker_name = worker_name
             .or_else(|| host_name(&lookup))
             .unwrap_or_else(|| "worker".to_string());
 
@@ -289,26 +379,46 @@ fn puzzle_error<'a>(
     variable: &'static str,
     value: &'a str,
 ) -> impl FnOnce(PuzzleError) -> WorkerConfigError + 'a {
-    move |source| WorkerConfigError::Puzzle {
+    move |reason| WorkerConfigError::Puzzle {
         variable,
         value: value.to_string(),
-        source,
+        reason,
     }
 }
 
+/// Plain decimal digits, at least one: `+3`, `-0` and ` 3` parse in Rust (after a
+/// trim) but are not what a launcher writes, so no whole number here takes them.
+fn is_plain_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn parse_u64(variable: &'static str, value: &str) -> Result<u64, WorkerConfigError> {
-    let text = value.trim();
-    // Digits only: `+3` and `-0` parse in Rust but are not what a launcher writes.
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(WorkerConfigError::NotANumber {
-            variable,
-            value: value.to_string(),
-        });
-    }
-    text.parse().map_err(|_| WorkerConfigError::NotANumber {
+    let not_a_number = || WorkerConfigError::NotANumber {
         variable,
         value: value.to_string(),
-    })
+    };
+    if !is_plain_number(value) {
+        return Err(not_a_number());
+    }
+    value.parse().map_err(|_| not_a_number())
+}
+
+/// `CND_WORKER_NAME` as given, if it is at most [`MAX_WORKER_NAME`] bytes of
+/// printable text (every report carries it).
+fn check_worker_name(name: &str) -> Result<&str, WorkerConfigError> {
+    if name.len() > MAX_WORKER_NAME {
+        // Not echoed: it may be 100 KB.
+        return Err(WorkerConfigError::WorkerName(format!(
+            "is {} bytes long: a worker's name is at most {MAX_WORKER_NAME} (a DNS name, as a pod's is)",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(WorkerConfigError::WorkerName(format!(
+            "={name:?} holds a control character: a worker's name is printable text"
+        )));
+    }
+    Ok(name)
 }
 
 /// The host name: the kernel's (a pod's name on Kubernetes), else `HOSTNAME`.
@@ -317,7 +427,7 @@ fn host_name(lookup: &impl Fn(&str) -> Option<String>) -> Option<String> {
         .ok()
         .or_else(|| lookup("HOSTNAME"))
         .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
+        .filter(|name| !name.is_empty() && check_worker_name(name).is_ok())
 }
 
 #[cfg(test)]
@@ -518,7 +628,7 @@ mod tests {
             with(&[(DIFFICULTY, Some("abc"))]),
             Err(E::Puzzle {
                 variable: DIFFICULTY,
-                source: PuzzleError::DifficultyNotANumber(_),
+                reason: PuzzleError::DifficultyNotANumber(_),
                 ..
             })
         ));
@@ -540,7 +650,7 @@ mod tests {
             with(&[(SHARD_INDEX, Some("9"))]),
             Err(E::Shard {
                 variable: SHARD_INDEX,
-                source: RangeError::ShardIndex { .. },
+                reason: RangeError::ShardIndex { .. },
                 ..
             })
         ));
@@ -548,7 +658,7 @@ mod tests {
             with(&[(SHARD_COUNT, Some("0"))]),
             Err(E::Shard {
                 variable: SHARD_COUNT,
-                source: RangeError::NoShards,
+                reason: RangeError::NoShards,
                 ..
             })
         ));
@@ -556,14 +666,14 @@ mod tests {
             with(&[(RANGE, Some("0..3")), (SHARD_COUNT, Some("4"))]),
             Err(E::Shard {
                 variable: SHARD_COUNT,
-                source: RangeError::TooManyShards { .. },
+                reason: RangeError::TooManyShards { .. },
                 ..
             })
         ));
         assert!(matches!(
             with(&[(RANGE, Some("0..4294967297"))]),
             Err(E::Range {
-                source: RangeError::OutsideSpace { .. },
+                reason: RangeError::OutsideSpace { .. },
                 ..
             })
         ));
@@ -573,6 +683,142 @@ mod tests {
             Err(E::Threads(_))
         ));
         assert!(with(&[(THREADS, Some("4096"))]).is_ok());
+    }
+
+    #[test]
+    fn whole_numbers_are_plain_digits_only() {
+        let cases: &[(&str, &str)] = &[
+            (DIFFICULTY, "+8"),
+            (DIFFICULTY, " 8"),
+            (DIFFICULTY, "8 "),
+            (DIFFICULTY, "-0"),
+            (NONCE_BITS, "+32"),
+            (NONCE_BITS, " 64"),
+            (SHARD_COUNT, "+4"),
+            (SHARD_COUNT, "4\n"),
+            (SHARD_INDEX, "+2"),
+            (THREADS, "+3"),
+            (THREADS, " 3"),
+            (EXPIRES, "+1900000000"),
+            (EXPIRES, "1.9e9"),
+            (RANGE, "+100..200"),
+            (RANGE, "100 .. 200"),
+        ];
+        for &(variable, value) in cases {
+            let text = message(&[(variable, Some(value))]);
+            assert!(
+                text.contains(&format!("{variable}={value:?}")),
+                "{variable}={value:?} was accepted or not named: {text}"
+            );
+        }
+        let text = message(&[(SHARD_INDEX, None), (JOB_COMPLETION_INDEX, Some("+2"))]);
+        assert!(text.contains("JOB_COMPLETION_INDEX=\"+2\""), "{text}");
+        // Leading zeros are still plain digits.
+        let config = with(&[(DIFFICULTY, Some("08")), (THREADS, Some("03"))]).unwrap();
+        assert_eq!((config.puzzle.difficulty(), config.threads), (8, 3));
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_named_never_read_lossily() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw =
+            |name: &str, bytes: &[u8]| (OsString::from(name), OsString::from_vec(bytes.to_vec()));
+        let fine = raw(BLOCK, b"COMSM0010cloud");
+        assert_eq!(non_unicode_variable([fine.clone()]), None);
+        // Others' variables are theirs to judge.
+        assert_eq!(non_unicode_variable([raw("PATH", b"/bin\xff")]), None);
+        let err = non_unicode_variable([fine, raw(BLOCK, b"abc\xff\xfe")]).unwrap();
+        let text = err.to_string();
+        assert!(text.starts_with("CND_BLOCK is not UTF-8"), "{text}");
+        assert!(
+            text.contains("CND_BLOCK_HEX"),
+            "points to the hex form: {text}"
+        );
+        for name in [
+            "CND_BACKEND",
+            "CND_PROGRESS_SECS",
+            THREADS,
+            JOB_COMPLETION_INDEX,
+        ] {
+            let err = non_unicode_variable([raw(name, b"\x80")]).unwrap();
+            assert_eq!(
+                err,
+                WorkerConfigError::NotUnicode {
+                    variable: name.to_string()
+                }
+            );
+            assert!(err.to_string().starts_with(name), "{err}");
+            assert_eq!(err.to_string().lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn worker_names_are_at_most_a_dns_name_of_printable_text() {
+        let longest = "w".repeat(MAX_WORKER_NAME);
+        assert_eq!(
+            with(&[(WORKER_NAME, Some(&longest))]).unwrap().worker_name,
+            longest
+        );
+        for bad in ["w".repeat(MAX_WORKER_NAME + 1), "w".repeat(100_000)] {
+            let err = with(&[(WORKER_NAME, Some(&bad))]).unwrap_err();
+            assert!(matches!(err, WorkerConfigError::WorkerName(_)), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("CND_WORKER_NAME") && text.contains("253"),
+                "{text}"
+            );
+            assert!(text.len() < 200, "the name is not echoed: {text}");
+        }
+        for bad in ["pod\u{7}1", "pod\n1", "a\tb"] {
+            let err = with(&[(WORKER_NAME, Some(bad))]).unwrap_err();
+            assert!(
+                matches!(err, WorkerConfigError::WorkerName(_)),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    /// The message and its sources, joined as `anyhow`'s `{:#}` does.
+    fn printed_chain(err: &(dyn std::error::Error + 'static)) -> String {
+        let mut text = err.to_string();
+        let mut next = err.source();
+        while let Some(source) = next {
+            text = format!("{text}: {source}");
+            next = source.source();
+        }
+        text
+    }
+
+    #[test]
+    fn errors_say_their_cause_once() {
+        let cases: &[&[(&'static str, Option<&str>)]] = &[
+            &[(DIFFICULTY, Some("257"))],
+            &[(DIFFICULTY, Some("abc"))],
+            &[(NONCE_BITS, Some("16"))],
+            &[(NONCE_FORMAT, Some("hex"))],
+            &[(BLOCK, None), (BLOCK_HEX, Some("0g"))],
+            &[(RANGE, Some("5..5"))],
+            &[(SHARD_COUNT, Some("0"))],
+            &[(SHARD_INDEX, Some("4"))],
+            &[(RUN_KEY, Some("abc"))],
+            &[(QUEUE_URL, Some("ftp://x"))],
+        ];
+        for changes in cases {
+            let err = with(changes).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(printed_chain(&err), text, "the cause is said twice");
+        }
+    }
+
+    #[test]
+    fn the_thread_cap_is_a_few_per_cpu() {
+        let cap = max_threads();
+        assert!((MIN_THREAD_CAP..=MAX_THREADS).contains(&cap), "{cap}");
+        assert!(cap >= available_threads(), "the default always fits");
+        assert_eq!(
+            cap,
+            (available_threads() * THREADS_PER_CPU).clamp(MIN_THREAD_CAP, MAX_THREADS)
+        );
     }
 
     #[test]
