@@ -3,7 +3,12 @@
 //! A long-running subcommand `attach`es its bar; `say` then prints above it
 //! (from any thread, the signal thread included) instead of into it, and
 //! `detach` erases it before the final result is printed.
+//!
+//! Every write to stderr goes through here (`eprintln!` is this module's
+//! [`stderr_line`] in the whole crate, see main.rs) and ignores write errors:
+//! a stderr nobody reads must never stop a run from cleaning up.
 
+use std::io::Write;
 use std::sync::{Mutex, MutexGuard};
 
 use indicatif::ProgressBar;
@@ -27,7 +32,17 @@ pub fn detach() {
     }
 }
 
-/// `cnd-cli: <line>` on stderr, above the bar when one is drawn.
+/// One line on stderr; a failed write (a closed pipe, a hung-up terminal) is
+/// ignored, as nothing better can be done with a line nobody can read.
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_fmt(line)
+        .and_then(|()| stderr.write_all(b"\n"));
+}
+
+/// `cnd-cli: <line>` on stderr, above the bar when one is drawn (indicatif
+/// ignores its write errors too).
 pub fn say(line: impl std::fmt::Display) {
     match bar().as_ref() {
         Some(progress) => progress.println(format!("cnd-cli: {line}")),

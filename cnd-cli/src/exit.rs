@@ -18,10 +18,40 @@ pub enum Exit {
     Exhausted = 3,
     /// The time limit passed first.
     TimedOut = 4,
+    /// Stopped by SIGHUP (the terminal went away); everything created was removed.
+    Hangup = 129,
     /// Interrupted by SIGINT (Ctrl-C); everything created was removed.
     Interrupted = 130,
+    /// Stopped by SIGQUIT (Ctrl-\\); everything created was removed.
+    Quit = 131,
     /// Stopped by SIGTERM; everything created was removed.
     Terminated = 143,
+}
+
+impl Exit {
+    /// The exit code of work stopped by `signal` (128 + its number), for the
+    /// signals `cnd-cli` stops on; `None` for any other.
+    pub fn for_signal(signal: i32) -> Option<Exit> {
+        match signal {
+            libc::SIGHUP => Some(Exit::Hangup),
+            libc::SIGINT => Some(Exit::Interrupted),
+            libc::SIGQUIT => Some(Exit::Quit),
+            libc::SIGTERM => Some(Exit::Terminated),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the code of a run stopped by a signal.
+    pub fn is_signal(code: i32) -> bool {
+        [
+            Exit::Hangup,
+            Exit::Interrupted,
+            Exit::Quit,
+            Exit::Terminated,
+        ]
+        .iter()
+        .any(|e| *e as i32 == code)
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -54,8 +84,67 @@ pub fn code_for(err: &anyhow::Error) -> Exit {
     }
 }
 
+/// `err` and its causes, outermost first, joined by `": "` as anyhow's `{:#}`
+/// prints them, but each cause said once: an error whose own text already
+/// holds its source's (`{path}: {source}` with `#[source]`, the AWS SDK's,
+/// kube's config errors) would otherwise print that cause twice or more.
+pub fn sentence(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for part in err.chain().map(ToString::to_string) {
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// Prints `err` as one sentence on stderr and returns its exit code.
 pub fn report(err: &anyhow::Error) -> Exit {
-    eprintln!("cnd-cli: error: {err:#}");
+    eprintln!("cnd-cli: error: {}", sentence(err));
     code_for(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("results.jsonl: {source}")]
+        struct Repeats {
+            source: std::io::Error,
+        }
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let err = anyhow::Error::new(Repeats { source: io() }).context("reading the results");
+        assert_eq!(
+            sentence(&err),
+            format!("reading the results: results.jsonl: {}", io())
+        );
+        let plain = anyhow::Error::new(io()).context("opening x");
+        assert_eq!(sentence(&plain), format!("opening x: {}", io()));
+        // A cause quoted inside its parent's text, as kube's config errors do.
+        #[derive(Debug, thiserror::Error)]
+        #[error("kubeconfig: ({source})")]
+        struct Quotes {
+            source: std::io::Error,
+        }
+        let err = anyhow::Error::new(Quotes { source: io() });
+        assert_eq!(sentence(&err), format!("kubeconfig: ({})", io()));
+    }
+
+    #[test]
+    fn each_stop_signal_has_its_own_code() {
+        assert_eq!(Exit::for_signal(libc::SIGHUP), Some(Exit::Hangup));
+        assert_eq!(Exit::Hangup as i32, 128 + libc::SIGHUP);
+        assert_eq!(Exit::Interrupted as i32, 128 + libc::SIGINT);
+        assert_eq!(Exit::Quit as i32, 128 + libc::SIGQUIT);
+        assert_eq!(Exit::Terminated as i32, 128 + libc::SIGTERM);
+        assert_eq!(Exit::for_signal(libc::SIGUSR1), None);
+        assert!(Exit::is_signal(131) && !Exit::is_signal(4));
+    }
 }

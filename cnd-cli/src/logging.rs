@@ -19,5 +19,8 @@ pub fn init(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        // Its own report of a failed write is an `eprintln!` of std's, which
+        // panics on the same closed stderr: failed log writes are dropped.
+        .log_internal_errors(false)
         .init();
 }

@@ -7,6 +7,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `eprintln!` for all of this crate (it shadows std's in every module below):
+/// a line on stderr whose write errors are ignored. std's panics when the write
+/// fails (stderr a closed pipe, a terminal that hung up), which under the release
+/// profile's `panic = "abort"` would kill a master before it removes its workers.
+macro_rules! eprintln {
+    () => {
+        $crate::console::stderr_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::console::stderr_line(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod cluster;
 mod cmd;
@@ -36,7 +49,8 @@ use exit::Exit;
 ///   cnd-cli sweep --pods 1,4 -d 22 --out s   time to a nonce against pods, as charts
 ///
 /// Exit codes: 0 found · 1 error · 2 bad usage or input · 3 exhausted (no golden
-/// nonce) · 4 timed out · 130 interrupted (SIGINT) · 143 stopped (SIGTERM).
+/// nonce) · 4 timed out · 129 SIGHUP · 130 interrupted (SIGINT) · 131 SIGQUIT ·
+/// 143 SIGTERM (after a signal, what the run created is removed first).
 /// Logs go to stderr (-v, -vv, RUST_LOG).
 #[derive(Debug, Parser)]
 #[command(name = "cnd-cli", version, verbatim_doc_comment, max_term_width = 100)]
