@@ -1,11 +1,14 @@
 //! Command-line arguments shared by several subcommands, and their parsers.
 //!
 //! Parsers return one sentence naming what was wrong; clap turns it into exit 2.
+//! Every count (D, pods, shards, threads, repeats) is plain decimal digits: no
+//! sign, as `str::parse` would allow a leading `+`.
 
 use std::time::Duration;
 
 use clap::Args;
-use cnd_core::puzzle::{parse_block_hex, parse_difficulty};
+use cnd_core::distributed::MAX_SHARDS;
+use cnd_core::puzzle::{parse_block_hex, MAX_DIFFICULTY};
 use cnd_core::worker_config::MAX_THREADS;
 use cnd_core::{NonceBits, NonceFormat, NonceRange, Puzzle, DEFAULT_BLOCK};
 
@@ -89,16 +92,139 @@ fn parse_nonce_format(s: &str) -> Result<NonceFormat, String> {
     s.parse().map_err(|e: cnd_core::PuzzleError| e.to_string())
 }
 
+/// `s` as a whole number written in decimal digits only (spaces around it
+/// ignored): `None` for anything else, a sign included, or a number too large
+/// for `T`.
+fn digits<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// The most pods or shards one run may have (SPEC §2's shard limit, which
+/// `submit --pods` and `--shards` take too).
+pub const MAX_COUNT: u64 = MAX_SHARDS;
+
+/// A count of pods or shards: `1 ..= MAX_COUNT`.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    match digits::<u64>(s) {
+        Some(0) => Err("the count must be at least 1".to_string()),
+        Some(n) if n > MAX_COUNT => Err(format!("{n} is more than the {MAX_COUNT} supported")),
+        Some(n) => Ok(n),
+        None => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// A difficulty D, `0 ..= 256` (decimal digits only, as every count).
+pub fn parse_difficulty(s: &str) -> Result<u32, String> {
+    match digits::<u64>(s) {
+        Some(d) if d <= u64::from(MAX_DIFFICULTY) => Ok(d as u32),
+        Some(d) => Err(cnd_core::PuzzleError::DifficultyTooLarge(d).to_string()),
+        None => Err(cnd_core::PuzzleError::DifficultyNotANumber(s.to_string()).to_string()),
+    }
+}
+
 /// A thread count, at least 1.
 pub fn parse_threads(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("the thread count must be at least 1".to_string()),
-        Ok(n) if n > MAX_THREADS => Err(format!(
+    match digits::<usize>(s) {
+        Some(0) => Err("the thread count must be at least 1".to_string()),
+        Some(n) if n > MAX_THREADS => Err(format!(
             "{n} threads is more than the {MAX_THREADS} supported"
         )),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number of threads")),
+        Some(n) => Ok(n),
+        None => Err(format!("{s:?} is not a whole number of threads")),
     }
+}
+
+/// The most repeats of a sweep's cell, and the most shards per pod.
+pub const MAX_REPEAT: u32 = 1000;
+
+/// `sweep --repeat` and `--shards-per-pod`: `1 ..= MAX_REPEAT`.
+pub fn parse_repeat(s: &str) -> Result<u32, String> {
+    match digits::<u32>(s) {
+        Some(0) => Err("must be at least 1".to_string()),
+        Some(n) if n > MAX_REPEAT => Err(format!("{n} is more than the {MAX_REPEAT} supported")),
+        Some(n) => Ok(n),
+        None => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// The most pod counts, and the most difficulties, one sweep may list: a
+/// sweep has at most `MAX_GRID_AXIS²` cells.
+pub const MAX_GRID_AXIS: usize = 64;
+
+/// `sweep --pods`: pod counts, ascending, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodList(pub Vec<u64>);
+
+/// `sweep --pods 1,2,4,8`: each a count of [`parse_count`], at most
+/// [`MAX_GRID_AXIS`] different ones.
+pub fn parse_pod_list(s: &str) -> Result<PodList, String> {
+    let mut pods = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let n = match digits::<u64>(part) {
+            Some(0) => return Err("a pod count must be at least 1".to_string()),
+            Some(n) if n > MAX_COUNT => {
+                return Err(format!("{n} pods is more than the {MAX_COUNT} supported"))
+            }
+            Some(n) => n,
+            None => return Err(format!("{part:?} is not a whole number of pods")),
+        };
+        if !pods.contains(&n) {
+            if pods.len() == MAX_GRID_AXIS {
+                return Err(format!(
+                    "more than {MAX_GRID_AXIS} pod counts: a sweep takes at most {MAX_GRID_AXIS}"
+                ));
+            }
+            pods.push(n);
+        }
+    }
+    if pods.is_empty() {
+        return Err(format!(
+            "{s:?} names no pod counts; give a list like 1,2,4,8"
+        ));
+    }
+    pods.sort_unstable();
+    Ok(PodList(pods))
+}
+
+/// `sweep -d`: difficulties, ascending, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difficulties(pub Vec<u32>);
+
+/// `sweep -d 20..26` (both ends included), `20,22,24` or `24`: at most
+/// [`MAX_GRID_AXIS`] difficulties.
+pub fn parse_difficulties(s: &str) -> Result<Difficulties, String> {
+    let t = s.trim();
+    let mut ds = Vec::new();
+    if let Some((a, b)) = t.split_once("..") {
+        let b = b.strip_prefix('=').unwrap_or(b);
+        let (lo, hi) = (parse_difficulty(a)?, parse_difficulty(b)?);
+        if lo > hi {
+            return Err(format!("{s:?} is an empty range: write it low..high"));
+        }
+        ds.extend(lo..=hi);
+    } else {
+        for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            ds.push(parse_difficulty(part)?);
+        }
+    }
+    ds.sort_unstable();
+    ds.dedup();
+    if ds.len() > MAX_GRID_AXIS {
+        return Err(format!(
+            "{s:?} is {} difficulties: a sweep takes at most {MAX_GRID_AXIS}",
+            ds.len()
+        ));
+    }
+    if ds.is_empty() {
+        return Err(format!(
+            "{s:?} names no difficulty; give 20..26, 20,22 or 24"
+        ));
+    }
+    Ok(Difficulties(ds))
 }
 
 /// The longest duration a flag accepts.
@@ -123,6 +249,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(duration)
+}
+
+/// A duration checked as [`parse_duration`] does, kept as written (to pass on
+/// to `submit`, as `sweep` does).
+pub fn parse_duration_text(s: &str) -> Result<String, String> {
+    parse_duration(s).map(|_| s.trim().to_string())
 }
 
 /// A probability strictly between 0 and 1; `95%` is accepted too.
@@ -160,6 +292,71 @@ pub fn range_for(puzzle: &Puzzle, range: Option<&str>) -> Result<NonceRange, cnd
 #[cfg(test)]
 mod duration_tests {
     use super::*;
+
+    #[test]
+    fn counts_are_digits_only() {
+        assert_eq!(parse_difficulty(" 8 "), Ok(8));
+        assert_eq!(parse_difficulty("256"), Ok(256));
+        for bad in [
+            "+8",
+            "-1",
+            "8.0",
+            "0x8",
+            "",
+            "257",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_difficulty(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_count("4"), Ok(4));
+        assert_eq!(parse_threads("2"), Ok(2));
+        assert_eq!(parse_repeat("3"), Ok(3));
+        for bad in ["+4", "-4", "0", " ", "4 4"] {
+            assert!(parse_count(bad).is_err(), "{bad:?}");
+            assert!(parse_threads(bad).is_err(), "{bad:?}");
+            assert!(parse_repeat(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_count("100001").is_err());
+        assert!(parse_repeat("1001").is_err());
+        assert!(parse_pod_list("1,+2").is_err());
+        assert!(parse_difficulties("+20..22").is_err());
+        assert!(parse_difficulties("20..+22").is_err());
+    }
+
+    #[test]
+    fn grids_are_parsed_and_bounded() {
+        assert_eq!(parse_pod_list("1,2,4,8,16").unwrap().0, [1, 2, 4, 8, 16]);
+        assert_eq!(parse_pod_list("4, 1,4").unwrap().0, [1, 4]);
+        assert!(parse_pod_list("1,0").is_err());
+        assert!(parse_pod_list("").is_err());
+        assert!(parse_pod_list("two").is_err());
+        assert_eq!(
+            parse_difficulties("20..26").unwrap().0,
+            (20..=26).collect::<Vec<_>>()
+        );
+        assert_eq!(parse_difficulties("20..=22").unwrap().0, [20, 21, 22]);
+        assert_eq!(parse_difficulties("24,20").unwrap().0, [20, 24]);
+        assert_eq!(parse_difficulties("24").unwrap().0, [24]);
+        assert!(parse_difficulties("26..20").is_err());
+        assert!(parse_difficulties("20..300").is_err());
+        assert!(parse_repeat("0").is_err());
+        // At most 64 of each, however they are written.
+        let many: Vec<String> = (1..=65).map(|n| n.to_string()).collect();
+        assert!(parse_pod_list(&many[..64].join(",")).is_ok());
+        let err = parse_pod_list(&many.join(",")).unwrap_err();
+        assert!(err.contains("at most 64"), "{err}");
+        assert!(parse_pod_list(&format!("{},1,1,1", many[..64].join(","))).is_ok());
+        assert!(parse_difficulties("0..63").is_ok());
+        assert!(parse_difficulties("0..64").is_err());
+        assert!(parse_difficulties(&many.join(",")).is_err());
+        assert!(parse_pod_list(
+            &(1..=20000)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+        .is_err());
+    }
 
     #[test]
     fn durations_beyond_a_year_are_refused_not_panics() {

@@ -18,6 +18,9 @@ pub enum LauncherKind {
     /// `cnd-worker` processes on this machine ($CND_WORKER_BIN, else next to cnd-cli).
     Local,
 }
+/// The most workers `--launcher local` runs at once (they share this machine).
+pub const MAX_LOCAL_WORKERS: u64 = 256;
+
 /// How the workers are created on Kubernetes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WorkloadKind {

@@ -41,7 +41,7 @@ pub struct PlanArgs {
     confidence: f64,
 
     /// Plan for this many pods instead of computing how many are needed.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = crate::args::parse_count)]
     pods: Option<u64>,
 
     #[command(flatten)]

@@ -8,24 +8,30 @@
 //! on: the run cleans up as `submit` always does, and the sweep stops with the
 //! rows it has). A run that fails is a row like any other; the sweep goes on.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use cnd_core::puzzle::{parse_difficulty, to_hex};
+use clap::{Args, CommandFactory, ValueEnum};
+use cnd_core::puzzle::to_hex;
+use cnd_core::{RunSpec, RunSpecError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::args::{parse_duration, OutputArgs, PuzzleShape};
+use crate::args::{
+    parse_difficulties, parse_duration_text, parse_pod_list, parse_repeat, range_for, Difficulties,
+    OutputArgs, PodList, PuzzleShape, MAX_COUNT,
+};
 use crate::cluster::{
     parse_cpu, parse_dns_label, parse_dns_subdomain, parse_memory, LauncherKind, WorkloadKind,
+    MAX_LOCAL_WORKERS,
 };
 use crate::exit::{usage, Exit};
 use crate::human;
@@ -53,8 +59,14 @@ use record::{Outcome, ResultsWriter, RunRecord};
 ///   cnd-cli sweep --launcher local --pods 1,2 -d 20 --out s -- --retry-for 10s
 ///   cnd-cli sweep --plot eks          redraw the charts and report.md from eks/results.jsonl
 ///
+/// At most 64 pod counts and 64 difficulties (4096 cells), each cell checked
+/// against submit's limits before the first run. A signal (INT, TERM, HUP,
+/// QUIT) goes on to the run in flight; the sweep stops once it cleaned up.
+/// If the sweep itself is killed, its run gets SIGTERM and cleans up.
+///
 /// Exit codes: 0 every run found a nonce · 1 some run did not (all rows kept) ·
-/// 2 bad usage · 130/143 interrupted (the rows so far, charts and report kept).
+/// 2 bad usage · 129/130/131/143 stopped by SIGHUP/SIGINT/SIGQUIT/SIGTERM (the
+/// rows so far, charts and report kept).
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SweepArgs {
@@ -140,20 +152,16 @@ struct Placement {
     queue_name: Option<String>,
 
     /// Give each run up to this long (recorded as timed_out).
-    #[arg(long, value_name = "DUR", value_parser = duration_text)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_text)]
     timeout: Option<String>,
 
     /// How long a run may keep retrying an unreachable API server or queue.
-    #[arg(long, value_name = "DUR", value_parser = duration_text)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_text)]
     retry_for: Option<String>,
 
     /// Local: threads of each worker. [default: this machine's CPUs / pods]
     #[arg(long, value_name = "N", value_parser = crate::args::parse_threads)]
     threads: Option<usize>,
-}
-
-fn duration_text(s: &str) -> Result<String, String> {
-    parse_duration(s).map(|_| s.trim().to_string())
 }
 
 fn value_name(v: impl ValueEnum) -> String {
@@ -188,79 +196,6 @@ impl Placement {
     }
 }
 
-/// Pod counts, in the order given, without repeats.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodList(pub Vec<u64>);
-
-fn parse_pod_list(s: &str) -> Result<PodList, String> {
-    let mut pods = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let n = match part.parse::<u64>() {
-            Ok(0) => return Err("a pod count must be at least 1".to_string()),
-            Ok(n) if n > 100_000 => {
-                return Err(format!("{n} pods is more than the 100000 supported"))
-            }
-            Ok(n) => n,
-            Err(_) => return Err(format!("{part:?} is not a whole number of pods")),
-        };
-        if !pods.contains(&n) {
-            pods.push(n);
-        }
-    }
-    if pods.is_empty() {
-        return Err(format!(
-            "{s:?} names no pod counts; give a list like 1,2,4,8"
-        ));
-    }
-    pods.sort_unstable();
-    Ok(PodList(pods))
-}
-
-/// Difficulties, ascending, without repeats.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Difficulties(pub Vec<u32>);
-
-fn parse_difficulties(s: &str) -> Result<Difficulties, String> {
-    let t = s.trim();
-    let mut ds = Vec::new();
-    if let Some((a, b)) = t.split_once("..") {
-        let b = b.strip_prefix('=').unwrap_or(b);
-        let (lo, hi) = (one_difficulty(a)?, one_difficulty(b)?);
-        if lo > hi {
-            return Err(format!("{s:?} is an empty range: write it low..high"));
-        }
-        if hi - lo >= 64 {
-            return Err(format!("{s:?} is more than 64 difficulties"));
-        }
-        ds.extend(lo..=hi);
-    } else {
-        for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            ds.push(one_difficulty(part)?);
-        }
-    }
-    ds.sort_unstable();
-    ds.dedup();
-    if ds.is_empty() {
-        return Err(format!(
-            "{s:?} names no difficulty; give 20..26, 20,22 or 24"
-        ));
-    }
-    Ok(Difficulties(ds))
-}
-
-fn one_difficulty(s: &str) -> Result<u32, String> {
-    parse_difficulty(s.trim()).map_err(|e| e.to_string())
-}
-
-fn parse_repeat(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(n) if n > 1000 => Err(format!("{n} is more than the 1000 supported")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
-    }
-}
-
 /// One run to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Planned {
@@ -270,23 +205,158 @@ struct Planned {
     repeat: u32,
 }
 
-/// The runs of the grid: the whole grid once, then again for each repeat, so
-/// an interrupted sweep has every cell before it has any cell twice.
-fn plan(pods: &[u64], ds: &[u32], repeat: u32, shards_per_pod: u32) -> Vec<Planned> {
-    let mut runs = Vec::new();
-    for r in 1..=repeat {
-        for d in ds {
-            for p in pods {
-                runs.push(Planned {
-                    pods: *p,
-                    shards: p * u64::from(shards_per_pod),
-                    difficulty: *d,
-                    repeat: r,
-                });
-            }
+/// The runs of the grid, made one at a time as they are needed (a grid of
+/// 64 × 64 cells repeated 1000 times is 4 million runs): the whole grid once,
+/// then again for each repeat, so an interrupted sweep has every cell before
+/// it has any cell twice.
+#[derive(Debug, Clone)]
+struct Grid {
+    pods: Vec<u64>,
+    ds: Vec<u32>,
+    repeat: u32,
+    shards_per_pod: u32,
+}
+
+impl Grid {
+    /// Cells in one pass over the grid.
+    fn cells(&self) -> u64 {
+        (self.pods.len() * self.ds.len()) as u64
+    }
+
+    /// Runs in all.
+    fn len(&self) -> u64 {
+        self.cells() * u64::from(self.repeat)
+    }
+
+    /// The run of cell `cell` in pass `pass` (both from 0).
+    fn planned(&self, cell: u64, pass: u64) -> Planned {
+        let per_d = self.pods.len() as u64;
+        let pods = self.pods[(cell % per_d) as usize];
+        Planned {
+            pods,
+            shards: pods * u64::from(self.shards_per_pod),
+            difficulty: self.ds[(cell / per_d) as usize],
+            repeat: pass as u32 + 1,
         }
     }
-    runs
+
+    /// The runs from the `from`th (0-based) on, in order.
+    fn runs_from(&self, from: u64) -> impl Iterator<Item = Planned> + '_ {
+        let cells = self.cells();
+        (from..self.len()).map(move |i| self.planned(i % cells, i / cells))
+    }
+
+    /// The runs from the `from`th on, as each cell once with how many of its
+    /// runs are left (for an estimate: at most one entry per cell).
+    fn left_from(&self, from: u64) -> impl Iterator<Item = (Planned, u64)> + '_ {
+        let cells = self.cells();
+        let (pass, at) = (from / cells, from % cells);
+        let later = u64::from(self.repeat).saturating_sub(pass + 1);
+        (0..cells).filter_map(move |cell| {
+            let left = later + u64::from(cell >= at && pass < u64::from(self.repeat));
+            (left > 0).then(|| (self.planned(cell, 0), left))
+        })
+    }
+}
+
+/// Checks every limit `submit` would check, for each pod count and each
+/// difficulty of `grid`, before anything runs: the flags as `submit` parses
+/// them (the counts, D, the nonce width, whatever is passed after `--`), the
+/// shards against the range, local workers against what this machine runs.
+/// The error is one sentence naming the cell, exit 2.
+fn check_grid(args: &SweepArgs, grid: &Grid) -> anyhow::Result<()> {
+    let first = |pods: u64, difficulty: u32| Planned {
+        pods,
+        shards: pods * u64::from(grid.shards_per_pod),
+        difficulty,
+        repeat: 1,
+    };
+    // The block of a sweep changes from run to run; its length changes no limit.
+    let block = args.shape.block();
+    let setting = Setting {
+        launcher: String::new(),
+        cluster: String::new(),
+        cpu_model: String::new(),
+        cpus: 0,
+    };
+    let (d0, p0) = (grid.ds[0], grid.pods[0]);
+    let cells = grid
+        .pods
+        .iter()
+        .map(|&p| first(p, d0))
+        .chain(grid.ds.iter().skip(1).map(|&d| first(p0, d)));
+    for planned in cells {
+        let cell = format!("{} pods · D={}", planned.pods, planned.difficulty);
+        let refused = |why: String| usage(format!("the sweep's cell {cell} would fail: {why}"));
+        let puzzle = args
+            .shape
+            .puzzle(planned.difficulty)
+            .map_err(|e| refused(e.to_string()))?;
+        if planned.shards > MAX_COUNT {
+            return Err(refused(format!(
+                "{} shards ({} pods × --shards-per-pod {}) is more than the {MAX_COUNT} a run may have",
+                planned.shards, planned.pods, grid.shards_per_pod
+            )));
+        }
+        if args.placement.launcher == LauncherKind::Local && planned.pods > MAX_LOCAL_WORKERS {
+            return Err(refused(format!(
+                "{} local workers is more than the {MAX_LOCAL_WORKERS} --launcher local supports",
+                planned.pods
+            )));
+        }
+        let request = Request {
+            exe: Path::new("cnd-cli"),
+            planned: &planned,
+            block: &block,
+            shape: &args.shape,
+            placement: &args.placement,
+            extra: &args.submit_flags,
+            setting: &setting,
+        };
+        // `submit`'s own parser, so no flag it would refuse gets through.
+        let argv = std::iter::once("cnd-cli".to_string()).chain(request.submit_args());
+        let matches = crate::Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| refused(clap_sentence(&e)))?;
+        let Some(("submit", submit)) = matches.subcommand() else {
+            unreachable!("the arguments start with submit");
+        };
+        if submit.try_get_one::<bool>("dry_run").ok().flatten() == Some(&true) {
+            return Err(refused(
+                "--dry-run prints manifests instead of running: run `cnd-cli submit --dry-run` itself".to_string(),
+            ));
+        }
+        if submit
+            .try_get_one::<WorkloadKind>("workload")
+            .ok()
+            .flatten()
+            == Some(&WorkloadKind::Pods)
+            && planned.shards != planned.pods
+        {
+            return Err(refused(format!(
+                "--workload pods runs one pod per shard, so --shards-per-pod must be 1 (it is {})",
+                grid.shards_per_pod
+            )));
+        }
+        let range = submit.try_get_one::<String>("range").ok().flatten();
+        let range = range_for(&puzzle, range.map(String::as_str))
+            .map_err(|e| refused(format!("--range: {e}")))?;
+        RunSpec::new(puzzle, range, planned.shards, planned.pods).map_err(|e| match e {
+            RunSpecError::Key(e) => anyhow::Error::new(e).context("making a run's report key"),
+            e => refused(format!(
+                "--pods {} / --shards {}: {e}",
+                planned.pods, planned.shards
+            )),
+        })?;
+    }
+    Ok(())
+}
+
+/// The first line of clap's error, without its `error: ` prefix.
+fn clap_sentence(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
 
 /// Where the runs happen: what every row records besides its measurements.
@@ -352,11 +422,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
     else {
         return Err(usage("give --pods, -d and --out, or --plot DIR"));
     };
-    // The same checks submit makes, before hours of runs: an error here is
-    // one for every run.
-    args.shape
-        .puzzle(ds[0])
-        .and_then(|_| args.shape.puzzle(*ds.last().unwrap()))?;
+    let grid = Grid {
+        pods: pods.clone(),
+        ds: ds.clone(),
+        repeat: args.repeat,
+        shards_per_pod: args.shards_per_pod,
+    };
+    // Every check submit makes, before hours of runs: an error here would be
+    // one for every run of its cell.
+    check_grid(&args, &grid)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let earlier = record::read_results(dir).map_or(0, |r| r.len());
     let mut writer = ResultsWriter::open(dir)?;
@@ -367,36 +441,30 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
         );
     }
     let exe = std::env::current_exe().context("finding this executable")?;
-    let runs = plan(pods, ds, args.repeat, args.shards_per_pod);
+    let total = grid.len();
     let setting = Setting::here(&args.placement);
 
-    // Ctrl-C / SIGTERM go to the run in flight (one each), which cleans up and
-    // ends; no further run starts.
+    // Each stop signal (INT, TERM, HUP, QUIT) goes on to the run in flight as
+    // it came, which cleans up and ends (a second one leaves its cleanup, as
+    // with submit itself); no further run starts, and the sweep exits with the
+    // first signal's code.
     let child: Arc<Mutex<Option<u32>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
-    let which: Arc<OnceLock<StopSignal>> = Arc::default();
-    let stop = StopSignal::install({
-        let (child, stopping, which) = (
-            Arc::clone(&child),
-            Arc::clone(&stopping),
-            Arc::clone(&which),
-        );
-        move || {
-            if !stopping.swap(true, Ordering::SeqCst) {
+    let stop = StopSignal::install_with({
+        let (child, stopping) = (Arc::clone(&child), Arc::clone(&stopping));
+        move |signal| {
+            let first = !stopping.swap(true, Ordering::SeqCst);
+            // Passed on before anything is said: a stderr write may block.
+            signal_child(&child, signal);
+            if first {
                 eprintln!("cnd-cli: stopping the sweep after the current run is cleaned up (interrupt again to leave its cleanup)");
             }
-            let signal = match which.get().map(StopSignal::exit) {
-                Some(Exit::Terminated) => libc::SIGTERM,
-                _ => libc::SIGINT,
-            };
-            signal_child(&child, signal);
         }
     })?;
-    let _ = which.set(stop.clone());
 
     let show = !args.output.json;
     let bar = (show && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(runs.len() as u64).with_style(
+        let bar = ProgressBar::new(total).with_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} runs · {elapsed} · {msg}")
                 .expect("a valid template"),
         );
@@ -410,11 +478,11 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
     };
 
     let mut done: Vec<RunRecord> = Vec::new();
-    for (i, planned) in runs.iter().enumerate() {
+    for (i, planned) in (0..).zip(grid.runs_from(0)) {
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let eta_text = eta(&done, &runs[i..])
+        let eta_text = eta(&done, grid.left_from(i))
             .map_or("ETA after the first result".to_string(), |e| {
                 format!("ETA ~{}", human::duration(e))
             });
@@ -424,11 +492,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
         );
         match &bar {
             Some(bar) => bar.set_message(format!("now {cell} · {eta_text}")),
-            None => say(&format!(
-                "cnd-cli: [{}/{}] {cell} · {eta_text}",
-                i + 1,
-                runs.len()
-            )),
+            None => say(&format!("cnd-cli: [{}/{total}] {cell} · {eta_text}", i + 1,)),
         }
         let block = if args.shape.block_hex.is_some() || args.shape.block.is_some() {
             args.shape.block()
@@ -437,24 +501,23 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
         };
         let request = Request {
             exe: &exe,
-            planned,
+            planned: &planned,
             block: &block,
             shape: &args.shape,
             placement: &args.placement,
             extra: &args.submit_flags,
             setting: &setting,
         };
-        let Some(row) = run_one(&request, &child, &stopping, &|line: &str| {
+        let Some((row, code)) = run_one(&request, &child, &stopping, &|line: &str| {
             say(&format!("cnd-cli: [{cell}] {line}"))
         }) else {
             break;
         };
         writer.append(&row)?;
         say(&format!(
-            "cnd-cli: [{}/{}] {cell}: {}",
+            "cnd-cli: [{}/{total}] {cell}: {}",
             i + 1,
-            runs.len(),
-            summary(&row)
+            summary(&row, code)
         ));
         if let Some(bar) = &bar {
             bar.inc(1);
@@ -478,7 +541,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
             json!({
                 "out": dir,
                 "runs": done.len(),
-                "planned": runs.len(),
+                "planned": total,
                 "found": found,
                 "not_found": done.len() - found,
                 "interrupted": interrupted,
@@ -490,7 +553,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Exit> {
         println!(
             "{} of {} runs made, {found} found a nonce{}; {} rows in {}",
             done.len(),
-            runs.len(),
+            total,
             if interrupted { " (interrupted)" } else { "" },
             all.len(),
             dir.join(record::JSONL).display()
@@ -550,38 +613,78 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn command(&self) -> Command {
+    /// `submit`'s arguments for this run, the subcommand first.
+    fn submit_args(&self) -> Vec<String> {
         let p = self.planned;
+        let mut args: Vec<String> = [
+            "submit".to_string(),
+            "--json".to_string(),
+            "-d".to_string(),
+            p.difficulty.to_string(),
+            "--pods".to_string(),
+            p.pods.to_string(),
+            "--shards".to_string(),
+            p.shards.to_string(),
+            "--block-hex".to_string(),
+            to_hex(self.block),
+            "--nonce-bits".to_string(),
+            self.shape.nonce_bits.to_string(),
+            "--nonce-format".to_string(),
+            self.shape.nonce_format.to_string(),
+        ]
+        .into();
+        args.extend(self.placement.to_args());
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    fn command(&self) -> Command {
         let mut command = Command::new(self.exe);
         command
-            .arg("submit")
-            .arg("--json")
-            .args(["-d", &p.difficulty.to_string()])
-            .args(["--pods", &p.pods.to_string()])
-            .args(["--shards", &p.shards.to_string()])
-            .args(["--block-hex", &to_hex(self.block)])
-            .args(["--nonce-bits", &self.shape.nonce_bits.to_string()])
-            .args(["--nonce-format", &self.shape.nonce_format.to_string()])
-            .args(self.placement.to_args())
-            .args(self.extra)
+            .args(self.submit_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C at the terminal reaches only the
             // sweep, which passes one on (two would leave the run's cleanup).
             .process_group(0);
+        // The run dies with the sweep, even by SIGKILL: SIGTERM when the sweep
+        // is gone, so it cleans up as after any SIGTERM. (The signal follows
+        // the spawning thread: the sweep's main thread, which lives as long
+        // as the sweep.)
+        let sweep = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs in the child between fork and exec and
+        // calls only async-signal-safe functions (signal, prctl, getppid,
+        // kill, getpid).
+        unsafe {
+            command.pre_exec(move || {
+                // The sweep's own SIGTERM handler is inherited until exec and
+                // would swallow a SIGTERM that comes before it: the default
+                // ends the child then, before it has made anything.
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The sweep may have died before prctl took effect; the run
+                // has made nothing yet, so nothing needs cleaning up.
+                if libc::getppid() != sweep {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
         command
     }
 }
 
-/// Makes one run and returns its row, whatever happened; `None` if the sweep
-/// was stopped before the run started.
+/// Makes one run and returns its row, whatever happened, and `submit`'s exit
+/// code; `None` if the sweep was stopped before the run started.
 fn run_one(
     request: &Request<'_>,
     child_slot: &Mutex<Option<u32>>,
     stopping: &AtomicBool,
     log: &(dyn Fn(&str) + Sync),
-) -> Option<RunRecord> {
+) -> Option<(RunRecord, Option<i32>)> {
     let p = request.planned;
     let started = Instant::now();
     let mut row = RunRecord {
@@ -610,12 +713,18 @@ fn run_one(
     };
     let result = spawn_and_wait(request, child_slot, stopping, log);
     row.wall_ms = started.elapsed().as_millis() as u64;
-    match result {
-        Err(e) => row.error = Some(format!("running submit: {e}")),
+    let code = match result {
+        Err(e) => {
+            row.error = Some(format!("running submit: {e}"));
+            None
+        }
         Ok(None) => return None,
-        Ok(Some((code, stdout, last_error))) => fill(&mut row, code, &stdout, &last_error),
-    }
-    Some(row)
+        Ok(Some((code, stdout, last_error))) => {
+            fill(&mut row, code, &stdout, &last_error);
+            code
+        }
+    };
+    Some((row, code))
 }
 
 /// Starts `submit`, passes its stderr to `log` (keeping its error line), and
@@ -675,7 +784,7 @@ fn fill(row: &mut RunRecord, code: Option<i32>, stdout: &str, last_error: &str) 
         Some(0) => Outcome::Found,
         Some(3) => Outcome::Exhausted,
         Some(4) => Outcome::TimedOut,
-        Some(130) | Some(143) => Outcome::Interrupted,
+        Some(c) if Exit::is_signal(c) => Outcome::Interrupted,
         _ => Outcome::Error,
     };
     let value: Option<Value> = stdout
@@ -717,8 +826,8 @@ fn fill(row: &mut RunRecord, code: Option<i32>, stdout: &str, last_error: &str) 
     }
 }
 
-/// One line about a finished run.
-fn summary(row: &RunRecord) -> String {
+/// One line about a finished run that `submit` ended with exit code `code`.
+fn summary(row: &RunRecord, code: Option<i32>) -> String {
     let secs = |ms: u64| human::duration(Duration::from_millis(ms));
     match row.outcome {
         Outcome::Found => format!(
@@ -732,6 +841,14 @@ fn summary(row: &RunRecord) -> String {
             "failed: {} (recorded; going on)",
             row.error.as_deref().unwrap_or("unknown error")
         ),
+        Outcome::Interrupted => format!(
+            "stopped{} and cleaned up after {}",
+            code.map_or(String::new(), |c| format!(
+                " by {} (exit {c})",
+                signal_name(c)
+            )),
+            row.time_to_result_ms.map_or("?".into(), secs)
+        ),
         other => format!(
             "{} after {}",
             other.as_str().replace('_', " "),
@@ -740,11 +857,22 @@ fn summary(row: &RunRecord) -> String {
     }
 }
 
+/// The name of the stop signal of exit code `code` (128 + the signal).
+fn signal_name(code: i32) -> &'static str {
+    match code - 128 {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
 /// How long the runs left should take, from the runs so far: each takes the
 /// typical overhead (start-up, cleanup) plus 2^D hashes at its pod count's
 /// rate (or, for a pod count not seen yet, the per-pod rate × its pods).
 /// `None` until a run has found a nonce.
-fn eta(done: &[RunRecord], left: &[Planned]) -> Option<Duration> {
+fn eta(done: &[RunRecord], left: impl IntoIterator<Item = (Planned, u64)>) -> Option<Duration> {
     let found: Vec<&RunRecord> = done
         .iter()
         .filter(|r| r.outcome == Outcome::Found && r.aggregate_mhs().is_some())
@@ -756,14 +884,16 @@ fn eta(done: &[RunRecord], left: &[Planned]) -> Option<Duration> {
             .collect::<Vec<_>>(),
     )?
     .median;
-    let rate = |pods: u64| {
-        let same: Vec<f64> = found
-            .iter()
-            .filter(|r| r.pods == pods)
-            .filter_map(|r| r.aggregate_mhs())
-            .collect();
-        record::Spread::of(&same).map_or(per_pod * pods as f64, |s| s.median)
-    };
+    // The median rate of each pod count seen, once (not once per run left).
+    let mut seen: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for r in &found {
+        seen.entry(r.pods).or_default().extend(r.aggregate_mhs());
+    }
+    let seen: BTreeMap<u64, f64> = seen
+        .into_iter()
+        .filter_map(|(pods, rates)| Some((pods, record::Spread::of(&rates)?.median)))
+        .collect();
+    let rate = |pods: u64| seen.get(&pods).copied().unwrap_or(per_pod * pods as f64);
     let search = |d: u32, pods: u64| chart::expected_secs(d, rate(pods));
     let overhead = record::Spread::of(
         &found
@@ -773,10 +903,10 @@ fn eta(done: &[RunRecord], left: &[Planned]) -> Option<Duration> {
     )?
     .median;
     let secs: f64 = left
-        .iter()
-        .map(|p| overhead + search(p.difficulty, p.pods))
+        .into_iter()
+        .map(|(p, runs)| (overhead + search(p.difficulty, p.pods)) * runs as f64)
         .sum();
-    Some(Duration::from_secs_f64(secs.min(1e12)))
+    Some(Duration::from_secs_f64(secs.clamp(0.0, 1e12)))
 }
 
 #[cfg(test)]
@@ -785,27 +915,14 @@ mod tests {
     use record::tests::found;
 
     #[test]
-    fn grids_are_parsed() {
-        assert_eq!(parse_pod_list("1,2,4,8,16").unwrap().0, [1, 2, 4, 8, 16]);
-        assert_eq!(parse_pod_list("4, 1,4").unwrap().0, [1, 4]);
-        assert!(parse_pod_list("1,0").is_err());
-        assert!(parse_pod_list("").is_err());
-        assert!(parse_pod_list("two").is_err());
-        assert_eq!(
-            parse_difficulties("20..26").unwrap().0,
-            (20..=26).collect::<Vec<_>>()
-        );
-        assert_eq!(parse_difficulties("20..=22").unwrap().0, [20, 21, 22]);
-        assert_eq!(parse_difficulties("24,20").unwrap().0, [20, 24]);
-        assert_eq!(parse_difficulties("24").unwrap().0, [24]);
-        assert!(parse_difficulties("26..20").is_err());
-        assert!(parse_difficulties("20..300").is_err());
-        assert!(parse_repeat("0").is_err());
-    }
-
-    #[test]
     fn the_whole_grid_comes_before_any_repeat() {
-        let runs = plan(&[1, 2], &[20, 21], 2, 3);
+        let grid = Grid {
+            pods: vec![1, 2],
+            ds: vec![20, 21],
+            repeat: 2,
+            shards_per_pod: 3,
+        };
+        let runs: Vec<Planned> = grid.runs_from(0).collect();
         let order: Vec<(u64, u32, u32)> = runs
             .iter()
             .map(|r| (r.pods, r.difficulty, r.repeat))
@@ -824,6 +941,35 @@ mod tests {
             ]
         );
         assert_eq!(runs[1].shards, 6);
+        assert_eq!(grid.len(), 8);
+        assert_eq!(grid.runs_from(5).collect::<Vec<_>>(), runs[5..]);
+        // What is left, per cell: from run 5 (pass 2, cell 1) on, cells 1..4 once.
+        let left: Vec<(u64, u32, u64)> = grid
+            .left_from(5)
+            .map(|(p, n)| (p.pods, p.difficulty, n))
+            .collect();
+        assert_eq!(left, [(2, 20, 1), (1, 21, 1), (2, 21, 1)]);
+        let all: u64 = grid.left_from(0).map(|(_, n)| n).sum();
+        assert_eq!(all, 8);
+        assert_eq!(grid.left_from(8).count(), 0);
+    }
+
+    #[test]
+    fn a_huge_grid_is_planned_lazily() {
+        // 64 pod counts × 64 difficulties × 1000 repeats: 4,096,000 runs,
+        // never all in memory.
+        let grid = Grid {
+            pods: (1..=64).collect(),
+            ds: (0..64).collect(),
+            repeat: 1000,
+            shards_per_pod: 1,
+        };
+        assert_eq!(grid.len(), 4_096_000);
+        let last = grid.runs_from(grid.len() - 1).next().unwrap();
+        assert_eq!((last.pods, last.difficulty, last.repeat), (64, 63, 1000));
+        assert_eq!(grid.left_from(1).count(), 4096);
+        let done = [found(1, 20, 1, 1.0)];
+        assert!(eta(&done, grid.left_from(1)).is_some());
     }
 
     #[test]
@@ -914,19 +1060,21 @@ mod tests {
             difficulty,
             repeat: 1,
         };
-        assert_eq!(eta(&[], &[planned(1, 20)]), None);
+        assert_eq!(eta(&[], [(planned(1, 20), 1)]), None);
         // 2^20 hashes in 1 s at 1 pod (1.048576 MH/s), 0.3 s of overhead.
         let done = [found(1, 20, 1, 1.0)];
-        let one = eta(&done, &[planned(1, 20)]).unwrap().as_secs_f64();
+        let one = eta(&done, [(planned(1, 20), 1)]).unwrap().as_secs_f64();
         assert!((one - 1.3).abs() < 0.01, "{one}");
-        let bigger = eta(&done, &[planned(1, 22)]).unwrap().as_secs_f64();
+        let bigger = eta(&done, [(planned(1, 22), 1)]).unwrap().as_secs_f64();
         assert!((bigger - 4.3).abs() < 0.01, "{bigger}");
         // An unseen pod count: the per-pod rate times its pods.
-        let wider = eta(&done, &[planned(4, 22)]).unwrap().as_secs_f64();
+        let wider = eta(&done, [(planned(4, 22), 1)]).unwrap().as_secs_f64();
         assert!((wider - 1.3).abs() < 0.01, "{wider}");
-        let both = eta(&done, &[planned(1, 20), planned(1, 22)])
+        let both = eta(&done, [(planned(1, 20), 1), (planned(1, 22), 1)])
             .unwrap()
             .as_secs_f64();
         assert!((both - 5.6).abs() < 0.02, "{both}");
+        let twice = eta(&done, [(planned(1, 20), 2)]).unwrap().as_secs_f64();
+        assert!((twice - 2.6).abs() < 0.02, "{twice}");
     }
 }

@@ -142,6 +142,17 @@ pub enum RecordError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A line of results.jsonl is a run no sweep could have made (a count
+    /// beyond what `submit` takes): the file is refused, not partly drawn.
+    #[error("{path} line {line}: not a run a sweep makes: {why}")]
+    OutOfLimits {
+        /// The file.
+        path: PathBuf,
+        /// 1-based.
+        line: usize,
+        /// What is out of bounds.
+        why: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
@@ -152,6 +163,37 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
 }
 
 impl RunRecord {
+    /// Whether the counts are ones a sweep's runs have: D within the puzzle's
+    /// `0 ..= 256`, pods and shards within `submit`'s limits (shards at least
+    /// the pods), a repeat within `--repeat`'s. Charts are drawn over these
+    /// values, so one wild row would otherwise decide their size.
+    pub fn check(&self) -> Result<(), String> {
+        use crate::args::{MAX_COUNT, MAX_REPEAT};
+        use cnd_core::puzzle::MAX_DIFFICULTY;
+        if self.difficulty > MAX_DIFFICULTY {
+            return Err(format!(
+                "difficulty {} is more than {MAX_DIFFICULTY}",
+                self.difficulty
+            ));
+        }
+        if !(1..=MAX_COUNT).contains(&self.pods) {
+            return Err(format!("{} pods is not within 1..={MAX_COUNT}", self.pods));
+        }
+        if !(self.pods..=MAX_COUNT).contains(&self.shards) {
+            return Err(format!(
+                "{} shards is not within its {} pods..={MAX_COUNT}",
+                self.shards, self.pods
+            ));
+        }
+        if !(1..=MAX_REPEAT).contains(&self.repeat) {
+            return Err(format!(
+                "repeat {} is not within 1..={MAX_REPEAT}",
+                self.repeat
+            ));
+        }
+        Ok(())
+    }
+
     /// The time to result in seconds, for a run that found a nonce.
     pub fn found_secs(&self) -> Option<f64> {
         match self.outcome {
@@ -263,7 +305,9 @@ impl ResultsWriter {
 }
 
 /// The runs in `DIR/results.jsonl` (blank lines skipped; a torn last line, from
-/// a sweep killed mid-write, is skipped too).
+/// a sweep killed mid-write, is skipped too). A line that is not a run, or is
+/// a run no sweep makes ([`RunRecord::check`]), refuses the whole file, naming
+/// the line: charts drawn from what is left would look whole and not be.
 pub fn read_results(dir: &Path) -> Result<Vec<RunRecord>, RecordError> {
     let path = dir.join(JSONL);
     let file = File::open(&path).map_err(io(&path))?;
@@ -277,8 +321,15 @@ pub fn read_results(dir: &Path) -> Result<Vec<RunRecord>, RecordError> {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
+        match serde_json::from_str::<RunRecord>(line) {
+            Ok(record) => {
+                record.check().map_err(|why| RecordError::OutOfLimits {
+                    path: path.clone(),
+                    line: i + 1,
+                    why,
+                })?;
+                records.push(record)
+            }
             Err(e) if Some(i) == last && e.is_eof() => {}
             Err(source) => {
                 return Err(RecordError::Parse {
@@ -442,6 +493,65 @@ pub mod tests {
         assert_eq!((cell.runs, cell.found), (3, 2));
         assert_eq!(cell.time.unwrap().median, 2.0);
         assert_eq!(cell.time.unwrap().max, 3.0);
+    }
+
+    #[test]
+    fn a_row_beyond_the_limits_refuses_the_file_naming_its_line() {
+        let dir = std::env::temp_dir().join(format!("cnd-sweep-limits-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut wild = found(2, 20, 1, 1.0);
+        wild.difficulty = u32::MAX;
+        let lines = [found(1, 20, 1, 1.0), wild]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(dir.join(JSONL), lines).unwrap();
+        let err = read_results(&dir).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("difficulty 4294967295"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        for (what, bad) in [
+            (
+                "pods",
+                RunRecord {
+                    pods: 0,
+                    ..found(1, 20, 1, 1.0)
+                },
+            ),
+            (
+                "pods",
+                RunRecord {
+                    pods: 1 << 40,
+                    shards: 1 << 40,
+                    ..found(1, 20, 1, 1.0)
+                },
+            ),
+            (
+                "shards",
+                RunRecord {
+                    shards: 1,
+                    ..found(4, 20, 1, 1.0)
+                },
+            ),
+            (
+                "repeat",
+                RunRecord {
+                    repeat: 0,
+                    ..found(1, 20, 1, 1.0)
+                },
+            ),
+        ] {
+            let err = bad.check().unwrap_err();
+            assert!(err.contains(what), "{what}: {err}");
+        }
+        let edge = RunRecord {
+            difficulty: 256,
+            ..found(4, 20, 1000, 1.0)
+        };
+        assert_eq!(edge.check(), Ok(()));
     }
 
     #[test]
