@@ -10,7 +10,7 @@ use uuid::Uuid;
 use std::time::{Duration, SystemTime};
 
 use crate::cluster::{kube_client, parse_dns_label, NoKubeConfig};
-use crate::exit::{usage, Exit};
+use crate::exit::{sentence, usage, Exit};
 use crate::human;
 
 /// Delete the Jobs, pods, key Secrets and `cnd-<run id>` queues of one run, or of every run.
@@ -19,10 +19,12 @@ use crate::human;
 /// cnd/run-id=ID) in one namespace; queues by their name. A shared queue
 /// (--queue-url of submit) is never deleted. With --all, runs still within
 /// their lifetime (their --timeout plus a minute, else 24 h) are kept, so a
-/// run in progress is never broken; --force removes them too.
+/// run in progress is never broken; --force removes them too. --run removes
+/// the run it names whether or not it is still in progress (it is what a
+/// stopped or killed submit says to run), so --force does not go with it.
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
-    /// The run to clean up (its id, as `submit` printed it).
+    /// The run to clean up (its id, as `submit` printed it), in progress or not.
     // Not `required_unless_present`: clap would name only --run, where --all would do too.
     #[arg(long, value_name = "ID", conflicts_with = "all")]
     run: Option<Uuid>,
@@ -33,7 +35,7 @@ pub struct CleanupArgs {
     all: bool,
 
     /// With --all, also remove runs that may still be in progress.
-    #[arg(long, requires = "all")]
+    #[arg(long)]
     force: bool,
 
     /// The namespace. [default: the kubeconfig's, else "default"]
@@ -56,6 +58,13 @@ pub fn run(args: CleanupArgs) -> anyhow::Result<Exit> {
             "say what to clean up: --run ID (one run, as submit printed it) or --all (every run that has ended)",
         ));
     }
+    // Said rather than ignored: a user who adds --force expects it to change
+    // something, and with --run it cannot.
+    if args.force && !args.all {
+        return Err(usage(
+            "--force goes with --all (to remove runs still in progress too); --run ID removes that run whether or not it is in progress",
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,7 +82,7 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<Exit> {
     if !args.queues_only {
         match tokio::time::timeout(HALF_TIMEOUT, cleanup_kubernetes(&args)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("{e:#}")),
+            Ok(Err(e)) => failures.push(sentence(&e)),
             Err(_) => failures.push(format!(
                 "the Kubernetes API server did not finish within {}",
                 human::duration(HALF_TIMEOUT)
@@ -87,7 +96,7 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<Exit> {
         let queues = cleanup_queues(args.run, args.all && !args.force);
         match tokio::time::timeout(HALF_TIMEOUT, queues).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("{e:#}")),
+            Ok(Err(e)) => failures.push(sentence(&e)),
             Err(_) => failures.push(format!(
                 "SQS did not finish within {}",
                 human::duration(HALF_TIMEOUT)
@@ -109,7 +118,10 @@ async fn cleanup_kubernetes(args: &CleanupArgs) -> anyhow::Result<()> {
         Ok((client, _)) => client,
         // Nothing to reach is not a failure of cleanup, but it is said.
         Err(e) if e.downcast_ref::<NoKubeConfig>().is_some() => {
-            eprintln!("cnd-cli: skipped Kubernetes (jobs, pods, secrets): {e:#}");
+            eprintln!(
+                "cnd-cli: skipped Kubernetes (jobs, pods, secrets): {}",
+                sentence(&e)
+            );
             return Ok(());
         }
         Err(e) => return Err(e),
