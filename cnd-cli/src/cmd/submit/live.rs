@@ -1,9 +1,10 @@
 //! The run as it goes, on stderr: a bar on a terminal, a line every 10 s otherwise.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use cnd_core::{MasterEvent, RunSpec, WorkerStatus};
+use cnd_core::{Ignored, MasterEvent, RunSpec, WorkerStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
@@ -33,6 +34,8 @@ pub struct Live {
     /// Hashes estimated from running pods × `per_pod`, and when last counted.
     estimated: f64,
     counted_at: Instant,
+    /// Ignored messages, said without a line each.
+    ignored: IgnoredLines,
 }
 
 impl Live {
@@ -66,6 +69,7 @@ impl Live {
             per_pod: None,
             estimated: 0.0,
             counted_at: Instant::now(),
+            ignored: IgnoredLines::default(),
         }
     }
 
@@ -109,7 +113,11 @@ impl Live {
                 self.shards_done = p.shards_done;
                 self.reported_at = Instant::now();
             }
-            MasterEvent::Ignored(why) => console::say(format!("ignored a message: {why}")),
+            MasterEvent::Ignored(why) => {
+                if let Some(line) = self.ignored.on(&why, Instant::now()) {
+                    console::say(line);
+                }
+            }
             MasterEvent::WorkerFailed { worker, error, .. } => {
                 console::say(format!("worker {worker} failed: {error}"))
             }
@@ -128,6 +136,11 @@ impl Live {
                 human::duration(budget)
             )),
             _ => {}
+        }
+        // Ignored messages that came in a burst are summed up once the burst's
+        // interval is over, whatever event comes next.
+        if let Some(line) = self.ignored.tick(Instant::now()) {
+            console::say(line);
         }
         self.render();
     }
@@ -183,12 +196,123 @@ impl Live {
         }
     }
 
-    /// Erases the bar, before the result is printed.
-    pub fn finish(&self) {
+    /// Erases the bar, before the result is printed, and says how many
+    /// messages were ignored in all when not each was shown.
+    pub fn finish(&mut self) {
         if self.bar.is_some() {
             console::detach();
         }
+        if let Some(line) = self.ignored.finish() {
+            console::say(line);
+        }
     }
+}
+
+/// The kind of an ignored message, in a few words, for the summaries.
+fn ignored_kind(why: &Ignored) -> &'static str {
+    match why {
+        Ignored::Unsigned => "unsigned",
+        Ignored::BadSignature => "wrong signature",
+        Ignored::Malformed(_) => "malformed",
+        Ignored::OtherRun(_) => "of another run",
+        Ignored::NoSuchShard { .. } => "for a shard the run does not have",
+        Ignored::ShortExhausted { .. } => "exhausted without every hash",
+        Ignored::OutsideShard { .. } => "nonce outside its shard",
+        Ignored::NotGolden { .. } => "not golden",
+        Ignored::WrongHash { .. } => "wrong hash",
+        _ => "other",
+    }
+}
+
+/// Ignored messages on stderr without a line each (a worker, or anyone with
+/// access to the queue, can send any number): the first
+/// [`IgnoredLines::FIRST`] each on a line of its own, the rest summed up at
+/// most once per [`IgnoredLines::EVERY`], and the total at the end. The clock
+/// is passed in, so the tests need no sleeps.
+#[derive(Debug, Default)]
+pub struct IgnoredLines {
+    /// All ignored so far.
+    total: u64,
+    /// All so far, by kind (for the final line).
+    all: BTreeMap<&'static str, u64>,
+    /// Not yet said, by kind.
+    unsaid: BTreeMap<&'static str, u64>,
+    /// When the last line about them was printed.
+    said_at: Option<Instant>,
+}
+
+impl IgnoredLines {
+    /// Messages shown one by one before they are only counted.
+    pub const FIRST: u64 = 3;
+    /// The least time between two summary lines.
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    /// Counts one ignored message at `now`; the line to print, if any.
+    pub fn on(&mut self, why: &Ignored, now: Instant) -> Option<String> {
+        let kind = ignored_kind(why);
+        self.total += 1;
+        *self.all.entry(kind).or_default() += 1;
+        if self.total <= Self::FIRST {
+            self.said_at = Some(now);
+            let more = if self.total == Self::FIRST {
+                format!(
+                    " (further ones are counted, a line at most every {} s)",
+                    Self::EVERY.as_secs()
+                )
+            } else {
+                String::new()
+            };
+            return Some(format!("ignored a message: {why}{more}"));
+        }
+        *self.unsaid.entry(kind).or_default() += 1;
+        self.tick(now)
+    }
+
+    /// The summary of the messages not yet said, once [`Self::EVERY`] has
+    /// passed since the last line.
+    pub fn tick(&mut self, now: Instant) -> Option<String> {
+        if self.unsaid.is_empty() {
+            return None;
+        }
+        let due = self
+            .said_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Self::EVERY);
+        if !due {
+            return None;
+        }
+        self.said_at = Some(now);
+        let unsaid = std::mem::take(&mut self.unsaid);
+        let n: u64 = unsaid.values().sum();
+        Some(format!(
+            "ignored {} more {}: {}",
+            human::count(n),
+            if n == 1 { "message" } else { "messages" },
+            kinds(&unsaid)
+        ))
+    }
+
+    /// The last line: how many were ignored in all, when more than were shown.
+    pub fn finish(&mut self) -> Option<String> {
+        self.unsaid.clear();
+        (self.total > Self::FIRST).then(|| {
+            format!(
+                "ignored {} messages in all: {}",
+                human::count(self.total),
+                kinds(&self.all)
+            )
+        })
+    }
+}
+
+/// `1,200 unsigned, 34 wrong signature`: the most common kind first.
+fn kinds(counts: &BTreeMap<&'static str, u64>) -> String {
+    let mut counts: Vec<(&str, u64)> = counts.iter().map(|(k, n)| (*k, *n)).collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{} {kind}", human::count(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -247,6 +371,74 @@ mod tests {
             "without an estimate only reports count"
         );
         assert!(!reported.status_line().contains("estimated"));
+    }
+
+    #[test]
+    fn ignored_messages_are_shown_three_times_then_summed_up_every_10_s() {
+        let t0 = Instant::now();
+        let at = |secs: f64| t0 + Duration::from_secs_f64(secs);
+        let mut lines = IgnoredLines::default();
+        let mut said = Vec::new();
+        // 200,000 unsigned and 34 forged messages, over 25 s.
+        for i in 0..200_034u64 {
+            let why = if i % 5000 == 4999 && i < 170_000 {
+                Ignored::BadSignature
+            } else {
+                Ignored::Unsigned
+            };
+            let now = at(i as f64 * 25.0 / 200_034.0);
+            said.extend(lines.on(&why, now));
+        }
+        said.extend(lines.tick(at(26.0)));
+        said.extend(lines.tick(at(40.0)));
+        said.extend(lines.finish());
+        assert!(
+            said.len() <= 3 + 3 + 1,
+            "{} lines: {:?}",
+            said.len(),
+            &said[..said.len().min(10)]
+        );
+        assert!(said[0].starts_with("ignored a message: message without a signature"));
+        assert!(said[2].contains("further ones are counted"), "{}", said[2]);
+        assert!(said[3].starts_with("ignored "), "{}", said[3]);
+        assert!(said[3].contains(" more messages: "), "{}", said[3]);
+        let last = said.last().unwrap();
+        assert_eq!(
+            last,
+            "ignored 200,034 messages in all: 200,000 unsigned, 34 wrong signature"
+        );
+        // Every message is in exactly one line: 3 alone, the rest in summaries.
+        let summed: u64 = said[3..said.len() - 1]
+            .iter()
+            .map(|l| {
+                let n = l.split_whitespace().nth(1).unwrap().replace(',', "");
+                n.parse::<u64>().unwrap()
+            })
+            .sum();
+        assert_eq!(summed + 3, 200_034, "{said:?}");
+    }
+
+    #[test]
+    fn a_few_ignored_messages_are_each_shown_and_not_summed_up() {
+        let t0 = Instant::now();
+        let mut lines = IgnoredLines::default();
+        let shown: Vec<String> = (0..3)
+            .filter_map(|_| lines.on(&Ignored::BadSignature, t0))
+            .collect();
+        assert_eq!(shown.len(), 3);
+        assert_eq!(lines.tick(t0 + Duration::from_secs(60)), None);
+        assert_eq!(lines.finish(), None);
+        // The fourth, alone, waits for its interval, then is said once.
+        let mut lines = IgnoredLines::default();
+        for _ in 0..4 {
+            lines.on(&Ignored::Unsigned, t0);
+        }
+        assert_eq!(lines.tick(t0 + Duration::from_secs(9)), None);
+        assert_eq!(
+            lines.tick(t0 + Duration::from_secs(10)).as_deref(),
+            Some("ignored 1 more message: 1 unsigned")
+        );
+        assert_eq!(lines.tick(t0 + Duration::from_secs(30)), None);
     }
 
     #[test]
