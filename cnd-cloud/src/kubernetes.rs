@@ -18,8 +18,9 @@
 //! node's instance profile); only non-secret settings such as `AWS_REGION` and
 //! `AWS_ENDPOINT_URL_SQS` are passed on from the master ([`aws_passthrough_env`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
@@ -59,13 +60,91 @@ pub const WORKER_UID: i64 = 65532;
 
 pub use cnd_core::distributed::{DEFAULT_LIFETIME, LIFETIME_SLACK};
 
-/// Container waiting reasons after which a worker will never start.
-const FATAL_WAITING: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-];
+/// The label that holds a bare pod's shard, so that `stop` can delete a run's
+/// pods a bounded number at a time (a Job's pods carry the Job's own
+/// `batch.kubernetes.io/job-completion-index`).
+pub const LABEL_SHARD: &str = "cnd/shard";
+
+/// Shards per call when `stop` deletes a run's bare pods. An API server deletes
+/// the pods of one `deletecollection` one after another, at some 20 ms each
+/// (1,000 pods took over 20 s, the master's limit for a whole `stop`): 50 pods
+/// are about a second.
+const PODS_PER_DELETE: u64 = 50;
+
+/// Deletions in flight at once, in `stop` and in [`cleanup`]: 10,000 bare pods
+/// are 200 calls, 7 rounds of about a second where the API server keeps up.
+const DELETES_IN_FLIGHT: usize = 32;
+
+/// How long a container may wait for a reason that can pass (see [`waiting`])
+/// before the run counts it as one that will not.
+const LASTING: Duration = Duration::from_secs(60);
+
+/// What a container waiting for `reason` means for the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiting {
+    /// It passes by itself, or ends in a failed pod that the Job retries.
+    Passes,
+    /// It never passes by itself: the run fails at once; the text says what to do.
+    Fatal(String),
+    /// It may pass (a busy runtime), but not once it has lasted [`LASTING`].
+    FatalIfLasting(String),
+}
+
+/// What a worker container waiting for `reason` (with `image`) means for the run.
+fn waiting(reason: &str, image: &str) -> Waiting {
+    match reason {
+        // The image is not on the node and the pod may not pull it: the kubelet
+        // retries, but only a person loading the image changes anything.
+        "ErrImageNeverPull" => Waiting::Fatal(format!(
+            "the node does not have image {image} and --image-pull-policy Never forbids \
+             pulling it: load it into the cluster's nodes (kind: `kind load docker-image \
+             {image}`; k3s: `docker save {image} | sudo k3s ctr images import -`), or drop \
+             --image-pull-policy Never to pull it from a registry"
+        )),
+        // The name itself cannot be parsed: no retry can fix it.
+        "InvalidImageName" => Waiting::Fatal(format!(
+            "{image} is not an image reference: pass --image as [REGISTRY/]NAME[:TAG], in lower case"
+        )),
+        // A pull that failed may pass (a registry's hiccup), but the kubelet's
+        // back-off grows to 5 minutes between tries, and the usual causes (a
+        // wrong name or tag, a private registry, no route) need a person.
+        "ErrImagePull" | "ImagePullBackOff" => Waiting::Fatal(format!(
+            "check that {image} exists and that the nodes can reach its registry and may \
+             pull from it; an image built here must be loaded into the nodes and run with \
+             --image-pull-policy Never (docker/README.md)"
+        )),
+        // The runtime has the image but cannot read it; retries read it again.
+        "ImageInspectError" => Waiting::Fatal(format!(
+            "the node's container runtime cannot read image {image}: remove it from the node \
+             (`crictl rmi {image}`) and load or pull it again"
+        )),
+        // The kubelet cannot build the container from the spec: here, the run's
+        // Secret or its key is missing (it is created before any pod, so it was
+        // deleted), or the image runs as root while the pod requires a non-root user.
+        "CreateContainerConfigError" => Waiting::Fatal(
+            "check that the run's Secret still exists (it is deleted only with the run) and that \
+             the image runs as a non-root user (docker/build.sh's image runs as 65532)"
+                .into(),
+        ),
+        // The runtime failed to create or start the container. Often passing (a
+        // name still reserved, a runtime too busy to answer in time), but some
+        // causes last (a missing entrypoint on CRI-O, a bad mount). With
+        // restartPolicy Never a container that fails to start usually ends
+        // terminated (StartError) and its pod Failed, which the Job retries.
+        "CreateContainerError" | "RunContainerError" => Waiting::FatalIfLasting(format!(
+            "the node's container runtime could not run image {image} for {} s: check the \
+             image's entrypoint and the node's runtime (`kubectl describe pod`)",
+            LASTING.as_secs()
+        )),
+        // Not with restartPolicy Never: a crash ends the pod, whose index the Job
+        // retries in a new pod (backoffLimitPerIndex); once its retries are used
+        // up the Job fails, which is fatal with the shard and the exit code. One
+        // crash (a node lost, a transient OOM) must not end the run.
+        "CrashLoopBackOff" => Waiting::Passes,
+        // ContainerCreating (pulling, mounting), PodInitializing: on their way.
+        _ => Waiting::Passes,
+    }
+}
 
 /// How the workers of a run are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -325,7 +404,12 @@ pub fn pod_manifest(spec: &RunSpec, options: &KubeOptions, shard: u64) -> Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-{shard}-", spec.name())),
             namespace: namespace(options),
-            labels: Some(labels(spec.run_id)),
+            labels: Some(
+                labels(spec.run_id)
+                    .into_iter()
+                    .chain([(LABEL_SHARD.to_string(), shard.to_string())])
+                    .collect(),
+            ),
             ..ObjectMeta::default()
         },
         spec: Some(pod_spec),
@@ -433,6 +517,13 @@ pub struct KubeLauncher {
     /// the first creation outright, so that `stop` after a refused launch
     /// makes no calls (and reports no failure to clean up what never was).
     may_have_pods: bool,
+    /// Bare pods: how many shards' pods were asked for (the first ones).
+    pods_asked: u64,
+    /// Bare pods: the groups of [`PODS_PER_DELETE`] shards whose pods `stop`
+    /// has deleted, so that a `stop` cut short goes on where it was.
+    pods_deleted: BTreeSet<u64>,
+    /// Containers waiting for a reason that may pass, and since when they do.
+    waiting_since: HashMap<String, (String, Instant)>,
     pods: Option<Store<Pod>>,
     watcher: Option<JoinHandle<()>>,
     watch_error: Arc<Mutex<Option<String>>>,
@@ -458,6 +549,9 @@ impl KubeLauncher {
             owns_job: false,
             owns_secret: false,
             may_have_pods: false,
+            pods_asked: 0,
+            pods_deleted: BTreeSet::new(),
+            waiting_since: HashMap::new(),
             pods: None,
             watcher: None,
             watch_error: Arc::default(),
@@ -506,6 +600,66 @@ impl KubeLauncher {
                 launch_error(&format!("giving secret {} its owners", spec.name()), ns, e)
             })?;
         Ok(())
+    }
+
+    /// Deletes the run's bare pods, [`PODS_PER_DELETE`] shards a call (by the
+    /// [`LABEL_SHARD`] label, so a pod whose creation got no answer goes too),
+    /// [`DELETES_IN_FLIGHT`] calls at a time. Groups already deleted are not
+    /// asked again: a `stop` cut short by the master's time limit, tried again,
+    /// goes on where it was.
+    async fn delete_bare_pods(&mut self, run: &RunSpec) -> Result<(), LaunchError> {
+        let groups: Vec<u64> = (0..self.pods_asked.div_ceil(PODS_PER_DELETE))
+            .filter(|group| !self.pods_deleted.contains(group))
+            .collect();
+        let (api, asked) = (self.pod_api(), self.pods_asked);
+        let run_selector = selector(Some(run.run_id));
+        let mut calls = futures::stream::iter(groups)
+            .map(|group| {
+                let first = group * PODS_PER_DELETE;
+                let shards: Vec<String> = (first..asked.min(first + PODS_PER_DELETE))
+                    .map(|shard| shard.to_string())
+                    .collect();
+                let lp = ListParams::default().labels(&format!(
+                    "{run_selector},{LABEL_SHARD} in ({})",
+                    shards.join(",")
+                ));
+                let api = api.clone();
+                async move {
+                    let dp = DeleteParams::background();
+                    (group, api.delete_collection(&dp, &lp).await)
+                }
+            })
+            .buffer_unordered(DELETES_IN_FLIGHT);
+        let mut failures = Vec::new();
+        while let Some((group, deleted)) = calls.next().await {
+            match deleted {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    failures.push((group, e));
+                    continue;
+                }
+            }
+            self.pods_deleted.insert(group);
+        }
+        let Some((group, error)) = failures.pop() else {
+            tracing::info!(run = %run.name(), pods = asked, "pods deleted");
+            return Ok(());
+        };
+        let first = group * PODS_PER_DELETE;
+        let last = asked.min(first + PODS_PER_DELETE) - 1;
+        let others = match failures.len() {
+            0 => String::new(),
+            n => format!(" and of {n} more groups of {PODS_PER_DELETE}"),
+        };
+        Err(launch_error(
+            &format!(
+                "deleting the pods of {} (shards {first}-{last}{others})",
+                run.name()
+            ),
+            &self.options.namespace,
+            error,
+        ))
     }
 
     /// Watches this run's pods into a store that `status` reads.
@@ -562,6 +716,7 @@ impl Launcher for KubeLauncher {
                 for shard in 0..spec.shards {
                     let pod = pod_manifest(spec, &self.options, shard);
                     let action = format!("creating the pod of shard {shard} in namespace {ns}");
+                    self.pods_asked = shard + 1;
                     let created = match api.create(&PostParams::default(), &pod).await {
                         Ok(created) => created,
                         Err(e) => {
@@ -601,7 +756,7 @@ impl Launcher for KubeLauncher {
             }
         }
         let pods = pods.state();
-        let mut status = pod_status(&pods);
+        let mut status = pod_status(&pods, &mut self.waiting_since, Instant::now());
         if self.options.workload == Workload::Job {
             let name = run.name();
             let job = self.jobs().get_opt(&name).await.map_err(|e| {
@@ -631,6 +786,8 @@ impl Launcher for KubeLauncher {
         let mut failed = Vec::new();
         if self.options.workload == Workload::Job && self.owns_job {
             // Background propagation: a plain DELETE of a Job orphans its pods.
+            // One call whatever the number of pods: the garbage collector
+            // deletes them after it, and no new one starts once the Job is gone.
             match self
                 .jobs()
                 .delete(&run.name(), &DeleteParams::background())
@@ -645,25 +802,10 @@ impl Launcher for KubeLauncher {
                 )),
             }
         }
-        // Also the pods themselves, at once (bare pods, and a Job's pods that the
-        // garbage collector would otherwise take a moment to reach).
-        let lp = ListParams::default().labels(&selector(Some(run.run_id)));
-        let deleted = match self.may_have_pods {
-            true => Some(
-                self.pod_api()
-                    .delete_collection(&DeleteParams::background(), &lp)
-                    .await,
-            ),
-            false => None,
-        };
-        match deleted {
-            None | Some(Ok(_)) => {}
-            Some(Err(e)) if is_not_found(&e) => {}
-            Some(Err(e)) => failed.push(launch_error(
-                &format!("deleting the pods of {}", run.name()),
-                &ns,
-                e,
-            )),
+        if self.options.workload == Workload::Pods && self.may_have_pods {
+            if let Err(e) = self.delete_bare_pods(&run).await {
+                failed.push(e);
+            }
         }
         if self.owns_secret {
             match self
@@ -750,9 +892,18 @@ impl Drop for KubeLauncher {
     }
 }
 
-/// Counts pods by phase, and finds a reason why they will never run.
-fn pod_status(pods: &[Arc<Pod>]) -> WorkerStatus {
+/// Counts pods by phase, and finds a reason why they will never run: a
+/// container waiting for a reason that never passes, or for one that may pass
+/// but has lasted [`LASTING`] (`since` remembers when each began, as of `now`).
+/// A pod waiting for a node (`Unschedulable`) is pending, never fatal: a cluster
+/// autoscaler may add one.
+fn pod_status(
+    pods: &[Arc<Pod>],
+    since: &mut HashMap<String, (String, Instant)>,
+    now: Instant,
+) -> WorkerStatus {
     let mut status = WorkerStatus::default();
+    let mut still = HashMap::new();
     for pod in pods {
         let phase = pod
             .status
@@ -767,25 +918,43 @@ fn pod_status(pods: &[Arc<Pod>]) -> WorkerStatus {
             _ if scheduled(pod) => status.starting += 1,
             _ => status.pending += 1,
         }
-        if status.fatal.is_some() {
-            continue;
-        }
-        let waiting = pod
+        let name = pod.metadata.name.as_deref().unwrap_or("?");
+        let containers = pod
             .status
             .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten())
-            .filter_map(|c| c.state.as_ref()?.waiting.as_ref());
-        for waiting in waiting {
-            let reason = waiting.reason.as_deref().unwrap_or_default();
-            if FATAL_WAITING.contains(&reason) {
-                status.fatal = Some(format!(
-                    "pod {} cannot start: {reason}: {}",
-                    pod.metadata.name.as_deref().unwrap_or("?"),
-                    waiting.message.as_deref().unwrap_or("no message")
-                ));
-            }
+            .flat_map(|s| s.container_statuses.iter().flatten());
+        for container in containers {
+            let Some(wait) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let reason = wait.reason.as_deref().unwrap_or_default();
+            let fix = match waiting(reason, &container.image) {
+                Waiting::Passes => continue,
+                Waiting::Fatal(fix) => fix,
+                Waiting::FatalIfLasting(fix) => {
+                    let id = pod.metadata.uid.as_deref().unwrap_or(name);
+                    let key = format!("{id}/{}", container.name);
+                    let began = match since.get(&key) {
+                        Some((was, began)) if was == reason => *began,
+                        _ => now,
+                    };
+                    still.insert(key, (reason.to_string(), began));
+                    if now.saturating_duration_since(began) < LASTING {
+                        continue;
+                    }
+                    fix
+                }
+            };
+            status.fatal.get_or_insert_with(|| {
+                format!(
+                    "pod {name} cannot start: {reason}: {}; {fix}",
+                    wait.message.as_deref().unwrap_or("no message")
+                )
+            });
         }
     }
+    // Forget the containers that stopped waiting (or whose pods are gone).
+    *since = still;
     status
 }
 
@@ -933,7 +1102,8 @@ fn count_indexes(list: &str) -> u64 {
 pub struct Cleaned {
     /// Names of the Jobs deleted.
     pub jobs: Vec<String>,
-    /// Names of the pods deleted.
+    /// Names of the pods deleted (not those of a Job deleted, which the
+    /// garbage collector removes with it).
     pub pods: Vec<String>,
     /// Names of the run key Secrets deleted.
     pub secrets: Vec<String>,
@@ -966,7 +1136,10 @@ fn seconds_left(
 }
 
 /// Deletes the Jobs (with their pods), pods and Secrets of one run, or of every
-/// cnd run, found by their labels in `namespace`.
+/// cnd run, found by their labels in `namespace`. A Job is deleted with
+/// Background propagation and its pods are left to the garbage collector (they
+/// are not in [`Cleaned::pods`]); other pods are deleted one call each,
+/// [`DELETES_IN_FLIGHT`] at a time.
 ///
 /// With `keep_live`, a run still within its lifetime (a Job or pod that has not
 /// finished and whose `activeDeadlineSeconds` has not passed) is left alone and
@@ -1023,22 +1196,50 @@ pub async fn cleanup(
     }
     let is_live = |metadata: &ObjectMeta| run_of(metadata).is_some_and(|r| live.contains_key(&r));
     let mut failed = Vec::new();
+    let mut jobs_gone = Vec::new();
     for job in listed_jobs.iter().filter(|j| !is_live(&j.metadata)) {
         let name = job.metadata.name.clone().unwrap_or_default();
+        let uid = job.metadata.uid.clone();
         match jobs.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => cleaned.jobs.push(name),
-            Err(e) if is_not_found(&e) => {}
+            Ok(_) => {
+                cleaned.jobs.push(name);
+                jobs_gone.extend(uid);
+            }
+            Err(e) if is_not_found(&e) => jobs_gone.extend(uid),
             Err(e) => failed.push(launch_error(&format!("deleting job {name}"), namespace, e)),
         }
     }
-    for pod in listed_pods.iter().filter(|p| !is_live(&p.metadata)) {
+    // A Job just deleted (or gone already) hands its pods to the garbage
+    // collector, as `stop` does; the others (bare pods, an orphan's) are
+    // deleted here, several at a time.
+    let gone: BTreeSet<String> = jobs_gone.into_iter().collect();
+    let of_gone_job = |pod: &Pod| {
+        pod.metadata.owner_references.iter().flatten().any(|owner| {
+            owner.kind == "Job" && owner.controller == Some(true) && gone.contains(&owner.uid)
+        })
+    };
+    let mut deletes = futures::stream::iter(
+        listed_pods
+            .iter()
+            .filter(|p| !is_live(&p.metadata) && !of_gone_job(p)),
+    )
+    .map(|pod| {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        match pods.delete(&name, &DeleteParams::background()).await {
+        let pods = pods.clone();
+        async move {
+            let deleted = pods.delete(&name, &DeleteParams::background()).await;
+            (name, deleted)
+        }
+    })
+    .buffered(DELETES_IN_FLIGHT);
+    while let Some((name, deleted)) = deletes.next().await {
+        match deleted {
             Ok(_) => cleaned.pods.push(name),
             Err(e) if is_not_found(&e) => {}
             Err(e) => failed.push(launch_error(&format!("deleting pod {name}"), namespace, e)),
         }
     }
+    drop(deletes);
     // Secrets by label in one call (the master may not list or read them),
     // sparing the live runs' keys.
     let mut secret_selector = selector(run);

@@ -319,6 +319,7 @@ async fn pods_mode_creates_one_pod_per_shard() {
             format!("{}-{shard}-", spec.name())
         );
         assert_labels(&pod["metadata"], spec.run_id);
+        assert_eq!(pod["metadata"]["labels"]["cnd/shard"], shard.to_string());
         assert_hardened_worker(&pod["spec"], &options);
         assert_eq!(pod["spec"]["activeDeadlineSeconds"], 660);
         assert_eq!(
@@ -346,7 +347,7 @@ async fn pods_mode_creates_one_pod_per_shard() {
 }
 
 #[tokio::test]
-async fn stop_deletes_the_job_in_the_background_and_the_pods_and_is_idempotent() {
+async fn stop_deletes_the_job_in_the_background_leaving_its_pods_to_the_gc_and_is_idempotent() {
     let (client, seen) = mock(server(vec![], None));
     let spec = spec(2, 2);
     let mut launcher = KubeLauncher::new(client, options(Workload::Job));
@@ -364,19 +365,18 @@ async fn stop_deletes_the_job_in_the_background_and_the_pods_and_is_idempotent()
         deletes[0].path,
         format!("/apis/batch/v1/namespaces/cnd-test/jobs/{}", spec.name())
     );
-    // Without Background (or Foreground) propagation a Job's pods are orphaned.
+    // Without Background (or Foreground) propagation a Job's pods are orphaned;
+    // with it the garbage collector deletes them, however many: one call here.
     assert_eq!(deletes[0].body["propagationPolicy"], "Background");
-    assert_eq!(deletes[1].path, "/api/v1/namespaces/cnd-test/pods");
-    assert!(
-        deletes[1].query.contains("labelSelector"),
-        "{:?}",
-        deletes[1]
-    );
     assert_eq!(
-        deletes[2].path,
+        deletes[1].path,
         format!("/api/v1/namespaces/cnd-test/secrets/{}", spec.name())
     );
-    assert_eq!(deletes.len(), 6);
+    assert!(
+        !deletes.iter().any(|r| r.path.ends_with("/pods")),
+        "{deletes:?}"
+    );
+    assert_eq!(deletes.len(), 4);
 }
 
 #[tokio::test]
@@ -497,12 +497,12 @@ async fn stop_tries_every_step_and_names_each_failure() {
         error.contains("deleting job") && error.contains("deleting secret"),
         "{error}"
     );
-    // The pods were deleted although the Job's delete failed first.
+    // The Secret's delete was tried although the Job's failed first.
     assert!(seen
         .lock()
         .unwrap()
         .iter()
-        .any(|r| r.method == "DELETE" && r.path.ends_with("/pods")));
+        .any(|r| r.method == "DELETE" && r.path.contains("/secrets/")));
 }
 
 #[tokio::test]
@@ -667,14 +667,19 @@ async fn job_status_counts_waiting_indexes_and_a_failed_job_is_fatal() {
 
 #[tokio::test]
 async fn cleanup_deletes_jobs_and_pods_by_label() {
-    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "cnd-deadbeef", "namespace": "cnd-test"}});
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "cnd-deadbeef", "namespace": "cnd-test", "uid": "job-uid"}});
+    // The Job's pod goes with the Job (the garbage collector's work); a bare pod
+    // is deleted itself.
+    let mut jobs_pod = pod("cnd-deadbeef-0-abc", "Running", None);
+    jobs_pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job",
+        "name": "cnd-deadbeef", "uid": "job-uid", "controller": true}]);
     let (client, seen) = mock(server(
-        vec![pod("cnd-deadbeef-0-xyz", "Running", None)],
+        vec![jobs_pod, pod("cnd-cafebabe-0-xyz", "Running", None)],
         Some(job),
     ));
     let cleaned = cleanup(&client, "cnd-test", None, true).await.unwrap();
     assert_eq!(cleaned.jobs, vec!["cnd-deadbeef"]);
-    assert_eq!(cleaned.pods, vec!["cnd-deadbeef-0-xyz"]);
+    assert_eq!(cleaned.pods, vec!["cnd-cafebabe-0-xyz"]);
     assert_eq!(cleaned.secrets, vec!["cnd-deadbeef"]);
     let seen = seen.lock().unwrap();
     let lists: Vec<&Seen> = seen.iter().filter(|r| r.method == "GET").collect();
@@ -689,6 +694,7 @@ async fn cleanup_deletes_jobs_and_pods_by_label() {
         .find(|r| r.method == "DELETE" && r.path.contains("/jobs/"))
         .unwrap();
     assert_eq!(job_delete.body["propagationPolicy"], "Background");
+    assert!(!seen.iter().any(|r| r.path.ends_with("/cnd-deadbeef-0-abc")));
     // Secrets by label in one deletecollection: the master may not list them.
     let secrets = seen
         .iter()
@@ -1105,4 +1111,343 @@ async fn the_master_finds_the_nonce_in_a_pods_termination_message() {
     };
     assert_eq!((golden.nonce, golden.shard), (nonce, 1));
     assert_eq!(golden.totals.ignored, 1, "the unsigned copy is ignored");
+}
+
+/// `ended_pod` with no container id, and the termination's times.
+fn ended_without_id(message: &str, started: &str, finished: &str) -> Value {
+    let mut pod = ended_pod("noid", "Failed", 1, Some(message));
+    let terminated = &mut pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    terminated["containerID"] = json!("");
+    terminated["startedAt"] = json!(started);
+    terminated["finishedAt"] = json!(finished);
+    pod
+}
+
+#[test]
+fn pod_status_keys_tell_terminations_apart_without_a_container_id() {
+    let key_of = |pod: Value| {
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let terminations = crate::pod_status::terminations(&pod);
+        assert_eq!(terminations.len(), 1);
+        terminations[0].0.clone()
+    };
+    let (t0, t1, t2) = (
+        "2025-01-01T00:00:00Z",
+        "2025-01-01T00:00:05Z",
+        "2025-01-01T00:00:09Z",
+    );
+    let first = key_of(ended_without_id("first", t0, t1));
+    // The same termination seen again: the same key.
+    assert_eq!(first, key_of(ended_without_id("first", t0, t1)));
+    // Another message, the rest alike: another termination.
+    assert_ne!(first, key_of(ended_without_id("second", t0, t1)));
+    // The same bytes from a termination that ended later: another one too.
+    assert_ne!(first, key_of(ended_without_id("first", t0, t2)));
+}
+
+#[tokio::test]
+async fn pod_status_delivers_two_terminations_without_a_container_id_and_repeats_once() {
+    let key = cnd_core::RunKey::from_bytes([7; 32]);
+    let a = Message::signed(&key, r#"{"v":1,"kind":"exhausted","n":1}"#);
+    let b = Message::signed(&key, r#"{"v":1,"kind":"exhausted","n":2}"#);
+    let (t0, t1) = ("2025-01-01T00:00:00Z", "2025-01-01T00:00:05Z");
+    let pods = vec![ended_without_id(&a.to_envelope(), t0, t1)];
+    let events = vec![
+        json!({"type": "MODIFIED", "object": ended_without_id(&a.to_envelope(), t0, t1)}),
+        json!({"type": "MODIFIED", "object": ended_without_id(&b.to_envelope(), t0, t1)}),
+        json!({"type": "MODIFIED", "object": ended_without_id(&b.to_envelope(), t0, t1)}),
+    ];
+    let (answer, _) = watching_server(pods, events);
+    let (client, _) = mock(answer);
+    let mut channel = PodStatusChannel::new(client, "cnd-test", Uuid::new_v4());
+    assert_eq!(receive_until(&mut channel, 2).await, [a, b]);
+}
+
+/// A Pending pod whose worker container waits for `reason`, as the kubelet says it.
+fn waiting_pod(name: &str, reason: &str, message: &str) -> Value {
+    let mut pod = pod(name, "Pending", Some(reason));
+    pod["metadata"]["uid"] = json!(format!("uid-{name}"));
+    pod["status"]["containerStatuses"][0]["image"] = json!("cnd-worker:dev");
+    pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = json!(message);
+    pod
+}
+
+#[tokio::test]
+async fn every_waiting_reason_that_never_passes_is_fatal_at_once_with_its_fix() {
+    let cases = [
+        (
+            "ErrImageNeverPull",
+            "Container image \"cnd-worker:dev\" is not present with pull policy of Never",
+            "kind load docker-image cnd-worker:dev",
+        ),
+        ("ErrImageNeverPull", "", "k3s ctr images import"),
+        ("ErrImageNeverPull", "", "drop --image-pull-policy Never"),
+        (
+            "InvalidImageName",
+            "Failed to apply default image tag",
+            "[REGISTRY/]NAME[:TAG]",
+        ),
+        ("ErrImagePull", "pull access denied", "may pull from it"),
+        ("ImagePullBackOff", "Back-off pulling image", "exists"),
+        ("ImageInspectError", "Failed to inspect image", "crictl rmi"),
+        (
+            "CreateContainerConfigError",
+            "secret \"cnd-1\" not found",
+            "Secret still exists",
+        ),
+        (
+            "CreateContainerConfigError",
+            "container has runAsNonRoot and image will run as root",
+            "non-root user",
+        ),
+    ];
+    for (reason, message, fix) in cases {
+        let pods = vec![
+            waiting_pod("cnd-1-0-abcde", reason, message),
+            pod("cnd-1-1-fghij", "Running", None),
+        ];
+        let (client, _) = mock(server(pods, None));
+        let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+        launcher.launch(&spec(2, 2)).await.unwrap();
+        // At the first status once the pods are listed: no waiting for it to last.
+        let status = status_when(&mut launcher, |s| s.running == 1).await;
+        let fatal = status.fatal.unwrap_or_default();
+        for part in ["pod cnd-1-0-abcde cannot start", reason, message, fix] {
+            assert!(fatal.contains(part), "{reason}: {part:?} not in {fatal:?}");
+        }
+        launcher.stop().await.unwrap();
+    }
+}
+
+#[test]
+fn a_waiting_reason_that_may_pass_is_fatal_only_once_it_has_lasted() {
+    let pod = |reason: &str| {
+        let pod: Pod = serde_json::from_value(waiting_pod(
+            "cnd-1-0-abcde",
+            reason,
+            "failed to reserve container name",
+        ))
+        .unwrap();
+        vec![Arc::new(pod)]
+    };
+    let mut since = HashMap::new();
+    let t0 = Instant::now();
+    for reason in ["CreateContainerError", "RunContainerError"] {
+        since.clear();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(pod_status(&pod(reason), &mut since, at(0)).fatal, None);
+        assert_eq!(pod_status(&pod(reason), &mut since, at(59)).fatal, None);
+        let fatal = pod_status(&pod(reason), &mut since, at(60)).fatal.unwrap();
+        assert!(
+            fatal.contains(reason)
+                && fatal.contains("for 60 s")
+                && fatal.contains("kubectl describe pod"),
+            "{fatal}"
+        );
+        // Once it passed (the container is being created again), the clock starts over.
+        assert_eq!(
+            pod_status(&pod("ContainerCreating"), &mut since, at(61)).fatal,
+            None
+        );
+        assert_eq!(pod_status(&pod(reason), &mut since, at(62)).fatal, None);
+        assert!(since.len() == 1);
+        // A pod gone is forgotten.
+        assert_eq!(pod_status(&[], &mut since, at(63)).fatal, None);
+        assert!(since.is_empty());
+    }
+    // Never fatal: a crash is the Job's to retry, and the others are on their way.
+    for reason in ["CrashLoopBackOff", "ContainerCreating", "PodInitializing"] {
+        assert_eq!(
+            waiting(reason, "cnd-worker:dev"),
+            Waiting::Passes,
+            "{reason}"
+        );
+        let status = pod_status(&pod(reason), &mut since, t0 + Duration::from_secs(3600));
+        assert_eq!(status.fatal, None, "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_unschedulable_pod_is_pending_not_fatal() {
+    let mut unschedulable = pod("cnd-1-0-abcde", "Pending", None);
+    unschedulable["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]);
+    let pods = vec![unschedulable, pod("cnd-1-1-fghij", "Running", None)];
+    let (client, _) = mock(server(pods, None));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    launcher.launch(&spec(2, 2)).await.unwrap();
+    let status = status_when(&mut launcher, |s| s.running == 1).await;
+    // A cluster autoscaler may add a node for it.
+    assert_eq!((status.pending, status.fatal), (1, None));
+    launcher.stop().await.unwrap();
+}
+
+/// `%XX` and `+` of a query string, decoded.
+fn unescape(query: &str) -> String {
+    let bytes = query.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 3 <= bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The shards a pod `deletecollection` names (`cnd/shard in (…)`); `None` when
+/// it names none, and would take every pod of the run.
+fn shards_named(seen: &Seen) -> Option<Vec<u64>> {
+    let query = unescape(&seen.query);
+    let list = query.split("cnd/shard in (").nth(1)?.split(')').next()?;
+    Some(list.split(',').map(|s| s.parse().unwrap()).collect())
+}
+
+/// A client whose API server answers each request on its own after `cost` of
+/// (tokio) time, as a real one serves calls side by side.
+fn timed_mock(
+    answer: Answer,
+    cost: impl Fn(&Seen) -> Duration + Send + 'static,
+) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut hanging = Vec::new();
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (answer, cost) = (answer(&seen), cost(&seen));
+            log.lock().unwrap().push(seen);
+            match answer {
+                Some((code, value)) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(cost).await;
+                        respond.send_response(
+                            Response::builder()
+                                .status(code)
+                                .header("content-type", "application/json")
+                                .body(Body::from(serde_json::to_vec(&value).unwrap()))
+                                .unwrap(),
+                        )
+                    });
+                }
+                None => hanging.push(respond),
+            }
+        }
+    });
+    (Client::new(service, "default"), seen)
+}
+
+/// What one pod deletion costs an API server inside a `deletecollection`,
+/// which deletes its pods one after another: 1,000 bare pods took over 20 s.
+const COST_PER_POD: Duration = Duration::from_millis(20);
+
+#[tokio::test(start_paused = true)]
+async fn stopping_2000_bare_pods_makes_bounded_calls_well_within_the_masters_limit() {
+    const PODS: u64 = 2000;
+    let spec = spec(PODS, PODS);
+    // Each pod deletion names at most 50 pods, and costs 20 ms a pod.
+    let cost = |seen: &Seen| match (seen.method.as_str(), shards_named(seen)) {
+        ("DELETE", Some(shards)) if seen.path.ends_with("/pods") => {
+            COST_PER_POD * shards.len() as u32
+        }
+        ("DELETE", None) if seen.path.ends_with("/pods") => COST_PER_POD * PODS as u32,
+        _ => Duration::ZERO,
+    };
+    let (client, seen) = timed_mock(server(vec![], None), cost);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    launcher.launch(&spec).await.unwrap();
+    let started = tokio::time::Instant::now();
+    // The master's limit for one `stop`.
+    let limit = cnd_core::MasterOptions::default().call_timeout;
+    tokio::time::timeout(limit, launcher.stop())
+        .await
+        .expect("stop within the master's limit")
+        .unwrap();
+    let took = started.elapsed();
+    let seen = seen.lock().unwrap();
+    let deletes: Vec<&Seen> = seen
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/pods"))
+        .collect();
+    let mut deleted: Vec<u64> = deletes
+        .iter()
+        .flat_map(|r| shards_named(r).expect("a bounded call, never the whole run"))
+        .collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, (0..PODS).collect::<Vec<_>>(), "each shard once");
+    assert!(deletes.iter().all(|r| shards_named(r).unwrap().len() <= 50));
+    assert!(deletes
+        .iter()
+        .all(|r| unescape(&r.query).contains(&format!("cnd/run-id={}", spec.run_id))));
+    assert_eq!(deletes.len(), 40);
+    // 40 calls of about 1 s, 32 at a time: 2 rounds, where one call took 40 s.
+    assert!(took <= Duration::from_secs(3), "{took:?}");
+    println!(
+        "stopping {PODS} bare pods: {} deletecollection calls of at most 50 pods, \
+         {took:?} at 20 ms a pod (one call: {:?})",
+        deletes.len(),
+        COST_PER_POD * PODS as u32
+    );
+}
+
+#[tokio::test]
+async fn a_stop_cut_short_goes_on_where_it_was() {
+    // The group of shards 100-149 times out once (504), as a slow API server's would.
+    let failed_once = Arc::new(Mutex::new(false));
+    let answer: Answer = Box::new(move |seen| {
+        let named = shards_named(seen).unwrap_or_default();
+        if seen.method == "DELETE" && named.contains(&100) {
+            let mut failed = failed_once.lock().unwrap();
+            if !*failed {
+                *failed = true;
+                return Some((504, status_body(504, "Timeout", "request timed out")));
+            }
+        }
+        server(vec![], None)(seen)
+    });
+    let (client, seen) = mock(answer);
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    launcher.launch(&spec(230, 230)).await.unwrap();
+    let error = cnd_core::distributed::error_chain(&launcher.stop().await.unwrap_err());
+    assert!(
+        error.contains("shards 100-149") && error.contains("504"),
+        "{error}"
+    );
+    let pod_deletes = |seen: &Mutex<Vec<Seen>>| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path.ends_with("/pods"))
+            .map(|r| shards_named(r).unwrap())
+            .collect::<Vec<_>>()
+    };
+    // 230 shards: five groups, the last of 30.
+    assert_eq!(pod_deletes(&seen).len(), 5);
+    assert!(pod_deletes(&seen)
+        .iter()
+        .any(|s| s == &(200..230).collect::<Vec<_>>()));
+    launcher.stop().await.unwrap();
+    let again = pod_deletes(&seen);
+    assert_eq!(again.len(), 6, "only the group that failed is asked again");
+    assert_eq!(again[5], (100..150).collect::<Vec<_>>());
 }
