@@ -1,6 +1,9 @@
 //! The command line as a user meets it: answers, exit codes, and one clear sentence per mistake.
 
+mod support;
+
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn cnd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cnd-cli"))
@@ -448,4 +451,313 @@ fn subcommand_help_keeps_its_explanation_and_examples() {
     // The one-line summaries in the command list still come through.
     let out = cnd(&["--help"]);
     assert!(stdout(&out).contains("Search the nonce space with many workers"));
+}
+
+/// `cnd-cli ARGS` with the local workers of `support`, nothing from AWS.
+fn local(args: &[&str]) -> Command {
+    let mut command = Command::new(support::CLI);
+    command
+        .args(args)
+        .env("CND_WORKER_BIN", support::worker_bin())
+        .env_remove("RUST_LOG")
+        .env_remove("CND_BACKEND")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Pids of the worker processes of `run`.
+fn workers_of(run: &str) -> Vec<u32> {
+    let needle = format!("CND_RUN_ID={run}");
+    support::processes_where(|vars| vars.contains(&needle.as_bytes()))
+}
+
+/// Waits (bounded) until `count` workers of `run` run, failing at once if
+/// `child` ends first: the run cannot end by itself before that here.
+fn wait_for_workers(child: &mut std::process::Child, run: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while workers_of(run).len() < count {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("cnd-cli ended ({status}) before {count} workers of {run} ran");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workers of {run} never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (bounded) for `child` to end, and for every worker of `run` to be gone.
+#[track_caller]
+fn wait_for_end(mut child: std::process::Child, run: &str, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cnd-cli did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    // Its workers are reaped before it exits; /proc may lag a moment.
+    let gone = Instant::now() + Duration::from_secs(5);
+    while !workers_of(run).is_empty() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        workers_of(run),
+        Vec::<u32>::new(),
+        "workers of {run} still run"
+    );
+    output
+}
+
+/// A pipe whose read end is closed: every write to the other end fails (EPIPE).
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+/// A local search of 64-bit nonces at D = 40 (it never ends by itself).
+fn endless_local_submit(run: &str, extra: &[&str]) -> Command {
+    let mut command = local(&[
+        "submit",
+        "--launcher",
+        "local",
+        "--pods",
+        "2",
+        "--threads",
+        "1",
+        "-d",
+        "40",
+        "--nonce-bits",
+        "64",
+        "--run-id",
+        run,
+    ]);
+    command.args(extra);
+    command
+}
+
+#[test]
+fn a_closed_stderr_never_aborts_a_run_nor_its_cleanup() {
+    // Timed out: stderr written at the start, in the status lines and logs
+    // (-v), and at the end.
+    let run = uuid::Uuid::new_v4().to_string();
+    let child = endless_local_submit(&run, &["-v", "--timeout", "3s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    let output = wait_for_end(child, &run, Duration::from_secs(120));
+    assert_eq!(output.status.code(), Some(4), "{}", stdout(&output));
+    assert!(stdout(&output).contains("Timed out"), "{}", stdout(&output));
+
+    // Interrupted once its workers run: the stop is said on that stderr too.
+    let run = uuid::Uuid::new_v4().to_string();
+    let mut child = endless_local_submit(&run, &["-v"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    wait_for_workers(&mut child, &run, 2);
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = wait_for_end(child, &run, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(130), "{}", stdout(&output));
+}
+
+/// Starts an endless local run, sends it `signal` once its two workers run,
+/// and checks its exit code (128 + the signal) and that no worker is left.
+fn stops_cleanly_on(signal: libc::c_int) {
+    let run = uuid::Uuid::new_v4().to_string();
+    let mut child = endless_local_submit(&run, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_workers(&mut child, &run, 2);
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+    let output = wait_for_end(child, &run, Duration::from_secs(60));
+    eprintln!(
+        "signal {signal}: ended and cleaned up {:?} after it",
+        sent.elapsed()
+    );
+    support::assert_exit(&output, 128 + signal);
+    let stderr = support::stderr_of(&output);
+    assert!(
+        stderr.contains("stopping: removing what the run created"),
+        "{stderr}"
+    );
+    assert!(
+        stdout(&output).contains("Interrupted"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn sighup_exits_129_and_leaves_no_worker() {
+    stops_cleanly_on(libc::SIGHUP);
+}
+
+#[test]
+fn sigquit_exits_131_and_leaves_no_worker() {
+    stops_cleanly_on(libc::SIGQUIT);
+}
+
+#[test]
+fn sigterm_and_sigint_of_a_local_run_leave_no_worker() {
+    stops_cleanly_on(libc::SIGTERM);
+    stops_cleanly_on(libc::SIGINT);
+}
+
+#[test]
+fn help_lists_every_exit_code() {
+    let help = stdout(&cnd(&["--help"]));
+    for code in [
+        "129 SIGHUP",
+        "130 interrupted (SIGINT)",
+        "131 SIGQUIT",
+        "143 SIGTERM",
+    ] {
+        assert!(help.contains(code), "{code}: {help}");
+    }
+    let sweep = stdout(&cnd(&["sweep", "--help"]));
+    assert!(sweep.contains("129/130/131/143"), "{sweep}");
+}
+
+#[test]
+fn every_count_flag_refuses_a_leading_plus() {
+    for args in [
+        &["run", "-d", "+8"][..],
+        &["verify", "-d", "+8", "--nonce", "1"],
+        &["run", "-d", "8", "--threads", "+2"],
+        &["plan", "-d", "8", "--rate", "1", "--pods", "+4"],
+        &["sweep", "--pods", "+1", "-d", "8", "--out", "x"],
+        &["sweep", "--pods", "1", "-d", "+8", "--out", "x"],
+        &["sweep", "--pods", "1", "-d", "8..+9", "--out", "x"],
+        &[
+            "sweep", "--pods", "1", "-d", "8", "--repeat", "+2", "--out", "x",
+        ],
+        &[
+            "sweep",
+            "--pods",
+            "1",
+            "-d",
+            "8",
+            "--shards-per-pod",
+            "+2",
+            "--out",
+            "x",
+        ],
+    ] {
+        assert_bad_input(args, "+");
+    }
+}
+
+#[test]
+fn cleanup_refuses_force_with_run_instead_of_ignoring_it() {
+    let run = "5f0c6a43-0000-4000-8000-000000000000";
+    assert_bad_input(
+        &["cleanup", "--force", "--run", run],
+        "--force goes with --all",
+    );
+    assert_bad_input(&["cleanup", "--force"], "say what to clean up");
+}
+
+#[test]
+fn a_failure_says_each_cause_once() {
+    let os_error = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+    let os_error = os_error.split(" (os error").next().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("cnd-cli-causes-{}", std::process::id()));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let nope = dir.join("nope");
+    let nope = nope.to_str().unwrap();
+    let runs = [
+        Command::new(support::CLI)
+            .args(["sweep", "--plot", nope])
+            .output()
+            .unwrap(),
+        Command::new(support::CLI)
+            .args(["cleanup", "--all", "--no-queues"])
+            .env("KUBECONFIG", nope)
+            .env("HOME", &home)
+            .output()
+            .unwrap(),
+        Command::new(support::CLI)
+            .args(["submit", "--launcher", "local", "--pods", "1", "-d", "8"])
+            .env("CND_WORKER_BIN", nope)
+            .output()
+            .unwrap(),
+    ];
+    for out in &runs {
+        let stderr = stderr(out);
+        assert!(stderr.contains(nope), "{stderr}");
+        assert!(
+            stderr.matches(&os_error).count() <= 1,
+            "a cause said twice: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_sweep_too_big_or_that_submit_would_refuse_is_refused_before_it_starts() {
+    let dir = std::env::temp_dir().join(format!("cnd-cli-sweep-refused-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    let pods: Vec<String> = (1..=20000).map(|n| n.to_string()).collect();
+    let pods = pods.join(",");
+    let started = Instant::now();
+    assert_bad_input(
+        &[
+            "sweep", "--pods", &pods, "-d", "0..63", "--repeat", "1000", "--out", out,
+        ],
+        "at most 64",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_bad_input(
+        &["sweep", "--pods", "1", "-d", "0..64", "--out", out],
+        "at most 64",
+    );
+    for (args, needle) in [
+        (
+            &["--launcher", "local", "--pods", "1,300"][..],
+            "300 local workers",
+        ),
+        (
+            &["--pods", "200", "--shards-per-pod", "1000"],
+            "200000 shards",
+        ),
+        (
+            &["--pods", "1", "--workload", "pods", "--shards-per-pod", "2"],
+            "--shards-per-pod must be 1",
+        ),
+        (&["--pods", "1,8", "--", "--range", "0..4"], "8 pods"),
+        (&["--pods", "1", "--", "--no-such-flag"], "--no-such-flag"),
+        (&["--pods", "1", "--", "--pods", "2"], "--pods"),
+        (&["--pods", "1", "--", "--dry-run"], "--dry-run"),
+    ] {
+        let mut all = vec!["sweep", "-d", "20", "--out", out];
+        all.extend(args);
+        let result = cnd(&all);
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{all:?}: {}",
+            stderr(&result)
+        );
+        let stderr = stderr(&result);
+        assert!(stderr.contains(needle), "{all:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+        assert!(!dir.exists(), "{all:?} made {out}");
+    }
 }
