@@ -9,7 +9,8 @@
 //! Configured only by the environment of SPEC §4 (see `cnd_core::WorkerConfig`),
 //! plus `CND_EXPIRES` (the run's end in Unix seconds: the worker stops searching
 //! then, even if its master is gone, and marks its messages with it),
-//! `CND_PROGRESS_SECS` (seconds between `progress` reports, default 5),
+//! `CND_PROGRESS_SECS` (seconds between `progress` reports, default 5, from
+//! 0.05 to 3600),
 //! `CND_BACKEND` (force a hash backend) and `RUST_LOG` (log filter; logs go to stderr).
 //!
 //! Exit status:
@@ -39,12 +40,17 @@ use tracing::{error, info, warn};
 
 /// The variable that sets the seconds between progress reports.
 const PROGRESS_ENV: &str = "CND_PROGRESS_SECS";
+/// The seconds between progress reports that `CND_PROGRESS_SECS` may ask for:
+/// faster would flood the queue, slower would get the worker taken as stalled.
+const PROGRESS_SECS: std::ops::RangeInclusive<f64> = 0.05..=3600.0;
 
 /// What the environment asks for, checked before any work.
 struct Settings {
     config: WorkerConfig,
     backend: Backend,
     progress_every: Duration,
+    /// `CND_THREADS` when it was above the cap, and so lowered to `config.threads`.
+    threads_asked: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    if let Some(asked) = settings.threads_asked {
+        warn!(
+            "CND_THREADS={asked} is more than the {} threads this worker may use \
+             ({} per CPU of its {}, at least {}): searching on {}",
+            settings.config.threads,
+            cnd_core::worker_config::THREADS_PER_CPU,
+            cnd_core::available_threads(),
+            cnd_core::worker_config::MIN_THREAD_CAP,
+            settings.config.threads
+        );
+    }
     // One thread for the SDK and the timers: the search has its own rayon
     // threads, and a small runtime keeps the worker's memory small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -71,7 +88,7 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(run(settings)) {
         Ok(code) => code,
         Err(err) => {
-            error!("{err:#}");
+            error!("{}", chain(&err));
             ExitCode::from(1)
         }
     };
@@ -83,25 +100,50 @@ fn main() -> ExitCode {
 
 /// Reads and checks every variable; the error is one sentence naming the variable.
 fn read_settings() -> Result<Settings, String> {
-    let config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
+    // Also refuses any CND_ variable that is not UTF-8 (CND_BACKEND and
+    // CND_PROGRESS_SECS included), so none below is taken as unset.
+    let mut config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
     let backend = Backend::from_env().map_err(|e| format!("CND_BACKEND: {e}"))?;
-    let progress_every = match std::env::var(PROGRESS_ENV) {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|secs| secs.is_finite() && *secs > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| {
-                format!("{PROGRESS_ENV}={text:?} is not a positive number of seconds")
-            })?,
+    let progress_every = match std::env::var_os(PROGRESS_ENV) {
+        Some(text) if !text.is_empty() => {
+            let text = text.to_string_lossy();
+            parse_progress_secs(&text).ok_or_else(|| {
+                format!(
+                    "{PROGRESS_ENV}={text:?} is not a number of seconds from {} to {}",
+                    PROGRESS_SECS.start(),
+                    PROGRESS_SECS.end()
+                )
+            })?
+        }
         _ => Duration::from_secs(5),
     };
+    // A pod's CPUs may differ from what its master guessed: too many threads
+    // are lowered (with a warning once logging is up), not refused.
+    let cap = cnd_core::worker_config::max_threads();
+    let threads_asked = (config.threads > cap).then_some(config.threads);
+    config.threads = config.threads.min(cap);
     Ok(Settings {
         config,
         backend,
         progress_every,
+        threads_asked,
     })
+}
+
+/// `CND_PROGRESS_SECS`: a finite number of seconds within [`PROGRESS_SECS`].
+fn parse_progress_secs(text: &str) -> Option<Duration> {
+    let secs = text.parse::<f64>().ok()?;
+    if !PROGRESS_SECS.contains(&secs) {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// An error and its causes in one line, each said once (`{:#}` repeats a cause
+/// that an error's own message already ends with).
+fn chain(err: &anyhow::Error) -> String {
+    let err: &(dyn std::error::Error + 'static) = err.as_ref();
+    error_chain(err)
 }
 
 fn init_logging() {
@@ -164,6 +206,7 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         config,
         backend,
         progress_every,
+        ..
     } = settings;
     // Installed first, so a SIGTERM during start-up is not the default (abrupt) death.
     let mut signals = Signals::install()?;
@@ -265,7 +308,7 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(if success { 0 } else { 1 }))
             }
             Err(err) => {
-                error!("{err:#}");
+                error!("{}", chain(&err));
                 Ok(ExitCode::from(1))
             }
         },
@@ -311,10 +354,20 @@ impl Reporter {
     async fn connect(config: &WorkerConfig) -> anyhow::Result<Reporter> {
         Ok(match &config.destination {
             Destination::Stdout => Reporter::Stdout(config.run_key.clone()),
-            Destination::TerminationLog(path) => Reporter::TerminationLog {
-                path: PathBuf::from(path),
-                key: config.run_key.clone(),
-            },
+            Destination::TerminationLog(path) => {
+                let path = PathBuf::from(path);
+                // Found out now, not after the shard.
+                if let Some(dir) = path.parent().filter(|dir| !dir.is_dir()) {
+                    anyhow::bail!(
+                        "CND_QUEUE_URL: the termination log's directory {} does not exist; not searching",
+                        dir.display()
+                    );
+                }
+                Reporter::TerminationLog {
+                    path,
+                    key: config.run_key.clone(),
+                }
+            }
             Destination::Sqs(url) => {
                 let client = sqs::client_for_queue(url)
                     .await
@@ -444,7 +497,7 @@ async fn send_progress(
         };
         match reporter.send(&report).await {
             Ok(()) => tracing::debug!(hashes = report.hashes, "progress reported"),
-            Err(err) => warn!("{err:#}"),
+            Err(err) => warn!("{}", chain(&err)),
         }
     }
 }

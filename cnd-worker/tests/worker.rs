@@ -86,7 +86,12 @@ fn output(env: &[(&'static str, String)]) -> Output {
 async fn final_report(channel: &mut SqsChannel, patience: Duration) -> Report {
     let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
-        for message in channel.receive(Duration::from_secs(2)).await.unwrap() {
+        for message in channel
+            .receive(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .messages
+        {
             let report = signed_report(&message);
             if report.kind != ReportKind::Progress {
                 return report;
@@ -244,7 +249,11 @@ async fn sigterm_stops_a_long_search_promptly() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let progress = loop {
         assert!(Instant::now() < deadline, "no progress report within 20 s");
-        let bodies = channel.receive(Duration::from_secs(1)).await.unwrap();
+        let bodies = channel
+            .receive(Duration::from_secs(1))
+            .await
+            .unwrap()
+            .messages;
         if let Some(report) = bodies
             .iter()
             .map(signed_report)
@@ -379,7 +388,7 @@ fn queueless_env(destination: &str, difficulty: u32) -> Vec<(&'static str, Strin
 #[test]
 fn reports_go_to_stdout_as_one_signed_envelope_per_line() {
     let mut env = queueless_env("stdout:", 18);
-    env.push(("CND_PROGRESS_SECS", "0.02".into()));
+    env.push(("CND_PROGRESS_SECS", "0.05".into()));
     let out = output(&env);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -417,7 +426,7 @@ fn barren_termination_log_env() -> (
 #[test]
 fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
     let (dir, path, mut env) = barren_termination_log_env();
-    env.push(("CND_PROGRESS_SECS", "0.01".into()));
+    env.push(("CND_PROGRESS_SECS", "0.05".into()));
     let out = output(&env);
     assert_exit(&out, 0);
     assert!(out.stdout.is_empty(), "nothing on stdout");
@@ -430,16 +439,193 @@ fn the_final_report_goes_to_the_termination_log_and_nothing_else_is_sent() {
 }
 
 #[test]
-fn a_report_too_big_for_a_termination_message_is_an_error_not_a_cut_message() {
+fn a_worker_name_too_long_for_a_report_is_refused_and_the_longest_fits() {
     let (dir, path, mut env) = barren_termination_log_env();
     env.retain(|(name, _)| *name != "CND_WORKER_NAME");
-    env.push(("CND_WORKER_NAME", "w".repeat(5000)));
-    let out = output(&env);
+    let mut too_long = env.clone();
+    too_long.push(("CND_WORKER_NAME", "w".repeat(5000)));
+    let out = output(&too_long);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("more than the 4096"), "{stderr}");
-    assert!(!path.exists(), "no cut message is left");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CND_WORKER_NAME"), "{stderr}");
+    assert!(!stderr.contains("www"), "not echoed: {stderr}");
+    assert!(!path.exists(), "nothing searched, nothing written");
+    // The longest name allowed (a DNS name's 253 bytes) still fits a termination message.
+    env.push(("CND_WORKER_NAME", "w".repeat(253)));
+    let out = output(&env);
+    assert_exit(&out, 0);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.len() <= 4096, "{} bytes", text.len());
+    let report = signed_report(&Message::from_envelope(&text).unwrap());
+    assert_eq!(report.worker.len(), 253);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A worker's exit code, stderr and stdout after at most 20 s (killed then: it was searching).
+fn refused(command: &mut Command) -> (Option<i32>, String, Vec<u8>) {
+    refused_with(command, Stdio::piped())
+}
+
+/// [`refused`], with stdout going to `stdout`.
+fn refused_with(command: &mut Command, stdout: Stdio) -> (Option<i32>, String, Vec<u8>) {
+    let mut child = command
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let code = status.and_then(|s| s.code());
+    (
+        code,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.stdout,
+    )
+}
+
+#[test]
+fn bad_environment_values_are_refused_at_once_in_one_sentence() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = OsStr::from_bytes(b"COMSM\xff0010cloud");
+    // D = 60 on stdout: were it to search, it would not end, and it would report.
+    let base = queueless_env("stdout:", 60);
+    let cases: Vec<(&str, &OsStr)> = vec![
+        ("CND_BLOCK", not_utf8),
+        ("CND_BACKEND", OsStr::from_bytes(b"sca\xfflar")),
+        ("CND_PROGRESS_SECS", OsStr::from_bytes(b"\xff")),
+        ("CND_WORKER_NAME", OsStr::from_bytes(b"w\xff")),
+        ("CND_RANGE", OsStr::from_bytes(b"0..\xff")),
+        ("CND_PROGRESS_SECS", OsStr::new("1e300")),
+        ("CND_PROGRESS_SECS", OsStr::new("1e19")),
+        ("CND_PROGRESS_SECS", OsStr::new("1e-9")),
+        ("CND_PROGRESS_SECS", OsStr::new("0.049")),
+        ("CND_PROGRESS_SECS", OsStr::new("3601")),
+        ("CND_PROGRESS_SECS", OsStr::new("inf")),
+        ("CND_PROGRESS_SECS", OsStr::new("NaN")),
+        ("CND_DIFFICULTY", OsStr::new("+8")),
+        ("CND_NONCE_BITS", OsStr::new("+32")),
+        ("CND_SHARD_COUNT", OsStr::new("+4")),
+        ("CND_SHARD_INDEX", OsStr::new("+2")),
+        ("CND_THREADS", OsStr::new("+2")),
+        ("CND_THREADS", OsStr::new(" 2")),
+        ("CND_EXPIRES", OsStr::new("+4000000000")),
+        ("CND_WORKER_NAME", OsStr::new("pod\u{1b}[2J")),
+    ];
+    let long_name = "w".repeat(100_000);
+    let cases = cases
+        .into_iter()
+        .chain([("CND_WORKER_NAME", OsStr::new(&long_name))]);
+    for (variable, value) in cases {
+        let mut command = worker(&base);
+        command.env(variable, value);
+        let started = Instant::now();
+        let (code, stderr, stdout) = refused(&mut command);
+        let shown = String::from_utf8_lossy(value.as_bytes());
+        let shown: String = shown.chars().take(20).collect();
+        assert_eq!(code, Some(2), "{variable}={shown:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{variable}: not at once"
+        );
+        assert!(
+            stdout.is_empty(),
+            "{variable}={shown:?}: reported something"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one sentence: {stderr}");
+        assert!(stderr.contains(variable), "{variable}={shown:?}: {stderr}");
+        assert!(stderr.len() < 300, "{variable}: {} bytes", stderr.len());
+    }
+    // The lossy block would have been searched: the hex form is the way.
+    let mut command = worker(&base);
+    command.env("CND_BLOCK", not_utf8);
+    let (_, stderr, _) = refused(&mut command);
+    assert!(stderr.contains("CND_BLOCK_HEX"), "{stderr}");
+    // The bounds themselves are fine.
+    for secs in ["0.05", "3600"] {
+        let mut env = queueless_env("stdout:", 1);
+        env.push(("CND_PROGRESS_SECS", secs.into()));
+        assert_exit(&output(&env), 0);
+    }
+}
+
+#[test]
+fn too_many_threads_are_lowered_to_the_cap_with_a_warning() {
+    let cap = cnd_core::worker_config::max_threads();
+    let mut env = queueless_env("stdout:", 1);
+    env.retain(|(name, _)| *name != "CND_THREADS");
+    env.push(("CND_THREADS", "4096".into()));
+    env.push(("CND_RANGE", "0..1000".into()));
+    let started = Instant::now();
+    let mut command = worker(&env);
+    let (code, stderr, stdout) = refused(&mut command);
+    let took = started.elapsed();
+    eprintln!("4096 threads asked, {cap} used: {took:?}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    if cap < 4096 {
+        assert!(
+            stderr.lines().any(|l| l.contains("WARN")
+                && l.contains("CND_THREADS=4096")
+                && l.contains(&format!("searching on {cap}"))),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&format!("threads={cap}")), "{stderr}");
+    }
+    let last = String::from_utf8(stdout).unwrap();
+    let last = last.lines().last().expect("a final report");
+    let report = signed_report(&Message::from_envelope(last).unwrap());
+    assert!(
+        matches!(report.kind, ReportKind::Found { .. }),
+        "{report:?}"
+    );
+}
+
+/// Whether a message says some part twice in a row (`X: X`).
+fn repeats_a_cause(line: &str) -> bool {
+    let parts: Vec<&str> = line.split(": ").collect();
+    parts.windows(2).any(|w| w[0] == w[1])
+        || parts
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.len() > 8 && parts[i + 1..].iter().any(|q| q == p))
+}
+
+#[test]
+fn failures_to_deliver_say_their_cause_once() {
+    assert!(repeats_a_cause(
+        "could not write: No such file or directory (os error 2): No such file or directory (os error 2)"
+    ));
+    // A termination log whose directory is missing: found before searching.
+    let env = queueless_env("termination-log:/nonexistent/dir/termination-log", 60);
+    let (code, stderr, _) = refused(&mut worker(&env));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/dir"), "{stderr}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("INFO") && l.contains("searching")),
+        "{stderr}"
+    );
+    // A write that fails after the search (stdout is a full disk).
+    let mut env = queueless_env("stdout:", 1);
+    env.push(("CND_RANGE", "0..1000".into()));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (code, stderr, _) = refused_with(&mut worker(&env), full.into());
+    assert_eq!(code, Some(1), "{stderr}");
+    for line in [&stderr].into_iter().flat_map(|s| s.lines()) {
+        assert!(!repeats_a_cause(line), "{line}");
+    }
+    assert!(
+        stderr.contains("could not write the found report to stdout"),
+        "{stderr}"
+    );
 }
 
 #[test]
