@@ -629,10 +629,51 @@ mod tests {
             .map(String::from)
             .collect();
         lines.sort();
+        // Each worker holds its own shard's key, never the run's.
         let expected: Vec<String> = (0..5)
-            .map(|s| format!("{s} local-{s} 3 5 {} {}", spec.run_id, "03".repeat(32)))
+            .map(|s| {
+                format!(
+                    "{s} local-{s} 3 5 {} {}",
+                    spec.run_id,
+                    spec.run_key.for_shard(s).to_hex()
+                )
+            })
             .collect();
         assert_eq!(lines, expected);
+        assert_eq!(status.succeeded_shards, [0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_frozen_worker_is_replaced_when_the_master_asks() {
+        let dir = tempdir("frozen");
+        let count = dir.join("count");
+        // Shard 0's first worker freezes itself (SIGSTOP); the next one succeeds.
+        let bin = script(
+            &dir,
+            &format!(
+                "echo x >> {c}\n[ $(wc -l < {c}) -ge 2 ] && exit 0\nkill -STOP $$",
+                c = count.display()
+            ),
+        );
+        let mut launcher = LocalLauncher::new(LocalOptions::new(bin));
+        launcher.launch(&spec(1, 1)).await.unwrap();
+        // Wait until the first worker runs (and has frozen itself).
+        for _ in 0..500 {
+            if std::fs::read_to_string(&count).is_ok_and(|c| c.lines().count() == 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let running = launcher.status().await.unwrap();
+        assert_eq!(running.running_shards, Some(vec![0]), "{running:?}");
+        launcher.restart(0).await.unwrap();
+        let status = until_done(&mut launcher).await;
+        assert_eq!((status.succeeded, status.failed), (1, 0), "{status:?}");
+        assert_eq!(launcher.restarts(), 1);
+        assert_eq!(status.running_shards, Some(vec![]));
+        // A shard that is not running has nothing to replace.
+        launcher.restart(0).await.unwrap();
+        launcher.stop().await.unwrap();
     }
 
     #[tokio::test]
@@ -767,19 +808,32 @@ mod tests {
         assert_eq!((status.succeeded, status.failed), (1, 1), "{status:?}");
         let mut received = Vec::new();
         for _ in 0..20 {
-            received.extend(channel.receive(Duration::from_millis(100)).await.unwrap());
+            received.extend(
+                channel
+                    .receive(Duration::from_millis(100))
+                    .await
+                    .unwrap()
+                    .messages,
+            );
             if received.len() >= 2 {
                 break;
             }
         }
         launcher.stop().await.unwrap();
         // Nothing more comes: the cut line was dropped, not delivered.
-        received.extend(channel.receive(Duration::from_millis(200)).await.unwrap());
+        received.extend(
+            channel
+                .receive(Duration::from_millis(200))
+                .await
+                .unwrap()
+                .messages,
+        );
+        // Each line is marked as from the shard whose process wrote it.
         assert_eq!(
             received,
             [
-                Message::signed(&key, r#"{"v":1}"#),
-                Message::unsigned("not json")
+                Message::signed(&key, r#"{"v":1}"#).from_sender(Sender::Shard(0)),
+                Message::unsigned("not json").from_sender(Sender::Shard(0))
             ]
         );
         channel.close().await.unwrap();
