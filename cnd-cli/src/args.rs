@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use cnd_core::distributed::MAX_SHARDS;
 use cnd_core::puzzle::{parse_block_hex, MAX_DIFFICULTY};
-use cnd_core::worker_config::MAX_THREADS;
+use cnd_core::worker_config::{max_threads, MIN_THREAD_CAP, THREADS_PER_CPU};
 use cnd_core::{NonceBits, NonceFormat, NonceRange, Puzzle, DEFAULT_BLOCK};
 
 /// What the nonce is appended to, and how (everything but the difficulty).
@@ -130,8 +130,12 @@ pub fn parse_difficulty(s: &str) -> Result<u32, String> {
 pub fn parse_threads(s: &str) -> Result<usize, String> {
     match digits::<usize>(s) {
         Some(0) => Err("the thread count must be at least 1".to_string()),
-        Some(n) if n > MAX_THREADS => Err(format!(
-            "{n} threads is more than the {MAX_THREADS} supported"
+        // More only wait, and a pool that large takes minutes to start and stop.
+        Some(n) if n > max_threads() => Err(format!(
+            "{n} threads is more than the {} allowed here: {THREADS_PER_CPU} per CPU this \
+             process may use ({}), at least {MIN_THREAD_CAP}",
+            max_threads(),
+            cnd_core::available_threads()
         )),
         Some(n) => Ok(n),
         None => Err(format!("{s:?} is not a whole number of threads")),
@@ -310,6 +314,13 @@ mod duration_tests {
         }
         assert_eq!(parse_count("4"), Ok(4));
         assert_eq!(parse_threads("2"), Ok(2));
+        assert_eq!(parse_threads(&max_threads().to_string()), Ok(max_threads()));
+        let too_many = parse_threads(&(max_threads() + 1).to_string()).unwrap_err();
+        assert!(
+            too_many.contains(&format!("the {} allowed", max_threads())),
+            "{too_many}"
+        );
+        assert!(parse_threads("4096").is_err() || max_threads() == 4096);
         assert_eq!(parse_repeat("3"), Ok(3));
         for bad in ["+4", "-4", "0", " ", "4 4"] {
             assert!(parse_count(bad).is_err(), "{bad:?}");
