@@ -336,3 +336,165 @@ fn help_has_examples_and_bad_grids_are_usage_errors() {
     );
     std::fs::remove_dir_all(&empty).unwrap();
 }
+
+/// Pids of the `submit` processes started for the block `block_hex`.
+fn submits_with(block_hex: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+                args.contains(&&b"submit"[..]) && args.contains(&block_hex.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// A sweep whose one run (D = 40, 64-bit nonces) cannot end by itself, started
+/// and waited for until its worker runs; the block (its text: workers get it
+/// as CND_BLOCK, submit as --block-hex), the directory and the sweep.
+fn sweep_in_a_long_run(name: &str) -> (String, PathBuf, std::process::Child) {
+    let dir = out_dir(name);
+    let block = format!("sweep-{name}-{}", std::process::id());
+    let block_hex: String = block.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut child = sweep(&[
+        "--pods",
+        "1",
+        "-d",
+        "40",
+        "--nonce-bits",
+        "64",
+        "--block",
+        &block,
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until(
+        "the run's worker starting",
+        Duration::from_secs(120),
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the sweep ended before its run's worker started"
+            );
+            !workers_of_block(&block).is_empty()
+        },
+    );
+    assert_eq!(submits_with(&block_hex).len(), 1, "one submit runs");
+    (block, dir, child)
+}
+
+/// The workers of the block `block`, given to them as text or as hex.
+fn workers_of_block(block: &str) -> Vec<u32> {
+    let hex: String = block.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut pids = workers_with(block);
+    pids.extend(workers_with(&hex));
+    pids
+}
+
+/// The `submit` runs of the block `block` (given to them as hex).
+fn submits_of_block(block: &str) -> Vec<u32> {
+    submits_with(
+        &block
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
+}
+
+#[test]
+fn a_sweep_killed_by_sigkill_takes_its_run_and_the_runs_workers_with_it() {
+    let (block, dir, mut child) = sweep_in_a_long_run("sigkill");
+    child.kill().unwrap(); // SIGKILL: the sweep cannot pass anything on
+    child.wait().unwrap();
+    let killed = Instant::now();
+    wait_until(
+        "the run and its workers ending after the sweep's SIGKILL",
+        Duration::from_secs(30),
+        || submits_of_block(&block).is_empty() && workers_of_block(&block).is_empty(),
+    );
+    eprintln!(
+        "the run and its workers gone {:?} after the sweep's SIGKILL",
+        killed.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `signal` to a sweep in a long run: the run gets it, cleans up and
+/// ends with its code, then the sweep stops with the same code.
+fn a_signal_reaches_the_run(name: &str, signal: libc::c_int, signal_name: &str) {
+    let (block, dir, mut child) = sweep_in_a_long_run(name);
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+    wait_until("the sweep ending", Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    let output = child.wait_with_output().unwrap();
+    eprintln!(
+        "{signal_name}: the sweep ended {:?} after it",
+        sent.elapsed()
+    );
+    assert_exit(&output, 128 + signal);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains(&format!("stopped by {signal_name} (exit {})", 128 + signal)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopping: removing what the run created"),
+        "{stderr}"
+    );
+    let rows = jsonl(&dir);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "interrupted");
+    wait_until("the workers ending", Duration::from_secs(5), || {
+        workers_of_block(&block).is_empty() && submits_of_block(&block).is_empty()
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sighup_reaches_the_run_in_flight_which_cleans_up_then_the_sweep_exits_129() {
+    a_signal_reaches_the_run("sighup", libc::SIGHUP, "SIGHUP");
+}
+
+#[test]
+fn sigquit_reaches_the_run_in_flight_which_cleans_up_then_the_sweep_exits_131() {
+    a_signal_reaches_the_run("sigquit", libc::SIGQUIT, "SIGQUIT");
+}
+
+#[test]
+fn plot_refuses_a_row_beyond_the_puzzles_limits_naming_its_line() {
+    let dir = out_dir("wild-row");
+    std::fs::create_dir_all(&dir).unwrap();
+    let row = |difficulty: u64| {
+        format!(
+            r#"{{"pods":1,"shards":1,"difficulty":{difficulty},"repeat":1,"block_hex":"00","nonce":"1","outcome":"found","first_running_ms":1,"time_to_result_ms":1000,"hashes":1048576,"mhs":1.0,"pod_mhs":1.0,"pending_ms":0,"wall_ms":1200,"run_id":null,"error":null,"launcher":"local","cluster":"here","cpu_model":"cpu","cpus":2,"cnd_version":"0.1.0","started_unix_ms":1}}"#
+        )
+    };
+    std::fs::write(
+        dir.join("results.jsonl"),
+        format!("{}\n{}\n", row(20), row(4294967295)),
+    )
+    .unwrap();
+    let out = Command::new(CLI)
+        .args(["sweep", "--plot", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("difficulty 4294967295"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
