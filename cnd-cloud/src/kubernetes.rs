@@ -52,8 +52,22 @@ pub const LABEL_COMPONENT: (&str, &str) = ("app.kubernetes.io/component", "worke
 /// The label that holds the run id.
 pub const LABEL_RUN_ID: &str = "cnd/run-id";
 
-/// The entry of the run's Secret that holds `CND_RUN_KEY`.
+/// The entry of the run's Secret that holds an Indexed Job's `CND_RUN_KEY`:
+/// the run's shared key ([`RunKey::shared`](cnd_core::RunKey::shared)), since
+/// one template serves every pod.
 pub const SECRET_KEY: &str = "run-key";
+
+/// The entry of the run's Secret that holds bare pod `shard`'s own key
+/// ([`RunKey::for_shard`](cnd_core::RunKey::for_shard)): each pod reads only its
+/// own, so its reports can speak for its shard only.
+pub fn shard_secret_key(shard: u64) -> String {
+    format!("shard-{shard}")
+}
+
+/// The most shards a run of bare pods may have: their keys share one Secret,
+/// beside an owner reference per pod, and etcd keeps an object under 1.5 MiB
+/// (an Indexed Job has no such limit).
+pub const MAX_BARE_POD_SHARDS: u64 = 2_000;
 
 /// The user the worker image runs as (distroless `nonroot`).
 pub const WORKER_UID: i64 = 65532;
@@ -250,14 +264,15 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
             ..EnvVar::default()
         })
         .collect();
-    // The run's key from the run's Secret: a literal here would show in
-    // `kubectl get -o yaml` to anyone who may read pods.
+    // The worker's key from the run's Secret: a literal here would show in
+    // `kubectl get -o yaml` to anyone who may read pods. A bare pod reads its
+    // own shard's entry; an Indexed Job's template, the shared one.
     env.push(EnvVar {
         name: cnd_core::worker_config::RUN_KEY.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: spec.name(),
-                key: SECRET_KEY.into(),
+                key: shard.map_or_else(|| SECRET_KEY.to_string(), shard_secret_key),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
@@ -341,17 +356,23 @@ fn run_metadata(spec: &RunSpec, options: &KubeOptions) -> ObjectMeta {
     }
 }
 
-/// The run's Secret: its report key under [`SECRET_KEY`], with the run's labels.
+/// The run's Secret, with the run's labels: the workers' keys, never the run's
+/// own (the master keeps that). An Indexed Job's shared key under
+/// [`SECRET_KEY`]; each bare pod's own under [`shard_secret_key`].
 /// Owner references are added once its owners exist (see [`KubeLauncher`]).
 pub fn secret_manifest(spec: &RunSpec, options: &KubeOptions) -> Secret {
+    let hex = |key: cnd_core::RunKey| ByteString(key.to_hex().into_bytes());
+    let data = match options.workload {
+        Workload::Job => BTreeMap::from([(SECRET_KEY.to_string(), hex(spec.run_key.shared()))]),
+        Workload::Pods => (0..spec.shards)
+            .map(|shard| (shard_secret_key(shard), hex(spec.run_key.for_shard(shard))))
+            .collect(),
+    };
     Secret {
         metadata: run_metadata(spec, options),
         type_: Some("Opaque".into()),
         immutable: Some(true),
-        data: Some(BTreeMap::from([(
-            SECRET_KEY.to_string(),
-            ByteString(spec.run_key.to_hex().into_bytes()),
-        )])),
+        data: Some(data),
         ..Secret::default()
     }
 }
@@ -689,6 +710,12 @@ impl KubeLauncher {
 #[async_trait]
 impl Launcher for KubeLauncher {
     async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
+        if self.options.workload == Workload::Pods && spec.shards > MAX_BARE_POD_SHARDS {
+            return Err(LaunchError::refused(
+                format!("starting {} bare pods", spec.shards),
+                format!("bare pods take at most {MAX_BARE_POD_SHARDS} shards (their keys share one Secret); use --workload job"),
+            ));
+        }
         self.run = Some(spec.clone());
         let ns = self.options.namespace.clone();
         self.create_secret(spec).await?;
@@ -757,13 +784,36 @@ impl Launcher for KubeLauncher {
         }
         let pods = pods.state();
         let mut status = pod_status(&pods, &mut self.waiting_since, Instant::now());
+        // Which shards run and which succeeded, for the master's stall watch
+        // and its confirmation of shared-key reports.
+        let (mut running, mut succeeded) = (Vec::new(), Vec::new());
+        for pod in &pods {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            match (phase, shard_of(pod)) {
+                (Some("Running"), Some(shard)) => running.push(shard),
+                (Some("Succeeded"), Some(shard)) => succeeded.push(shard),
+                _ => {}
+            }
+        }
+        running.sort_unstable();
+        running.dedup();
         if self.options.workload == Workload::Job {
             let name = run.name();
             let job = self.jobs().get_opt(&name).await.map_err(|e| {
                 launch_error(&format!("reading job {name}"), &self.options.namespace, e)
             })?;
             match job {
-                Some(job) => apply_job_status(&mut status, &job, run, &pods),
+                Some(job) => {
+                    // The Job controller's own list: it outlives pods deleted by its TTL.
+                    if let Some(list) = job
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.completed_indexes.as_deref())
+                    {
+                        succeeded.extend(each_index(list).take(MAX_SHARDS_LISTED));
+                    }
+                    apply_job_status(&mut status, &job, run, &pods)
+                }
                 None => {
                     status
                         .fatal
@@ -771,7 +821,45 @@ impl Launcher for KubeLauncher {
                 }
             }
         }
-        Ok(status)
+        succeeded.sort_unstable();
+        succeeded.dedup();
+        Ok(status
+            .with_running_shards(running)
+            .with_succeeded_shards(succeeded))
+    }
+
+    /// An Indexed Job's stalled worker: deletes the shard's pod, and the Job
+    /// controller starts another for its index (a failed try, within
+    /// `--backoff-limit-per-index`). Bare pods are not replaced (the run's
+    /// Secret is owned by the pods it started): the default refusal, and the
+    /// master ends the run naming the shard.
+    async fn restart(&mut self, shard: u64) -> Result<(), LaunchError> {
+        let Some(run) = &self.run else {
+            return Ok(());
+        };
+        if self.options.workload != Workload::Job {
+            return Err(LaunchError::refused(
+                format!("replacing the pod of shard {shard}"),
+                "bare pods are not replaced; use --workload job",
+            ));
+        }
+        let lp = ListParams::default().labels(&format!(
+            "{},{JOB_INDEX}={shard}",
+            selector(Some(run.run_id))
+        ));
+        let action = format!(
+            "deleting the stalled pod of shard {shard} of {}",
+            run.name()
+        );
+        match self
+            .pod_api()
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(launch_error(&action, &self.options.namespace, e)),
+        }
     }
 
     async fn stop(&mut self) -> Result<(), LaunchError> {
@@ -1022,8 +1110,23 @@ fn apply_job_status(status: &mut WorkerStatus, job: &Job, run: &RunSpec, pods: &
     }
 }
 
-/// The annotation that holds a Job pod's completion index (its shard).
+/// The annotation (and, from Kubernetes 1.28, label) that holds a Job pod's
+/// completion index (its shard).
 const JOB_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// The most shards [`KubeLauncher::status`] reads from a Job's `completedIndexes`.
+const MAX_SHARDS_LISTED: usize = cnd_core::distributed::MAX_SHARDS as usize;
+
+/// A pod's shard, from what the control plane wrote: an Indexed Job pod's
+/// completion index, or a bare pod's [`LABEL_SHARD`].
+fn shard_of(pod: &Pod) -> Option<u64> {
+    let meta = &pod.metadata;
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(JOB_INDEX))
+        .or_else(|| meta.labels.as_ref()?.get(LABEL_SHARD))
+        .and_then(|index| index.parse().ok())
+}
 
 /// "; shard 1 (nonces A..B) ended with exit 137 (OOMKilled)" for the first few
 /// failed indexes of `list`, saying that their nonces went unsearched.

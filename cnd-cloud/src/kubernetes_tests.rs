@@ -212,11 +212,14 @@ async fn launch_creates_one_indexed_job_and_watches_its_pods() {
     assert_eq!(secret.body["metadata"]["name"], spec.name());
     assert_labels(&secret.body["metadata"], spec.run_id);
     assert_eq!(secret.body["immutable"], true);
-    // python3 -c "import base64;print(base64.b64encode(b'c5'*32).decode())": the key's hex, base64.
+    // The workers' shared key, never the run's own (which the master keeps):
+    // python3 -c "import base64,hmac,hashlib;k=hmac.new(bytes([0xc5]*32),b'cnd shared key',
+    //   hashlib.sha256).hexdigest();print(base64.b64encode(k.encode()).decode())"
     assert_eq!(
         secret.body["data"]["run-key"],
-        "YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNWM1YzVjNQ=="
+        "MTI3OWQyZTAxMDQyODI3NDlmMGMxZDg0Njc3ZDQ1ZDViZjFiMjdmNDIxNmZhMjJkMDFiMjdhNjBhZmIxNDYyOQ=="
     );
+    assert_eq!(secret.body["data"].as_object().unwrap().len(), 1);
 
     let create = seen.lock().unwrap()[1].clone();
     assert_eq!(create.method, "POST");
@@ -322,10 +325,22 @@ async fn pods_mode_creates_one_pod_per_shard() {
         assert_eq!(pod["metadata"]["labels"]["cnd/shard"], shard.to_string());
         assert_hardened_worker(&pod["spec"], &options);
         assert_eq!(pod["spec"]["activeDeadlineSeconds"], 660);
+        let env = env_of(&pod["spec"]["containers"][0]);
+        assert_eq!(env["CND_SHARD_INDEX"], shard.to_string());
+        // Each pod reads its own shard's key, and only that.
         assert_eq!(
-            env_of(&pod["spec"]["containers"][0])["CND_SHARD_INDEX"],
-            shard.to_string()
+            env["CND_RUN_KEY"]["secretKeyRef"],
+            json!({"name": spec.name(), "key": format!("shard-{shard}"), "optional": false})
         );
+    }
+    let secret = seen.lock().unwrap()[0].clone();
+    let data = secret.body["data"].as_object().unwrap();
+    let keys: Vec<&String> = data.keys().collect();
+    assert_eq!(keys, ["shard-0", "shard-1", "shard-2"]);
+    for shard in 0..3u64 {
+        let value = data[&format!("shard-{shard}")].clone();
+        let bytes: k8s_openapi::ByteString = serde_json::from_value(value).unwrap();
+        assert_eq!(bytes.0, spec.run_key.for_shard(shard).to_hex().into_bytes());
     }
     // The Secret belongs to every pod: the garbage collector removes it after the last.
     let patch = seen
@@ -1074,11 +1089,20 @@ async fn the_master_finds_the_nonce_in_a_pods_termination_message() {
             hash: cnd_core::verify(&puzzle, nonce).hash,
         },
     };
-    let envelope = Message::signed(&spec.run_key, report.to_json()).to_envelope();
+    // Every pod of an Indexed Job holds the shared key; the Job controller's
+    // index annotation says whose report each termination message is.
+    let envelope = Message::signed(&spec.run_key.shared(), report.to_json()).to_envelope();
     let forged = Message::unsigned(report.to_json()).to_envelope();
+    let indexed = |mut pod: Value, index: u64| {
+        pod["metadata"]["annotations"] =
+            json!({"batch.kubernetes.io/job-completion-index": index.to_string()});
+        pod
+    };
     let pods = vec![
-        ended_pod("forged", "Succeeded", 0, Some(&forged)),
-        ended_pod("winner", "Succeeded", 0, Some(&envelope)),
+        indexed(ended_pod("forged", "Succeeded", 0, Some(&forged)), 1),
+        // Shard 0's pod speaking for shard 1, with a perfect signed report.
+        indexed(ended_pod("impostor", "Succeeded", 0, Some(&envelope)), 0),
+        indexed(ended_pod("winner", "Succeeded", 0, Some(&envelope)), 1),
         pod("other", "Running", None),
     ];
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name(), "namespace": "cnd-test"},
@@ -1110,7 +1134,8 @@ async fn the_master_finds_the_nonce_in_a_pods_termination_message() {
         panic!("{out:?}")
     };
     assert_eq!((golden.nonce, golden.shard), (nonce, 1));
-    assert_eq!(golden.totals.ignored, 1, "the unsigned copy is ignored");
+    // The unsigned copy and the impostor's report are ignored.
+    assert_eq!(golden.totals.ignored, 2);
 }
 
 /// `ended_pod` with no container id, and the termination's times.
