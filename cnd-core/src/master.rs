@@ -845,6 +845,9 @@ async fn drive(
     }
 }
 
+// The error of each step is the run's one ending, returned once: its size
+// costs nothing worth a box.
+#[allow(clippy::result_large_err)]
 impl Run<'_> {
     async fn go(&mut self) -> Result<std::convert::Infallible, Ending> {
         self.launch().await?;
