@@ -800,8 +800,8 @@ fn stdout_reports_survive_forged_lines_and_a_worker_killed_mid_line() {
         );
         let unsigned = cnd_core::Message::unsigned(body.clone()).to_envelope();
         let wrong = cnd_core::Message {
-            body,
             signature: Some("0".repeat(64)),
+            ..cnd_core::Message::unsigned(body)
         }
         .to_envelope();
         format!("{unsigned}\n{wrong}\n")

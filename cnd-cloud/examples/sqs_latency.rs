@@ -37,7 +37,7 @@ async fn main() {
         // The master is already waiting in a long poll when the worker sends.
         let poll = async {
             let bodies = channel.receive(Duration::from_secs(20)).await.unwrap();
-            (Instant::now(), bodies.len())
+            (Instant::now(), bodies.messages.len())
         };
         let send = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
