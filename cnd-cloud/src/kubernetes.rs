@@ -1242,7 +1242,7 @@ fn seconds_left(
 /// cnd run, found by their labels in `namespace`. A Job is deleted with
 /// Background propagation and its pods are left to the garbage collector (they
 /// are not in [`Cleaned::pods`]); other pods are deleted one call each,
-/// [`DELETES_IN_FLIGHT`] at a time.
+/// `DELETES_IN_FLIGHT` (32) at a time.
 ///
 /// With `keep_live`, a run still within its lifetime (a Job or pod that has not
 /// finished and whose `activeDeadlineSeconds` has not passed) is left alone and

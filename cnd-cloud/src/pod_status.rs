@@ -85,7 +85,7 @@ impl PodStatusChannel {
 }
 
 /// Each termination message in `pod`'s status, with a key that names that one
-/// termination (see [`termination_key`]): a retried index runs in a new pod, so
+/// termination (pod, container, restart, container id, start and finish times, and a hash of the message): a retried index runs in a new pod, so
 /// its report has a new key. A message that is not an envelope
 /// (garbage, or one the kubelet cut at 4096 bytes) comes as an unsigned message,
 /// which the master ignores and counts.
