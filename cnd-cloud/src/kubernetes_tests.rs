@@ -1476,3 +1476,86 @@ async fn a_stop_cut_short_goes_on_where_it_was() {
     assert_eq!(again.len(), 6, "only the group that failed is asked again");
     assert_eq!(again[5], (100..150).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_job_names_its_running_and_succeeded_shards_and_replaces_a_stalled_pod() {
+    let spec = spec(6, 2);
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name(), "namespace": "cnd-test"},
+                     "status": {"active": 2, "succeeded": 3, "completedIndexes": "0,2-3"}});
+    let indexed = |name: &str, phase: &str, index: u64| {
+        let mut pod = pod(name, phase, None);
+        pod["metadata"]["annotations"] =
+            json!({"batch.kubernetes.io/job-completion-index": index.to_string()});
+        pod
+    };
+    let pods = vec![
+        indexed("a", "Running", 1),
+        indexed("b", "Running", 4),
+        // Succeeded and already gone from the list: index 3 is in completedIndexes.
+        indexed("c", "Succeeded", 2),
+        pod("unlabelled", "Running", None),
+    ];
+    let (client, seen) = mock(server(pods, Some(job)));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec).await.unwrap();
+    let status = status_when(&mut launcher, |s| s.running == 3).await;
+    assert_eq!(status.running_shards, Some(vec![1, 4]));
+    assert_eq!(status.succeeded_shards, [0, 2, 3]);
+
+    // The master's stall watch asks for shard 4's worker to be replaced: its
+    // pod is deleted by its index, and the Job controller starts another.
+    launcher.restart(4).await.unwrap();
+    let deletes: Vec<Seen> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/pods"))
+        .cloned()
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(
+        deletes[0]
+            .query
+            .contains("batch.kubernetes.io%2Fjob-completion-index%3D4"),
+        "{}",
+        deletes[0].query
+    );
+    assert!(
+        deletes[0]
+            .query
+            .contains(&format!("cnd%2Frun-id%3D{}", spec.run_id)),
+        "only this run's pod: {}",
+        deletes[0].query
+    );
+    launcher.stop().await.unwrap();
+
+    // Bare pods are not replaced: the master ends the run naming the shard.
+    let (client, _) = mock(server(vec![], None));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    launcher.launch(&spec).await.unwrap();
+    let refused = launcher.restart(1).await.unwrap_err();
+    assert!(
+        matches!(refused, cnd_core::LaunchError::Refused { .. }),
+        "{refused}"
+    );
+    launcher.stop().await.unwrap();
+}
+
+#[test]
+fn the_secret_of_the_most_bare_pods_fits_what_etcd_keeps() {
+    // Every shard's key, plus one owner reference per pod (what the launcher
+    // patches in), must stay under etcd's 1.5 MiB for an object.
+    let spec = spec(MAX_BARE_POD_SHARDS, 1);
+    let mut secret =
+        serde_json::to_value(secret_manifest(&spec, &options(Workload::Pods))).unwrap();
+    let owners: Vec<Value> = (0..MAX_BARE_POD_SHARDS)
+        .map(|shard| {
+            json!({"apiVersion": "v1", "kind": "Pod", "name": format!("{}-{shard}-abcde", spec.name()),
+                   "uid": Uuid::new_v4().to_string(), "blockOwnerDeletion": true})
+        })
+        .collect();
+    secret["metadata"]["ownerReferences"] = json!(owners);
+    let bytes = serde_json::to_vec(&secret).unwrap().len();
+    eprintln!("the Secret of {MAX_BARE_POD_SHARDS} bare pods: {bytes} bytes");
+    assert!(bytes < 1024 * 1024, "{bytes} bytes");
+}

@@ -434,8 +434,12 @@ impl SqsChannel {
                 .await;
             let out = match out {
                 Ok(out) => out,
-                // What earlier batches of this call took is in the inbox.
-                Err(_) if batch > 0 => break,
+                // What earlier batches of this call took is in the inbox; the
+                // next receive meets the failure again if it lasts.
+                Err(e) if batch > 0 => {
+                    tracing::debug!(queue = %self.queue_url, error = %error_chain(&e), "a further receive failed; returning what came");
+                    break;
+                }
                 Err(e) => {
                     return Err(Failure::of(e).into_channel_error(
                         format!("receiving from queue {}", self.queue_url),

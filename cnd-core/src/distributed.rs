@@ -165,10 +165,10 @@ impl RunSpec {
         self
     }
 
-    /// The same run with workers reporting progress every `every` (at least
-    /// 50 ms: what a worker accepts).
+    /// The same run with workers reporting progress every `every`, brought
+    /// within 50 ms ..= 1 h (what a worker accepts as `CND_PROGRESS_SECS`).
     pub fn with_progress_every(mut self, every: Duration) -> RunSpec {
-        self.progress_every = every.max(Duration::from_millis(50));
+        self.progress_every = every.clamp(Duration::from_millis(50), Duration::from_secs(3600));
         self
     }
 

@@ -781,6 +781,13 @@ enum Authority {
     Run,
 }
 
+/// The calls whose failures the master rides out within `retry_for`.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Status,
+    Receive,
+}
+
 /// The longest one receive waits while the master drains the channel before
 /// it concludes (a long poll of a second asks every SQS server).
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
@@ -925,7 +932,7 @@ impl Run<'_> {
         let status = match status {
             Ok(status) => status,
             Err(e) => {
-                return self.on_call_failure("worker status", e, MasterError::Status);
+                return self.on_call_failure(Call::Status, e);
             }
         };
         self.status_failing.reset();
@@ -978,7 +985,7 @@ impl Run<'_> {
                 self.absorb(received)
             }
             Err(e) => {
-                self.on_call_failure("receiving results", e, MasterError::Channel)?;
+                self.on_call_failure(Call::Receive, e)?;
                 // Not a hot loop against a failing service; the cancellation and
                 // the deadline still cut the wait short.
                 let backoff = self.receive_failing.backoff();
@@ -992,15 +999,18 @@ impl Run<'_> {
 
     /// A failed `status` or `receive`: refusals end the run at once, other
     /// failures are retried while they last less than `retry_for`.
-    fn on_call_failure(
-        &mut self,
-        what: &'static str,
-        error: CallError,
-        fail: fn(CallError) -> MasterError,
-    ) -> Result<(), Ending> {
-        let failing = match what {
-            "worker status" => &mut self.status_failing,
-            _ => &mut self.receive_failing,
+    fn on_call_failure(&mut self, call: Call, error: CallError) -> Result<(), Ending> {
+        let (what, failing, fail): (_, _, fn(CallError) -> MasterError) = match call {
+            Call::Status => (
+                "worker status",
+                &mut self.status_failing,
+                MasterError::Status,
+            ),
+            Call::Receive => (
+                "receiving results",
+                &mut self.receive_failing,
+                MasterError::Channel,
+            ),
         };
         let refused = matches!(error, CallError::Refused { .. });
         if refused || !failing.again(self.options.retry_for) {
@@ -1034,16 +1044,18 @@ impl Run<'_> {
     /// concludes without it.
     async fn drain(&mut self) -> Result<(), Ending> {
         let until = Instant::now() + self.options.drain_for;
-        let limit = DRAIN_WAIT + self.options.call_timeout;
         let mut calls = 0u32;
-        while Instant::now() < until {
+        loop {
             self.check_cut()?;
+            // Each call within what is left of the drain, so the drain as a
+            // whole takes at most `drain_for`.
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             calls += 1;
-            let received = match self
-                .clock
-                .bounded(limit, self.channel.receive(DRAIN_WAIT))
-                .await
-            {
+            let wait = DRAIN_WAIT.min(left);
+            let received = match self.clock.bounded(left, self.channel.receive(wait)).await {
                 Ok(Ok(received)) => received,
                 Ok(Err(e)) => {
                     tracing::debug!(run = %self.spec.run_id, "draining the channel stopped: {}", error_chain(&e));
@@ -2501,7 +2513,12 @@ mod tests {
     #[test]
     fn a_worker_whose_progress_stops_is_replaced() {
         let spec = spec(60, None, 2);
-        let mut channel = MemoryChannel::new();
+        // Shard 1's count moves at every receive, so at every status poll it has
+        // just moved, however loaded the machine; shard 0's never does.
+        let mut channel = Ticking {
+            spec: spec.clone(),
+            hashes: 0,
+        };
         let status = WorkerStatus::default()
             .with_running(2)
             .with_running_shards(vec![0, 1]);
@@ -2512,21 +2529,10 @@ mod tests {
         };
         let restarts = Arc::clone(&launcher.restarts);
         let options = MasterOptions {
-            stall_after: Some(Duration::from_millis(100)),
-            deadline: Some(Instant::now() + Duration::from_millis(4500)),
+            stall_after: Some(Duration::from_secs(1)),
+            // Polls at 0 s and 2 s: shard 0 is replaced at the second.
+            deadline: Some(Instant::now() + Duration::from_millis(3500)),
             ..MasterOptions::default()
-        };
-        // Shard 1's count keeps moving; shard 0's never does.
-        let sender = channel.clone();
-        let progress = {
-            let spec = spec.clone();
-            std::thread::spawn(move || {
-                for hashes in 1..=40 {
-                    let report = report(&spec, 1, hashes, ReportKind::Progress);
-                    sender.send(signed(&spec, &report));
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
         };
         let (out, events) = run_with(
             &mut launcher,
@@ -2535,7 +2541,6 @@ mod tests {
             &options,
             &CancelToken::new(),
         );
-        progress.join().unwrap();
         assert!(
             matches!(out, Ok(MasterOutcome::TimedOut(ref t)) if t.stalled >= 1),
             "{out:?}"
@@ -2548,6 +2553,29 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, MasterEvent::Stalled { shard: 0, silent_for } if *silent_for >= Duration::from_millis(100))));
+    }
+
+    /// A channel whose every receive brings shard 1's next progress report.
+    struct Ticking {
+        spec: RunSpec,
+        hashes: u64,
+    }
+
+    #[async_trait]
+    impl ResultChannel for Ticking {
+        fn address(&self) -> &str {
+            "ticking://"
+        }
+        async fn receive(&mut self, _: Duration) -> Result<Received, ChannelError> {
+            // Not a hot loop: the master receives again at once.
+            std::thread::sleep(Duration::from_millis(20));
+            self.hashes += 1;
+            let report = report(&self.spec, 1, self.hashes, ReportKind::Progress);
+            Ok(Received::new(vec![signed(&self.spec, &report)]))
+        }
+        async fn close(&mut self) -> Result<(), ChannelError> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -168,6 +168,8 @@ fn init_logging() {
 enum Stop {
     Term,
     Int,
+    Hup,
+    Quit,
 }
 
 impl Stop {
@@ -175,14 +177,19 @@ impl Stop {
         match self {
             Stop::Term => ExitCode::from(143),
             Stop::Int => ExitCode::from(130),
+            Stop::Hup => ExitCode::from(129),
+            Stop::Quit => ExitCode::from(131),
         }
     }
 }
 
-/// Resolves when SIGTERM (Kubernetes deleting the pod) or SIGINT arrives.
+/// Resolves when SIGTERM (Kubernetes deleting the pod), SIGINT, SIGHUP (a
+/// closed terminal) or SIGQUIT arrives: each stops the search the same way.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -190,6 +197,8 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("could not handle SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("could not handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("could not handle SIGHUP")?,
+            quit: signal(SignalKind::quit()).context("could not handle SIGQUIT")?,
         })
     }
 
@@ -197,6 +206,8 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => Stop::Term,
             _ = self.int.recv() => Stop::Int,
+            _ = self.hup.recv() => Stop::Hup,
+            _ = self.quit.recv() => Stop::Quit,
         }
     }
 }

@@ -233,6 +233,17 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::Exit
 
 #[tokio::test]
 async fn sigterm_stops_a_long_search_promptly() {
+    stops_a_long_search_promptly("TERM", 143).await;
+}
+
+/// A closed terminal (SIGHUP) or SIGQUIT stops a worker the same way, with its own code.
+#[tokio::test]
+async fn sighup_and_sigquit_stop_a_long_search_promptly() {
+    stops_a_long_search_promptly("HUP", 129).await;
+    stops_a_long_search_promptly("QUIT", 131).await;
+}
+
+async fn stops_a_long_search_promptly(signal: &str, code: i32) {
     let moto = MotoServer::start();
     let client = moto.client().await;
     let run_id = Uuid::new_v4();
@@ -265,7 +276,7 @@ async fn sigterm_stops_a_long_search_promptly() {
     assert_eq!(progress.run_id, run_id);
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -273,10 +284,10 @@ async fn sigterm_stops_a_long_search_promptly() {
     let exit = wait_bounded(&mut child, Duration::from_secs(10));
     let Some(exit) = exit else {
         child.kill().unwrap();
-        panic!("the worker did not exit within 10 s of SIGTERM");
+        panic!("the worker did not exit within 10 s of SIG{signal}");
     };
-    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
-    assert_eq!(exit.code(), Some(143));
+    eprintln!("exited {:?} after SIG{signal}", signalled.elapsed());
+    assert_eq!(exit.code(), Some(code));
     channel.close().await.unwrap();
 }
 
