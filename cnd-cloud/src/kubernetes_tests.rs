@@ -21,35 +21,7 @@ type Answer = Box<dyn Fn(&Seen) -> Option<(u16, Value)> + Send + Sync>;
 
 /// A client whose API server is `answer`: `None` leaves the request hanging (a watch).
 fn mock(answer: Answer) -> (Client, Arc<Mutex<Vec<Seen>>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        let mut hanging = Vec::new();
-        while let Some((request, respond)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap_or_default();
-            let seen = Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-                query: parts.uri.query().unwrap_or_default().to_string(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let answer = answer(&seen);
-            log.lock().unwrap().push(seen);
-            match answer {
-                Some((code, value)) => respond.send_response(
-                    Response::builder()
-                        .status(code)
-                        .header("content-type", "application/json")
-                        .body(Body::from(serde_json::to_vec(&value).unwrap()))
-                        .unwrap(),
-                ),
-                None => hanging.push(respond),
-            }
-        }
-    });
-    (Client::new(service, "default"), seen)
+    timed_mock(answer, |_| Duration::ZERO)
 }
 
 fn status_body(code: u16, reason: &str, message: &str) -> Value {

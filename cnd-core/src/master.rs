@@ -2293,6 +2293,16 @@ mod tests {
         can_restart: bool,
     }
 
+    impl Told {
+        /// A launcher whose status is always `status`.
+        fn saying(status: WorkerStatus) -> Told {
+            Told {
+                status: Arc::new(Mutex::new(status)),
+                ..Told::default()
+            }
+        }
+    }
+
     #[async_trait]
     impl Launcher for Told {
         async fn launch(&mut self, _: &RunSpec) -> Result<(), LaunchError> {
@@ -2311,6 +2321,15 @@ mod tests {
         async fn stop(&mut self) -> Result<(), LaunchError> {
             Ok(())
         }
+    }
+
+    /// A run with no deadline and no interrupt.
+    fn run_to_end(
+        launcher: &mut dyn Launcher,
+        channel: &mut dyn ResultChannel,
+        spec: &RunSpec,
+    ) -> (Result<MasterOutcome, MasterError>, Vec<MasterEvent>) {
+        run(launcher, channel, spec, None, &CancelToken::new())
     }
 
     /// A `found` report for `shard`'s smallest golden nonce.
@@ -2348,18 +2367,9 @@ mod tests {
         let status = WorkerStatus::default()
             .with_running(3)
             .with_running_shards(vec![1, 2, 3]);
-        let mut launcher = Told {
-            status: Arc::new(Mutex::new(status)),
-            ..Told::default()
-        };
+        let mut launcher = Told::saying(status);
         channel.send(signed(&spec, &real_find(&spec, 2)));
-        let (out, events) = run(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            None,
-            &CancelToken::new(),
-        );
+        let (out, events) = run_to_end(&mut launcher, &mut channel, &spec);
         let Ok(MasterOutcome::Found(golden)) = out else {
             panic!("{out:?}")
         };
@@ -2412,13 +2422,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2500));
             sender.send(Message::signed(&shared, find.to_json()).from_sender(Sender::Claims(1)));
         });
-        let (out, _) = run(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            None,
-            &CancelToken::new(),
-        );
+        let (out, _) = run_to_end(&mut launcher, &mut channel, &spec);
         finder.join().unwrap();
         let Ok(MasterOutcome::Found(golden)) = out else {
             panic!("{out:?}")
@@ -2438,13 +2442,7 @@ mod tests {
         *status.lock().unwrap() = WorkerStatus::default()
             .with_succeeded(2)
             .with_succeeded_shards(vec![0, 1]);
-        let (out, _) = run(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            None,
-            &CancelToken::new(),
-        );
+        let (out, _) = run_to_end(&mut launcher, &mut channel, &spec);
         assert!(
             matches!(out, Ok(MasterOutcome::Exhausted(ref t)) if t.shards_done == 2),
             "{out:?}"
@@ -2462,21 +2460,12 @@ mod tests {
         let mut answers: Vec<Received> = vec![flood; 12];
         answers.push(Received::new(vec![find]));
         let mut channel = Flooded(answers.into());
-        let mut launcher = Told {
-            status: Arc::new(Mutex::new(
-                WorkerStatus::default()
-                    .with_succeeded(2)
-                    .with_succeeded_shards(vec![0, 1]),
-            )),
-            ..Told::default()
-        };
-        let (out, _) = run(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            None,
-            &CancelToken::new(),
+        let mut launcher = Told::saying(
+            WorkerStatus::default()
+                .with_succeeded(2)
+                .with_succeeded_shards(vec![0, 1]),
         );
+        let (out, _) = run_to_end(&mut launcher, &mut channel, &spec);
         let Ok(MasterOutcome::Found(golden)) = out else {
             panic!("{out:?}")
         };
@@ -2585,10 +2574,7 @@ mod tests {
         let status = WorkerStatus::default()
             .with_running(1)
             .with_running_shards(vec![1]);
-        let mut launcher = Told {
-            status: Arc::new(Mutex::new(status)),
-            ..Told::default()
-        };
+        let mut launcher = Told::saying(status);
         let options = MasterOptions {
             stall_after: Some(Duration::from_millis(100)),
             ..MasterOptions::default()
@@ -2635,13 +2621,7 @@ mod tests {
             }
         }
         let mut launcher = Told::default();
-        let (out, events) = run(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            None,
-            &CancelToken::new(),
-        );
+        let (out, events) = run_to_end(&mut launcher, &mut channel, &spec);
         let Ok(MasterOutcome::Exhausted(totals)) = out else {
             panic!("{out:?}")
         };
