@@ -255,6 +255,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The interval between a worker's progress reports: [`parse_duration`], from
+/// 50 ms to 1 h (what the worker accepts as `CND_PROGRESS_SECS`).
+pub fn parse_progress_every(s: &str) -> Result<Duration, String> {
+    let every = parse_duration(s)?;
+    if every < Duration::from_millis(50) || every > Duration::from_secs(3600) {
+        return Err(format!("{s:?} is outside 50ms ..= 1h"));
+    }
+    Ok(every)
+}
+
 /// A duration checked as [`parse_duration`] does, kept as written (to pass on
 /// to `submit`, as `sweep` does).
 pub fn parse_duration_text(s: &str) -> Result<String, String> {
@@ -328,6 +338,11 @@ mod duration_tests {
             assert!(parse_repeat(bad).is_err(), "{bad:?}");
         }
         assert!(parse_count("100001").is_err());
+        assert_eq!(parse_progress_every("0.05"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_progress_every("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["0.049", "1h1s", "1e300", "0", "-1", "nan"] {
+            assert!(parse_progress_every(bad).is_err(), "{bad:?}");
+        }
         assert!(parse_repeat("1001").is_err());
         assert!(parse_pod_list("1,+2").is_err());
         assert!(parse_difficulties("+20..22").is_err());

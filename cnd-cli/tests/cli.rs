@@ -641,6 +641,18 @@ fn every_count_flag_refuses_a_leading_plus() {
         &["verify", "-d", "+8", "--nonce", "1"],
         &["run", "-d", "8", "--threads", "+2"],
         &["plan", "-d", "8", "--rate", "1", "--pods", "+4"],
+        &["submit", "-d", "8", "--launcher", "local", "--pods", "+4"],
+        &[
+            "submit",
+            "-d",
+            "8",
+            "--launcher",
+            "local",
+            "--pods",
+            "2",
+            "--shards",
+            "+4",
+        ],
         &["sweep", "--pods", "+1", "-d", "8", "--out", "x"],
         &["sweep", "--pods", "1", "-d", "+8", "--out", "x"],
         &["sweep", "--pods", "1", "-d", "8..+9", "--out", "x"],
@@ -760,4 +772,183 @@ fn a_sweep_too_big_or_that_submit_would_refuse_is_refused_before_it_starts() {
         assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
         assert!(!dir.exists(), "{all:?} made {out}");
     }
+}
+
+/// A compromised worker: it holds its own shard's key (from its environment,
+/// as every worker does) and signs `exhausted` for every shard of the run, at
+/// once, without searching. Python's hmac signs, so the lie does not depend on
+/// our own signing code.
+const LYING_WORKER: &str = r#"
+import hashlib, hmac, json, os, sys
+key = bytes.fromhex(os.environ["CND_RUN_KEY"])
+start, end = (int(x) for x in os.environ["CND_RANGE"].split(".."))
+shards = int(os.environ["CND_SHARD_COUNT"])
+for shard in range(shards):
+    body = json.dumps({"v": 1, "run_id": os.environ["CND_RUN_ID"], "kind": "exhausted",
+                       "shard": shard, "worker": "liar", "hashes": (end - start) // shards,
+                       "elapsed_ms": 1})
+    signature = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    print(json.dumps({"body": body, "cnd-signature": signature}), flush=True)
+open(sys.argv[1], "w").close()
+"#;
+
+/// A `CND_WORKER_BIN` that runs [`LYING_WORKER`] for shard 0 and the real
+/// worker for every other shard, once the lies are out (and a moment more, for
+/// the master to read them: were they read after a find, the test would pass
+/// without proving anything, never fail wrongly); its directory is removed on
+/// drop.
+struct LyingWorkerBin {
+    dir: std::path::PathBuf,
+}
+
+impl LyingWorkerBin {
+    fn new() -> LyingWorkerBin {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cnd-liar-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let liar = dir.join("liar.py");
+        std::fs::write(&liar, LYING_WORKER).unwrap();
+        let bin = dir.join("worker");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\n\
+                 lied='{lied}'\n\
+                 if [ \"$CND_SHARD_INDEX\" = 0 ]; then exec python3 '{liar}' \"$lied\"; fi\n\
+                 for _ in $(seq 600); do [ -e \"$lied\" ] && break; sleep 0.05; done\n\
+                 sleep 0.5\n\
+                 exec '{worker}' \"$@\"\n",
+                lied = dir.join("lied").display(),
+                liar = liar.display(),
+                worker = support::worker_bin().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        LyingWorkerBin { dir }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.join("worker")
+    }
+}
+
+impl Drop for LyingWorkerBin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_worker_that_signs_exhausted_for_every_shard_ends_only_its_own() {
+    // Shard 1 of 4 over 0..4000000 holds 1027827 (hashlib: 18 leading zero
+    // bits); before reports were bound to their sender this run ended at
+    // once with exit 3, "no golden nonce".
+    let liar = LyingWorkerBin::new();
+    let out = local(&[
+        "submit",
+        "--launcher",
+        "local",
+        "--pods",
+        "4",
+        "--threads",
+        "1",
+        "-d",
+        "18",
+        "--range",
+        "0..4000000",
+        "--json",
+    ])
+    .env("CND_WORKER_BIN", liar.path())
+    .output()
+    .unwrap();
+    support::assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let nonce: u64 = v["nonce"].as_str().unwrap().parse().unwrap();
+    assert!(v["shard"].as_u64().unwrap() >= 1, "{v}");
+    assert!(nonce >= 1_000_000, "{v}");
+    let check = cnd(&[
+        "verify",
+        "-d",
+        "18",
+        "--nonce",
+        &nonce.to_string(),
+        "--json",
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    // The three lies about other shards, each counted; the one about its own
+    // shard counts (that is all a compromised worker can do).
+    assert_eq!(v["ignored_messages"], 3, "{v}");
+
+    std::fs::remove_file(liar.dir.join("lied")).unwrap();
+    let out = local(&[
+        "submit",
+        "--launcher",
+        "local",
+        "--pods",
+        "4",
+        "--threads",
+        "1",
+        "-d",
+        "18",
+        "--range",
+        "0..4000000",
+    ])
+    .env("CND_WORKER_BIN", liar.path())
+    .output()
+    .unwrap();
+    support::assert_exit(&out, 0);
+    let stderr = support::stderr_of(&out);
+    for shard in 1..4 {
+        assert!(
+            stderr.contains(&format!(
+                "report for shard {shard} from the worker of shard 0"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_frozen_by_sigstop_is_replaced_and_the_run_goes_on() {
+    // Progress every 0.25 s: a worker silent for 6 of them (1.5 s) is stalled.
+    let run = uuid::Uuid::new_v4().to_string();
+    let mut child = endless_local_submit(&run, &["--progress-every", "0.25"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_workers(&mut child, &run, 2);
+    let frozen = workers_of(&run)[0];
+    // SAFETY: kill(2) on a worker of our own child's run, still running.
+    unsafe {
+        libc::kill(frozen as libc::pid_t, libc::SIGSTOP);
+    }
+    // Replaced: the frozen worker is gone and two run again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let workers = workers_of(&run);
+        if !workers.contains(&frozen) && workers.len() == 2 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("cnd-cli ended ({status}) instead of replacing the frozen worker");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the frozen worker {frozen} was never replaced"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = wait_for_end(child, &run, Duration::from_secs(60));
+    support::assert_exit(&output, 143);
+    let stderr = support::stderr_of(&output);
+    assert!(
+        stderr.contains("reported no progress for") && stderr.contains("started it again"),
+        "{stderr}"
+    );
 }

@@ -63,12 +63,12 @@ fn cli_with(moto: &MotoServer, args: &[&str]) -> Command {
 /// Starts `command` (a search that will not end by itself) and waits until
 /// `pods` of its workers run.
 fn start_endless_run(command: &mut Command, run: Uuid, pods: usize) -> Child {
-    let child = command
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_workers(run, pods);
+    wait_for_workers(&mut child, run, pods);
     child
 }
 
@@ -123,12 +123,18 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn wait_for_workers(run: Uuid, count: usize) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits (bounded) until `count` workers of `run` run and returns their pids,
+/// or `None` as soon as `child` (the master) has ended: a run that can end by
+/// itself may do so before a poll sees its workers on a loaded machine.
+fn workers_unless_ended(child: &mut Child, run: Uuid, count: usize) -> Option<Vec<u32>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let pids = processes_of(run);
         if pids.len() >= count {
-            return pids;
+            return Some(pids);
+        }
+        if child.try_wait().unwrap().is_some() {
+            return None;
         }
         assert!(
             Instant::now() < deadline,
@@ -136,6 +142,12 @@ fn wait_for_workers(run: Uuid, count: usize) -> Vec<u32> {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// As [`workers_unless_ended`], for a run that cannot end by itself.
+fn wait_for_workers(child: &mut Child, run: Uuid, count: usize) -> Vec<u32> {
+    workers_unless_ended(child, run, count)
+        .unwrap_or_else(|| panic!("cnd-cli ended before {count} workers of {run} ran"))
 }
 
 #[test]
@@ -317,10 +329,11 @@ fn an_empty_range_is_exhausted_quickly() {
 #[test]
 fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
     let moto = MotoServer::start();
-    // A find before the kill lands would prove nothing: try again (rarely needed).
-    for _attempt in 0..3 {
+    // A find before the kill lands would prove nothing: try again (on a loaded
+    // machine the run can even end before a poll sees its workers).
+    for _attempt in 0..5 {
         let run = Uuid::new_v4();
-        let child = submit(
+        let mut child = submit(
             &moto,
             &[
                 "-d",
@@ -337,7 +350,14 @@ fn a_killed_worker_is_restarted_and_the_run_still_succeeds() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-        let victim = wait_for_workers(run, 1)[0];
+        let Some(workers) = workers_unless_ended(&mut child, run, 1) else {
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+            assert_nothing_left(&moto, run);
+            eprintln!("the run ended before its workers were seen; again");
+            continue;
+        };
+        let victim = workers[0];
         let _ = Command::new("kill")
             .args(["-KILL", &victim.to_string()])
             .status();
@@ -516,7 +536,7 @@ fn workers_die_with_a_master_killed_by_sigkill() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    wait_for_workers(run, 2);
+    wait_for_workers(&mut child, run, 2);
     child.kill().unwrap(); // SIGKILL: no handler, no cleanup of its own
     child.wait().unwrap();
     let killed = Instant::now();

@@ -21,7 +21,8 @@ use cnd_core::{stats, LaunchError, Launcher, ResultChannel, RunSpec, RunSpecErro
 use uuid::Uuid;
 
 use crate::args::{
-    parse_duration, parse_positive, parse_probability, range_for, OutputArgs, PuzzleArgs,
+    parse_count, parse_duration, parse_positive, parse_probability, parse_progress_every,
+    range_for, OutputArgs, PuzzleArgs,
 };
 use crate::cluster::{
     cpu_cores, kube_client, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_image,
@@ -169,6 +170,12 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "60s")]
     retry_for: Duration,
 
+    /// How often each worker reports its progress. A worker whose count stops
+    /// moving for 6 of these is taken as wedged: stopped and started again for
+    /// its shard, or, where that cannot be done, the run ends naming it.
+    #[arg(long, value_name = "DUR", value_parser = parse_progress_every, default_value = "5s")]
+    progress_every: Duration,
+
     /// Local: threads of each worker. [default: this machine's CPUs / pods]
     #[arg(long, value_name = "N", value_parser = crate::args::parse_threads)]
     threads: Option<usize>,
@@ -183,15 +190,6 @@ pub struct SubmitArgs {
 
     #[command(flatten)]
     output: OutputArgs,
-}
-
-fn parse_count(s: &str) -> Result<u64, String> {
-    match s.trim().parse::<u64>() {
-        Ok(0) => Err("the count must be at least 1".to_string()),
-        Ok(n) if n > 100_000 => Err(format!("{n} is more than the 100000 supported")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
-    }
 }
 
 /// What the flags say to do, validated.
@@ -346,7 +344,10 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         .address(),
         (ChannelKind::Stdout, _) => cnd_core::Destination::Stdout.address(),
     };
-    let spec = spec.with_queue_url(queue_url).with_timeout(args.timeout);
+    let spec = spec
+        .with_queue_url(queue_url)
+        .with_timeout(args.timeout)
+        .with_progress_every(args.progress_every);
     let kube = KubeOptions {
         // Unset: the kubeconfig's namespace at submit (see kube_client), none in a dry run.
         namespace: args.namespace.clone().unwrap_or_default(),

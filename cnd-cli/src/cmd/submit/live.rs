@@ -121,6 +121,10 @@ impl Live {
             MasterEvent::WorkerFailed { worker, error, .. } => {
                 console::say(format!("worker {worker} failed: {error}"))
             }
+            MasterEvent::Stalled { shard, silent_for } => console::say(format!(
+                "the worker of shard {shard} reported no progress for {}; stopped it and started it again",
+                human::duration(silent_for)
+            )),
             MasterEvent::CleanupFailed(what) => console::say(format!(
                 "warning: {what}; `cnd-cli cleanup --run {}` removes what is left",
                 self.run_id
@@ -211,6 +215,8 @@ impl Live {
 /// The kind of an ignored message, in a few words, for the summaries.
 fn ignored_kind(why: &Ignored) -> &'static str {
     match why {
+        Ignored::NoSender => "naming no shard",
+        Ignored::WrongShard { .. } => "for another worker's shard",
         Ignored::Unsigned => "unsigned",
         Ignored::BadSignature => "wrong signature",
         Ignored::Malformed(_) => "malformed",
