@@ -41,12 +41,5 @@ pub mod pod_status;
 pub mod sqs;
 
 /// The [`Timer`](cnd_core::Timer) of a tokio runtime, for
-/// [`run_master`](cnd_core::run_master) under tokio.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioTimer;
-
-impl cnd_core::Timer for TokioTimer {
-    fn sleep(&self, duration: std::time::Duration) -> cnd_core::cancel::Sleep {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
+/// [`run_master`](cnd_core::run_master) under tokio (cnd-core's, feature `tokio`).
+pub use cnd_core::TokioTimer;

@@ -3,19 +3,18 @@
 //! `cnd-cloud` drives Kubernetes pods or local processes.
 //!
 //! ```sh
-//! cargo run -p cnd-core --example distributed
+//! cargo run -p cnd-core --features tokio --example distributed
 //! ```
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use cnd_core::cancel::Sleep;
 use cnd_core::memory::MemoryChannel;
 use cnd_core::{
     async_trait, run_master, search, verify, CancelToken, LaunchError, Launcher, MasterEvent,
     MasterOptions, MasterOutcome, Message, Puzzle, Report, ReportKind, RunSpec, SearchControl,
-    SearchOptions, SearchOutcome, Sender, Timer, WorkerStatus,
+    SearchOptions, SearchOutcome, Sender, TokioTimer, WorkerStatus,
 };
 
 /// Starts one thread per shard; each reports on `channel`, signed with its shard's key.
@@ -100,15 +99,6 @@ impl Launcher for ThreadLauncher {
             let _ = worker.join();
         }
         Ok(())
-    }
-}
-
-/// The one thing the master needs from the runtime: sleeping.
-struct TokioTimer;
-
-impl Timer for TokioTimer {
-    fn sleep(&self, duration: Duration) -> Sleep {
-        Box::pin(tokio::time::sleep(duration))
     }
 }
 

@@ -64,7 +64,9 @@ pub use async_trait::async_trait;
 pub use uuid::Uuid;
 
 pub use backend::{cpu_model, Backend, BackendError};
-pub use cancel::{CancelToken, ThreadTimer, Timer};
+#[cfg(feature = "tokio")]
+pub use cancel::TokioTimer;
+pub use cancel::{CancelToken, Sleep, ThreadTimer, Timer};
 pub use distributed::{
     CallError, Cause, ChannelError, Destination, EnvelopeError, LaunchError, Launcher, Message,
     Received, ResultChannel, RunSpec, RunSpecError, Sender, WorkerStatus,

@@ -25,12 +25,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::{pending, poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::cancel::{CancelToken, Timer};
+use crate::cancel::{CancelToken, Sleep, Timer};
 use crate::distributed::{
     error_chain, CallError, ChannelError, LaunchError, Launcher, Message, Received, ResultChannel,
     RunSpec, RunSpecError, Sender, WorkerStatus, STALL_INTERVALS,
@@ -438,12 +438,56 @@ impl Default for MasterOptions {
 }
 
 impl MasterOptions {
-    /// The defaults with a deadline.
+    /// The defaults with a deadline (an instant of the [`Timer`] the run is
+    /// given: with a virtual clock, a virtual instant).
+    #[must_use]
     pub fn with_deadline(deadline: Option<Instant>) -> MasterOptions {
         MasterOptions {
             deadline,
             ..MasterOptions::default()
         }
+    }
+
+    /// These options with [`retry_for`](MasterOptions::retry_for) set.
+    #[must_use]
+    pub fn with_retry_for(mut self, retry_for: Duration) -> MasterOptions {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// These options with [`call_timeout`](MasterOptions::call_timeout) set.
+    #[must_use]
+    pub fn with_call_timeout(mut self, call_timeout: Duration) -> MasterOptions {
+        self.call_timeout = call_timeout;
+        self
+    }
+
+    /// These options with [`launch_timeout`](MasterOptions::launch_timeout) set.
+    #[must_use]
+    pub fn with_launch_timeout(mut self, launch_timeout: Duration) -> MasterOptions {
+        self.launch_timeout = launch_timeout;
+        self
+    }
+
+    /// These options with [`cleanup_for`](MasterOptions::cleanup_for) set.
+    #[must_use]
+    pub fn with_cleanup_for(mut self, cleanup_for: Duration) -> MasterOptions {
+        self.cleanup_for = cleanup_for;
+        self
+    }
+
+    /// These options with [`stall_after`](MasterOptions::stall_after) set.
+    #[must_use]
+    pub fn with_stall_after(mut self, stall_after: Option<Duration>) -> MasterOptions {
+        self.stall_after = stall_after;
+        self
+    }
+
+    /// These options with [`drain_for`](MasterOptions::drain_for) set.
+    #[must_use]
+    pub fn with_drain_for(mut self, drain_for: Duration) -> MasterOptions {
+        self.drain_for = drain_for;
+        self
     }
 }
 
@@ -469,12 +513,8 @@ pub async fn run_master(
     cancel: &CancelToken,
     mut on_event: impl FnMut(MasterEvent) + Send,
 ) -> Result<MasterOutcome, MasterError> {
-    let started = Instant::now();
-    let clock = Clock {
-        timer,
-        cancel: Some(cancel),
-        deadline: options.deadline,
-    };
+    let started = timer.now();
+    let clock = Clock::new(timer, Some(cancel), options.deadline);
     let result = drive(
         launcher,
         channel,
@@ -488,11 +528,7 @@ pub async fn run_master(
     // Whatever happened, the run leaves nothing behind (the original leaked pods).
     // Cleanup outlives the cancellation or deadline that ended the run; only a
     // second cancellation (the user insisting) cuts it short.
-    let cleanup = Clock {
-        timer,
-        cancel: None,
-        deadline: Some(Instant::now() + options.cleanup_for),
-    };
+    let cleanup = Clock::new(timer, None, Some(timer.now() + options.cleanup_for));
     let limit = options.call_timeout;
     let (stopped, closed) = join(
         retry_cleanup(&cleanup, cancel, limit, launcher, |l| l.stop()),
@@ -627,23 +663,72 @@ enum Cut {
     TimedOut,
 }
 
-/// What every call of a run is raced against.
+/// What every call of a run is raced against, and where the run reads the time.
 struct Clock<'a> {
     timer: &'a dyn Timer,
     cancel: Option<&'a CancelToken>,
     deadline: Option<Instant>,
+    /// The one sleep until `deadline`, made at the first bounded call and
+    /// shared by every call after it (not one per call).
+    deadline_sleep: std::sync::Mutex<DeadlineSleep>,
 }
 
-impl Clock<'_> {
+/// [`Clock::deadline_sleep`]: not made yet, sleeping, or passed.
+enum DeadlineSleep {
+    NotYet,
+    Sleeping(Sleep),
+    Passed,
+}
+
+impl<'a> Clock<'a> {
+    fn new(
+        timer: &'a dyn Timer,
+        cancel: Option<&'a CancelToken>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Clock {
+            timer,
+            cancel,
+            deadline,
+            deadline_sleep: std::sync::Mutex::new(DeadlineSleep::NotYet),
+        }
+    }
+
+    /// The present, on the timer's clock.
+    fn now(&self) -> Instant {
+        self.timer.now()
+    }
+
+    /// Whether the deadline has passed, polling the run's one deadline sleep
+    /// (made here at the first call) so that `cx` is woken when it does.
+    fn poll_deadline(&self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let mut state = self
+            .deadline_sleep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let DeadlineSleep::NotYet = *state {
+            let left = deadline.saturating_duration_since(self.now());
+            *state = DeadlineSleep::Sleeping(self.timer.sleep(left));
+        }
+        let passed = match &mut *state {
+            DeadlineSleep::Sleeping(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            DeadlineSleep::Passed => true,
+            DeadlineSleep::NotYet => false,
+        };
+        if passed {
+            *state = DeadlineSleep::Passed;
+        }
+        passed
+    }
+
     /// Runs `call` until it finishes, the run is cancelled, the deadline passes,
     /// or `limit` passes, whichever comes first.
     async fn bounded<T>(&self, limit: Duration, call: impl Future<Output = T>) -> Result<T, Cut> {
         let mut call = pin!(call);
         let mut cancelled = self.cancel.map(|c| Box::pin(c.cancelled()));
-        let mut deadline = self.deadline.map(|d| {
-            self.timer
-                .sleep(d.saturating_duration_since(Instant::now()))
-        });
         let mut limit = self.timer.sleep(limit);
         poll_fn(|cx| {
             if let Poll::Ready(out) = call.as_mut().poll(cx) {
@@ -655,10 +740,7 @@ impl Clock<'_> {
             {
                 return Poll::Ready(Err(Cut::Cancelled));
             }
-            if deadline
-                .as_mut()
-                .is_some_and(|d| d.as_mut().poll(cx).is_ready())
-            {
+            if self.poll_deadline(cx) {
                 return Poll::Ready(Err(Cut::Deadline));
             }
             if limit.as_mut().poll(cx).is_ready() {
@@ -678,15 +760,16 @@ struct Failing {
 }
 
 impl Failing {
-    /// Records a failure; true while the failures are within `budget`.
-    fn again(&mut self, budget: Duration) -> bool {
-        let since = *self.since.get_or_insert_with(Instant::now);
+    /// Records a failure at `now`; true while the failures are within `budget`.
+    fn again(&mut self, now: Instant, budget: Duration) -> bool {
+        let since = *self.since.get_or_insert(now);
         self.tries += 1;
-        since.elapsed() < budget
+        now.saturating_duration_since(since) < budget
     }
 
-    fn for_how_long(&self) -> Duration {
-        self.since.map_or(Duration::ZERO, |s| s.elapsed())
+    fn for_how_long(&self, now: Instant) -> Duration {
+        self.since
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
     fn backoff(&self) -> Duration {
@@ -753,10 +836,10 @@ impl Tally {
         })
     }
 
-    fn totals(&self, started: Instant) -> Totals {
+    fn totals(&self, elapsed: Duration) -> Totals {
         Totals {
             hashes: self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h)),
-            elapsed: started.elapsed(),
+            elapsed,
             shards_done: self.shards_done,
             failed_reports: self.failed_reports,
             ignored: self.ignored,
@@ -839,7 +922,7 @@ async fn drive(
         started,
         on_event,
         tally,
-        next_status: Instant::now(),
+        next_status: clock.now(),
         status_failing: Failing::default(),
         receive_failing: Failing::default(),
         idle_polls: 0,
@@ -860,8 +943,8 @@ impl Run<'_> {
         self.launch().await?;
         loop {
             self.check_cut()?;
-            if Instant::now() >= self.next_status {
-                self.next_status = Instant::now() + STATUS_EVERY;
+            if self.clock.now() >= self.next_status {
+                self.next_status = self.clock.now() + STATUS_EVERY;
                 self.poll_status().await?;
             }
             self.receive_once().await?;
@@ -871,14 +954,21 @@ impl Run<'_> {
         }
     }
 
+    /// Time since the run started, on the run's clock.
+    fn elapsed(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.started)
+    }
+
     /// How the run ends when a call is cut short by the cancellation or the deadline.
     fn cut_short(&self, cut: Cut) -> Ending {
         if cut == Cut::Cancelled {
             tracing::info!(run = %self.spec.run_id, "interrupted");
-            Ok(MasterOutcome::Interrupted(self.tally.totals(self.started)))
+            Ok(MasterOutcome::Interrupted(
+                self.tally.totals(self.elapsed()),
+            ))
         } else {
             tracing::info!(run = %self.spec.run_id, "deadline reached");
-            Ok(MasterOutcome::TimedOut(self.tally.totals(self.started)))
+            Ok(MasterOutcome::TimedOut(self.tally.totals(self.elapsed())))
         }
     }
 
@@ -887,7 +977,7 @@ impl Run<'_> {
         if self.clock.cancel.is_some_and(CancelToken::is_cancelled) {
             return Err(self.cut_short(Cut::Cancelled));
         }
-        if self.clock.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.clock.deadline.is_some_and(|d| self.clock.now() >= d) {
             return Err(self.cut_short(Cut::Deadline));
         }
         Ok(())
@@ -967,7 +1057,7 @@ impl Run<'_> {
     /// One receive of up to [`RECEIVE_WAIT`], its messages taken into account.
     async fn receive_once(&mut self) -> Result<(), Ending> {
         let wait = match self.clock.deadline {
-            Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(Instant::now())),
+            Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(self.clock.now())),
             None => RECEIVE_WAIT,
         };
         let limit = wait + self.options.call_timeout;
@@ -988,7 +1078,13 @@ impl Run<'_> {
                 self.on_call_failure(Call::Receive, e)?;
                 // Not a hot loop against a failing service; the cancellation and
                 // the deadline still cut the wait short.
-                let backoff = self.receive_failing.backoff();
+                // The last wait ends as the budget does, so the run gives up
+                // when `retry_for` says, not up to one backoff after it.
+                let left = self
+                    .options
+                    .retry_for
+                    .saturating_sub(self.receive_failing.for_how_long(self.clock.now()));
+                let backoff = self.receive_failing.backoff().min(left);
                 match self.clock.bounded(backoff, pending::<()>()).await {
                     Err(cut @ (Cut::Cancelled | Cut::Deadline)) => Err(self.cut_short(cut)),
                     _ => Ok(()),
@@ -1012,11 +1108,12 @@ impl Run<'_> {
                 MasterError::Channel,
             ),
         };
+        let now = self.clock.now();
         let refused = matches!(error, CallError::Refused { .. });
-        if refused || !failing.again(self.options.retry_for) {
+        if refused || !failing.again(now, self.options.retry_for) {
             return Err(Err(fail(error)));
         }
-        let failing_for = failing.for_how_long();
+        let failing_for = failing.for_how_long(now);
         tracing::debug!(run = %self.spec.run_id, "{what} failed for {}; retrying for up to {}: {}", seconds(failing_for), seconds(self.options.retry_for), error_chain(&error));
         (self.on_event)(MasterEvent::Retrying {
             what,
@@ -1043,13 +1140,13 @@ impl Run<'_> {
     /// on its way, or behind a flood of other messages, is read before the run
     /// concludes without it.
     async fn drain(&mut self) -> Result<(), Ending> {
-        let until = Instant::now() + self.options.drain_for;
+        let until = self.clock.now() + self.options.drain_for;
         let mut calls = 0u32;
         loop {
             self.check_cut()?;
             // Each call within what is left of the drain, so the drain as a
             // whole takes at most `drain_for`.
-            let left = until.saturating_duration_since(Instant::now());
+            let left = until.saturating_duration_since(self.clock.now());
             if left.is_zero() {
                 break;
             }
@@ -1085,7 +1182,7 @@ impl Run<'_> {
 
     fn exhausted(&self) -> Ending {
         tracing::info!(run = %self.spec.run_id, "every shard exhausted");
-        Ok(MasterOutcome::Exhausted(self.tally.totals(self.started)))
+        Ok(MasterOutcome::Exhausted(self.tally.totals(self.elapsed())))
     }
 
     fn workers_gone(&self, failed: u64) -> MasterError {
@@ -1136,7 +1233,7 @@ impl Run<'_> {
         let Some(watched) = self.watched.as_mut() else {
             return Ok(());
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         let running: HashSet<u64> = running.iter().copied().collect();
         watched.retain(|shard, _| running.contains(shard));
         for &shard in &running {
@@ -1173,7 +1270,7 @@ impl Run<'_> {
             tracing::info!(run = %self.spec.run_id, shard, "worker made no progress for {}; replaced", seconds(silent_for));
             self.tally.stalled += 1;
             if let Some(watched) = self.watched.as_mut() {
-                watched.insert(shard, Instant::now());
+                watched.insert(shard, self.clock.now());
             }
             (self.on_event)(MasterEvent::Stalled { shard, silent_for });
         }
@@ -1183,7 +1280,7 @@ impl Run<'_> {
     /// Takes one message into account; returns the golden nonce if it is a
     /// verified find. Reports are verified once, here, in [`check`].
     fn take(&mut self, message: &Message) -> Option<Golden> {
-        let received_after = self.started.elapsed();
+        let received_after = self.elapsed();
         let (report, authority) = match check(self.spec, &self.tally, message) {
             Ok(checked) => checked,
             Err(why) => {
@@ -1201,7 +1298,7 @@ impl Run<'_> {
         if self.tally.last_count[shard] != Some(hashes) {
             self.tally.last_count[shard] = Some(hashes);
             if let Some(since) = self.watched.as_mut().and_then(|w| w.get_mut(&report.shard)) {
-                *since = Instant::now();
+                *since = self.clock.now();
             }
         }
         self.tally.hashes[shard] = self.tally.hashes[shard].max(hashes);
@@ -1222,7 +1319,7 @@ impl Run<'_> {
                     worker_elapsed: Duration::from_millis(report.elapsed_ms),
                     worker_hashes: hashes,
                     received_after,
-                    totals: self.tally.totals(self.started),
+                    totals: self.tally.totals(self.elapsed()),
                 });
             }
             ReportKind::Exhausted => {
@@ -1250,12 +1347,13 @@ impl Run<'_> {
                 }
             }
         }
+        let total_hashes = self.tally.totals(self.elapsed()).hashes;
         (self.on_event)(MasterEvent::Progress(Progress {
             shard: report.shard,
             worker: report.worker,
             shard_hashes: self.tally.hashes[shard],
             shard_elapsed: Duration::from_millis(report.elapsed_ms),
-            total_hashes: self.tally.totals(self.started).hashes,
+            total_hashes,
             shards_done: self.tally.shards_done,
             shards: self.spec.shards,
         }));
@@ -2007,6 +2105,115 @@ mod tests {
         assert_eq!(retries.len(), 2, "{retries:?}");
         assert!(retries[0].1.contains("no answer within"), "{retries:?}");
         assert!(retries[1].1.contains("connection refused"), "{retries:?}");
+    }
+
+    /// `run_master` on tokio's paused clock: every sleep ends as soon as the
+    /// runtime is idle and the run's instants are virtual. Returns the virtual
+    /// time the whole run took, cleanup included.
+    async fn run_virtual(
+        launcher: &mut dyn Launcher,
+        channel: &mut dyn ResultChannel,
+        spec: &RunSpec,
+        options: &MasterOptions,
+    ) -> (
+        Result<MasterOutcome, MasterError>,
+        Vec<MasterEvent>,
+        Duration,
+    ) {
+        let mut events = Vec::new();
+        let started = tokio::time::Instant::now();
+        let out = run_master(
+            launcher,
+            channel,
+            spec,
+            options,
+            &crate::cancel::TokioTimer,
+            &CancelToken::new(),
+            |e| events.push(e),
+        )
+        .await;
+        (out, events, started.elapsed())
+    }
+
+    /// A channel that fails every receive at once, transiently, or answers
+    /// nothing after the whole wait on tokio's clock; it counts the calls.
+    struct Counted {
+        fail: bool,
+        receives: u32,
+    }
+
+    #[async_trait]
+    impl ResultChannel for Counted {
+        fn address(&self) -> &str {
+            "counted://"
+        }
+        async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
+            self.receives += 1;
+            if self.fail {
+                return Err(unreachable());
+            }
+            tokio::time::sleep(wait).await;
+            Ok(Received::new(Vec::new()))
+        }
+        async fn close(&mut self) -> Result<(), ChannelError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_channel_that_always_fails_ends_the_run_at_retry_for_exactly() {
+        // Receives at 0, 0.25, 0.75 and 1.75 s (backoff 250 ms doubling), the
+        // last wait cut to the budget's end: a fifth at 2 s, and the run ends.
+        let spec = spec(60, None, 2);
+        let mut channel = Counted {
+            fail: true,
+            receives: 0,
+        };
+        let options = MasterOptions::default().with_retry_for(Duration::from_secs(2));
+        let (out, events, took) =
+            run_virtual(&mut Idle::default(), &mut channel, &spec, &options).await;
+        assert!(
+            matches!(
+                out,
+                Err(MasterError::Channel(ChannelError::Unreachable { .. }))
+            ),
+            "{out:?}"
+        );
+        assert_eq!(took, Duration::from_secs(2));
+        assert_eq!(channel.receives, 5);
+        let retried_after: Vec<Duration> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::Retrying { failing_for, .. } => Some(*failing_for),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            retried_after,
+            [0, 250, 750, 1750].map(Duration::from_millis)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_run_ends_at_its_deadline_exactly_with_one_receive_a_second() {
+        let spec = spec(60, None, 2);
+        let mut channel = Counted {
+            fail: false,
+            receives: 0,
+        };
+        let hour = Duration::from_secs(3600);
+        let options =
+            MasterOptions::with_deadline(Some(tokio::time::Instant::now().into_std() + hour));
+        let mut launcher = Idle::default();
+        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        let Ok(MasterOutcome::TimedOut(totals)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(took, hour);
+        assert_eq!(totals.elapsed, hour);
+        // Each receive waits RECEIVE_WAIT (1 s), so the hour takes 3,600 of them.
+        assert_eq!(channel.receives, 3600);
+        assert_eq!(*launcher.stopped.lock().unwrap(), 1);
     }
 
     #[test]

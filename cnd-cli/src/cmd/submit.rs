@@ -449,8 +449,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             human::plural(spec.shards, "shard"),
         );
     }
-    let mut options = MasterOptions::with_deadline(deadline);
-    options.retry_for = args.retry_for;
+    let options = MasterOptions::with_deadline(deadline).with_retry_for(args.retry_for);
     let pending_means = match args.launcher {
         LauncherKind::Kubernetes => "waiting for a node",
         LauncherKind::Local => "queued",
