@@ -13,6 +13,10 @@
 //! - [`local`]: [`local::LocalLauncher`], `cnd-worker` processes on this machine,
 //!   and [`local::StdoutChannel`], their reports read from their stdout.
 //!
+//! Each is behind a feature of the same name (`kubernetes` also brings
+//! `pod_status`; all on by default): `default-features = false, features =
+//! ["local"]` builds the local launcher without a Kubernetes or AWS crate.
+//!
 //! The master (`cnd_core::master::run_master`) drives one launcher and one channel;
 //! `cnd-cli submit` picks which. The manifests need no cluster:
 //!
@@ -35,9 +39,13 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "kubernetes")]
 pub mod pod_status;
+#[cfg(feature = "sqs")]
 pub mod sqs;
 
 /// The [`Timer`](cnd_core::Timer) of a tokio runtime, for
