@@ -779,7 +779,7 @@ fn a_sweep_too_big_or_that_submit_would_refuse_is_refused_before_it_starts() {
 /// once, without searching. Python's hmac signs, so the lie does not depend on
 /// our own signing code.
 const LYING_WORKER: &str = r#"
-import hashlib, hmac, json, os, sys
+import hashlib, hmac, json, os
 key = bytes.fromhex(os.environ["CND_RUN_KEY"])
 start, end = (int(x) for x in os.environ["CND_RANGE"].split(".."))
 shards = int(os.environ["CND_SHARD_COUNT"])
@@ -789,14 +789,12 @@ for shard in range(shards):
                        "elapsed_ms": 1})
     signature = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
     print(json.dumps({"body": body, "cnd-signature": signature}), flush=True)
-open(sys.argv[1], "w").close()
 "#;
 
 /// A `CND_WORKER_BIN` that runs [`LYING_WORKER`] for shard 0 and the real
-/// worker for every other shard, once the lies are out (and a moment more, for
-/// the master to read them: were they read after a find, the test would pass
-/// without proving anything, never fail wrongly); its directory is removed on
-/// drop.
+/// worker for every other shard once [`LyingWorkerBin::go`] exists: the test
+/// creates it when the master has said it read the lies, so no honest find
+/// can end the run first. Its directory is removed on drop.
 struct LyingWorkerBin {
     dir: std::path::PathBuf,
 }
@@ -809,16 +807,16 @@ impl LyingWorkerBin {
         let liar = dir.join("liar.py");
         std::fs::write(&liar, LYING_WORKER).unwrap();
         let bin = dir.join("worker");
+        // The wait is bounded (60 s): without the go-ahead the honest workers
+        // start anyway and the test fails on what the master counted.
         std::fs::write(
             &bin,
             format!(
                 "#!/bin/sh\n\
-                 lied='{lied}'\n\
-                 if [ \"$CND_SHARD_INDEX\" = 0 ]; then exec python3 '{liar}' \"$lied\"; fi\n\
-                 for _ in $(seq 600); do [ -e \"$lied\" ] && break; sleep 0.05; done\n\
-                 sleep 0.5\n\
+                 if [ \"$CND_SHARD_INDEX\" = 0 ]; then exec python3 '{liar}'; fi\n\
+                 for _ in $(seq 1200); do [ -e '{go}' ] && break; sleep 0.05; done\n\
                  exec '{worker}' \"$@\"\n",
-                lied = dir.join("lied").display(),
+                go = dir.join("go").display(),
                 liar = liar.display(),
                 worker = support::worker_bin().display()
             ),
@@ -831,6 +829,11 @@ impl LyingWorkerBin {
     fn path(&self) -> std::path::PathBuf {
         self.dir.join("worker")
     }
+
+    /// Lets the honest workers start.
+    fn go(&self) {
+        std::fs::write(self.dir.join("go"), b"").unwrap();
+    }
 }
 
 impl Drop for LyingWorkerBin {
@@ -841,11 +844,13 @@ impl Drop for LyingWorkerBin {
 
 #[test]
 fn a_worker_that_signs_exhausted_for_every_shard_ends_only_its_own() {
+    use std::io::BufRead;
     // Shard 1 of 4 over 0..4000000 holds 1027827 (hashlib: 18 leading zero
     // bits); before reports were bound to their sender this run ended at
     // once with exit 3, "no golden nonce".
-    let liar = LyingWorkerBin::new();
-    let out = local(&[
+    let liar = std::sync::Arc::new(LyingWorkerBin::new());
+    let run = uuid::Uuid::new_v4().to_string();
+    let mut child = local(&[
         "submit",
         "--launcher",
         "local",
@@ -858,11 +863,42 @@ fn a_worker_that_signs_exhausted_for_every_shard_ends_only_its_own() {
         "--range",
         "0..4000000",
         "--json",
+        "--run-id",
+        &run,
     ])
     .env("CND_WORKER_BIN", liar.path())
-    .output()
+    // The master's debug log names each ignored message: the event the
+    // honest workers wait for.
+    .env("RUST_LOG", "warn,cnd_core=debug")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
     .unwrap();
-    support::assert_exit(&out, 0);
+    let stderr = child.stderr.take().unwrap();
+    let lies_read = {
+        let liar = std::sync::Arc::clone(&liar);
+        std::thread::spawn(move || {
+            let (mut lines, mut seen) = (Vec::new(), std::collections::BTreeSet::new());
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                for shard in 1..4u64 {
+                    if line.contains(&format!(
+                        "report for shard {shard} from the worker of shard 0"
+                    )) && seen.insert(shard)
+                        && seen.len() == 3
+                    {
+                        liar.go();
+                    }
+                }
+                lines.push(line);
+            }
+            (seen, lines.join("\n"))
+        })
+    };
+    let out = wait_for_end(child, &run, Duration::from_secs(120));
+    let (seen, stderr) = lies_read.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(seen.len(), 3, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let nonce: u64 = v["nonce"].as_str().unwrap().parse().unwrap();
     assert!(v["shard"].as_u64().unwrap() >= 1, "{v}");
@@ -879,34 +915,6 @@ fn a_worker_that_signs_exhausted_for_every_shard_ends_only_its_own() {
     // The three lies about other shards, each counted; the one about its own
     // shard counts (that is all a compromised worker can do).
     assert_eq!(v["ignored_messages"], 3, "{v}");
-
-    std::fs::remove_file(liar.dir.join("lied")).unwrap();
-    let out = local(&[
-        "submit",
-        "--launcher",
-        "local",
-        "--pods",
-        "4",
-        "--threads",
-        "1",
-        "-d",
-        "18",
-        "--range",
-        "0..4000000",
-    ])
-    .env("CND_WORKER_BIN", liar.path())
-    .output()
-    .unwrap();
-    support::assert_exit(&out, 0);
-    let stderr = support::stderr_of(&out);
-    for shard in 1..4 {
-        assert!(
-            stderr.contains(&format!(
-                "report for shard {shard} from the worker of shard 0"
-            )),
-            "{stderr}"
-        );
-    }
 }
 
 #[test]

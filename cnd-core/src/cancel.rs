@@ -95,6 +95,10 @@ impl Future for Cancelled<'_> {
 /// A sleep that can be sent between threads.
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What a sleep longer than any [`Instant`] (or tokio's timer) can hold is
+/// cut to: 100 years, as good as never for a run.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The time and sleeping, from the caller's runtime: the master never blocks a
 /// thread to wait, and reads every instant from here (deadlines, retry
 /// budgets, backoff, stalls), so that a runtime with virtual time (tokio's
@@ -109,7 +113,7 @@ pub trait Timer: Send + Sync {
 
 /// A [`Timer`] for any executor: real time, and one shared helper thread that
 /// wakes every sleeping task at its instant (a heap of wake-ups), however
-/// many sleeps there are. Under tokio, [`TokioTimer`] (feature `tokio`) also
+/// many sleeps there are. Under tokio, `TokioTimer` (feature `tokio`) also
 /// follows tokio's virtual time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadTimer;
@@ -118,10 +122,7 @@ impl Timer for ThreadTimer {
     fn sleep(&self, duration: Duration) -> Sleep {
         let now = Instant::now();
         Box::pin(ThreadSleep {
-            // A sleep too long for an Instant never ends: 100 years will do.
-            until: now
-                .checked_add(duration)
-                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+            until: now + duration.min(FOREVER),
             slot: None,
         })
     }
@@ -173,7 +174,7 @@ struct WakeUps {
 /// skipped, not kept alive).
 struct WakeUp {
     at: Instant,
-    slot: std::sync::Weak<Mutex<Option<Waker>>>,
+    slot: std::sync::Weak<Mutex<Option<Waker>>>, // a WakerSlot, weakly
 }
 
 impl PartialEq for WakeUp {
@@ -258,10 +259,7 @@ pub struct TokioTimer;
 #[cfg(any(feature = "tokio", test))]
 impl Timer for TokioTimer {
     fn sleep(&self, duration: Duration) -> Sleep {
-        // tokio's sleep panics past its own far future: clamp as ThreadTimer does.
-        Box::pin(tokio::time::sleep(
-            duration.min(Duration::from_secs(100 * 365 * 24 * 3600)),
-        ))
+        Box::pin(tokio::time::sleep(duration.min(FOREVER)))
     }
 
     fn now(&self) -> Instant {

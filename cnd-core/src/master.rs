@@ -503,7 +503,15 @@ const CLEANUP_TRIES: u32 = 3;
 /// raced against `cancel`, the deadline and its own time limit (`timer` tells
 /// the time), so a stalled API server or queue never holds the run: a
 /// cancellation is honoured at once. `on_event` sees what happens as it happens.
-/// The future is `Send`, so it can be spawned.
+/// The future is `Send`, so it can be spawned. Every instant it uses (deadline,
+/// retry budgets, backoff, stalls, totals) is read from `timer`, so a timer with
+/// virtual time runs the whole master in virtual time.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping the future skips the cleanup, so workers and the
+/// queue may outlive the run. Stop a run with `cancel` instead, which ends it
+/// at once and still cleans up.
 pub async fn run_master(
     launcher: &mut dyn Launcher,
     channel: &mut dyn ResultChannel,
@@ -772,9 +780,15 @@ impl Failing {
             .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
-    fn backoff(&self) -> Duration {
+    /// The wait before the next try: doubling, and ending no later than
+    /// `budget` does, so a run gives up when `retry_for` says, not up to one
+    /// backoff after it.
+    fn backoff(&self, now: Instant, budget: Duration) -> Duration {
         let doublings = self.tries.saturating_sub(1).min(16);
-        (BACKOFF_FIRST * 2u32.pow(doublings)).min(BACKOFF_MAX)
+        let left = budget.saturating_sub(self.for_how_long(now));
+        (BACKOFF_FIRST * 2u32.pow(doublings))
+            .min(BACKOFF_MAX)
+            .min(left)
     }
 
     fn reset(&mut self) {
@@ -836,9 +850,14 @@ impl Tally {
         })
     }
 
+    /// Hashes over every shard.
+    fn hashes(&self) -> u64 {
+        self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h))
+    }
+
     fn totals(&self, elapsed: Duration) -> Totals {
         Totals {
-            hashes: self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h)),
+            hashes: self.hashes(),
             elapsed,
             shards_done: self.shards_done,
             failed_reports: self.failed_reports,
@@ -1078,13 +1097,9 @@ impl Run<'_> {
                 self.on_call_failure(Call::Receive, e)?;
                 // Not a hot loop against a failing service; the cancellation and
                 // the deadline still cut the wait short.
-                // The last wait ends as the budget does, so the run gives up
-                // when `retry_for` says, not up to one backoff after it.
-                let left = self
-                    .options
-                    .retry_for
-                    .saturating_sub(self.receive_failing.for_how_long(self.clock.now()));
-                let backoff = self.receive_failing.backoff().min(left);
+                let backoff = self
+                    .receive_failing
+                    .backoff(self.clock.now(), self.options.retry_for);
                 match self.clock.bounded(backoff, pending::<()>()).await {
                     Err(cut @ (Cut::Cancelled | Cut::Deadline)) => Err(self.cut_short(cut)),
                     _ => Ok(()),
@@ -1347,13 +1362,12 @@ impl Run<'_> {
                 }
             }
         }
-        let total_hashes = self.tally.totals(self.elapsed()).hashes;
         (self.on_event)(MasterEvent::Progress(Progress {
             shard: report.shard,
             worker: report.worker,
             shard_hashes: self.tally.hashes[shard],
             shard_elapsed: Duration::from_millis(report.elapsed_ms),
-            total_hashes,
+            total_hashes: self.tally.hashes(),
             shards_done: self.tally.shards_done,
             shards: self.spec.shards,
         }));
