@@ -4,7 +4,8 @@
 #   docker/build.sh [TAG]          (default tag: cnd-worker:latest)
 #
 # 1. builds cnd-worker statically linked (glibc, crt-static) on the host, into
-#    target/x86_64-unknown-linux-gnu/release, apart from normal builds;
+#    target/x86_64-unknown-linux-gnu/dist (the `dist` profile: fat LTO), apart
+#    from normal builds;
 # 2. checks that the binary really is static (no interpreter, no shared libraries);
 # 3. copies it and the host's CA roots into a two-file build context and runs
 #    `docker build` on docker/Dockerfile, which is FROM scratch: nothing is pulled.
@@ -30,14 +31,14 @@ ca_bundle=${CND_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 triple=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
-bin=$target_dir/$triple/release/cnd-worker
+bin=$target_dir/$triple/dist/cnd-worker
 
 # An explicit --target keeps RUSTFLAGS off build scripts and proc macros (which
 # cannot be static); the flags are set, not inherited, so a host-specific
 # RUSTFLAGS (target-cpu=native) never leaks into an image meant for any node.
 echo "==> building cnd-worker (static, $triple)"
-RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_RELEASE_STRIP=symbols \
-  cargo build --release --locked -p cnd-worker --target "$triple"
+RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_DIST_STRIP=symbols \
+  cargo build --profile dist --locked -p cnd-worker --target "$triple"
 [[ -x $bin ]] || die "cargo did not produce $bin"
 
 # Static means: no program interpreter and no shared-library dependencies.
