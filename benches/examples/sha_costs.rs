@@ -186,7 +186,7 @@ fn main() {
 /// compete for the same pipes (on Zen 4 they do: the sum of the parts is slower
 /// than the slowest part), then two floors for the `shani` loop: its instruction
 /// mix with no dependencies at all, and its rounds alone (no schedule) in four
-/// chains with hand-allocated registers; and the R (see issue 9 and the README)
+/// chains with hand-allocated registers; and the R (see docs/performance.md)
 /// each floor would give.
 #[cfg(target_arch = "x86_64")]
 fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """SHA-256 compressions in SHA-NI assembly with registers allocated by hand.
 
-A throwaway experiment kept so that its figures can be re-run (issue 9, README
-"Where shani's cycles go"): can hand-written assembly beat the compiler's `shani`
-loop on this CPU? It generates one function per layout, checks it against a C
+A throwaway experiment kept so that its figures can be re-run (issue 9,
+docs/performance.md, "Where shani's cycles go"): can hand-written assembly beat
+the compiler's `shani` loop on this CPU? It generates one function per layout, checks it against a C
 reference compression, and prints core cycles per compression and the cycles per
 nonce that would mean (62 `sha256rnds2` a nonce, 1.94 compressions).
 

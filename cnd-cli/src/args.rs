@@ -1,4 +1,5 @@
-//! Command-line arguments shared by several subcommands, and their parsers.
+//! Command-line arguments shared by several subcommands, and every value
+//! parser of the subcommands' flags (the Kubernetes and SQS ones included).
 //!
 //! Parsers return one sentence naming what was wrong; clap turns it into exit 2.
 //! Every count (D, pods, shards, threads, repeats) is plain decimal digits: no
@@ -11,6 +12,8 @@ use cnd_core::distributed::MAX_SHARDS;
 use cnd_core::puzzle::{parse_block_hex, MAX_DIFFICULTY};
 use cnd_core::worker_config::{max_threads, MIN_THREAD_CAP, THREADS_PER_CPU};
 use cnd_core::{NonceBits, NonceFormat, NonceRange, Puzzle, DEFAULT_BLOCK};
+
+use crate::cluster::cpu_cores;
 
 /// What the nonce is appended to, and how (everything but the difficulty).
 #[derive(Debug, Clone, Args)]
@@ -295,6 +298,88 @@ pub fn parse_positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A Kubernetes CPU quantity: `2`, `1.5`, `500m`.
+pub fn parse_cpu(s: &str) -> Result<String, String> {
+    let number = s.strip_suffix('m').unwrap_or(s);
+    let ok = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.matches('.').count() <= 1
+        && !number.starts_with('.')
+        && cpu_cores(s).is_some_and(|c| c > 0.0);
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not a CPU quantity like 1, 2, 1.5 or 500m"))
+}
+
+/// A Kubernetes memory quantity: `128Mi`, `1Gi`, `500M`, `1000000`.
+pub fn parse_memory(s: &str) -> Result<String, String> {
+    const SUFFIXES: &[&str] = &[
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
+    let ok = SUFFIXES.iter().any(|suffix| {
+        s.strip_suffix(suffix).is_some_and(|n| {
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && n.parse::<u64>().is_ok_and(|v| v > 0)
+        })
+    });
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not a memory quantity like 128Mi, 1Gi or 500M"))
+}
+
+/// A DNS-1123 label (a namespace): lower-case letters, digits and '-', at most 63.
+pub fn parse_dns_label(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!("{s:?} is not a valid namespace: lower-case letters, digits and '-', at most 63 characters")
+    })
+}
+
+/// A DNS-1123 subdomain (a service account name).
+pub fn parse_dns_subdomain(s: &str) -> Result<String, String> {
+    let ok =
+        !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| parse_dns_label(label).is_ok());
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!(
+            "{s:?} is not a valid service account name: lower-case letters, digits, '-' and '.'"
+        )
+    })
+}
+
+/// An image reference: anything without spaces or control characters.
+pub fn parse_image(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not an image reference like registry/cnd-worker:1"))
+}
+
+/// An SQS queue URL: `https://…` (or `http://…` for a local server).
+pub fn parse_queue_url(s: &str) -> Result<String, String> {
+    let ok = (s.starts_with("https://") || s.starts_with("http://")) && s.len() > "https://".len();
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!(
+            "{s:?} is not a queue URL like https://sqs.eu-west-2.amazonaws.com/123456789012/cnd"
+        )
+    })
+}
+
+/// An SQS queue name: letters, digits, '-' and '_', at most 80.
+pub fn parse_queue_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 80
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!(
+            "{s:?} is not an SQS queue name: letters, digits, '-' and '_', at most 80 characters"
+        )
+    })
+}
+
 /// `--range START..END` for `puzzle`, or its whole space.
 pub fn range_for(puzzle: &Puzzle, range: Option<&str>) -> Result<NonceRange, cnd_core::RangeError> {
     match range {
@@ -304,7 +389,7 @@ pub fn range_for(puzzle: &Puzzle, range: Option<&str>) -> Result<NonceRange, cnd
 }
 
 #[cfg(test)]
-mod duration_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -392,5 +477,33 @@ mod duration_tests {
         assert!(parse_duration("367days").is_err());
         assert!(parse_duration("99999999999").is_err());
         assert!(parse_duration("0").is_err());
+    }
+
+    #[test]
+    fn quantities_are_checked() {
+        for ok in ["1", "2", "1.5", "500m", "250m"] {
+            assert!(parse_cpu(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "0", "m", "1.2.3", "-1", "1 cpu", "0m", ".5"] {
+            assert!(parse_cpu(bad).is_err(), "{bad}");
+        }
+        assert_eq!(cpu_cores("500m"), Some(0.5));
+        for ok in ["128Mi", "1Gi", "500M", "1000000"] {
+            assert!(parse_memory(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Mi", "12 Mi", "1.5Gi", "128mb", "0"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(parse_dns_label("cnd-runs").is_ok());
+        assert!(parse_dns_label("Cnd").is_err());
+        assert!(parse_dns_label("-x").is_err());
+        assert!(parse_dns_subdomain("cnd.worker").is_ok());
+        assert!(parse_queue_name("cnd-results").is_ok());
+        assert!(parse_queue_name("a/b").is_err());
+        assert!(parse_queue_url("ftp://x").is_err());
     }
 }

@@ -111,6 +111,7 @@ mod tests {
             &MasterEvent::Launched {
                 shards: 2,
                 parallelism: 2,
+                reports_to: "stdout:".into(),
             },
             t0 + Duration::from_millis(5),
         );

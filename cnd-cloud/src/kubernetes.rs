@@ -188,8 +188,9 @@ pub struct KubeOptions {
     pub service_account: Option<String>,
     /// Job or bare pods.
     pub workload: Workload,
-    /// Retries of one shard's pod before its index counts as failed (Job only).
-    pub backoff_limit_per_index: i32,
+    /// Retries of one shard's pod before its index counts as failed (Job only:
+    /// its `backoffLimitPerIndex`).
+    pub shard_retries: u32,
     /// Seconds a finished Job is kept before the cluster deletes it.
     pub ttl_after_finished: i32,
     /// Non-secret environment passed to every worker (see [`aws_passthrough_env`]).
@@ -206,7 +207,7 @@ impl Default for KubeOptions {
             memory: "128Mi".into(),
             service_account: None,
             workload: Workload::Job,
-            backoff_limit_per_index: 2,
+            shard_retries: cnd_core::distributed::DEFAULT_SHARD_RETRIES,
             ttl_after_finished: 300,
             extra_env: Vec::new(),
         }
@@ -388,7 +389,7 @@ pub fn job_manifest(spec: &RunSpec, options: &KubeOptions) -> Job {
             // A shard is retried on its own; when one fails every retry, the others
             // still run (maxFailedIndexes unset) and the Job ends Failed, which the
             // launcher reports as fatal: that part of the space was not searched.
-            backoff_limit_per_index: Some(options.backoff_limit_per_index),
+            backoff_limit_per_index: Some(clamp_i32(u64::from(options.shard_retries))),
             // A pod evicted by a node scale-down or preemption is not the worker's
             // fault and does not use up a retry.
             pod_failure_policy: Some(PodFailurePolicy {
@@ -776,10 +777,12 @@ impl Launcher for KubeLauncher {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
             {
-                return Err(LaunchError::other(format!(
-                    "watching the pods of {} failed: {error}",
-                    run.name()
-                )));
+                // Retried within the master's budget: a watch also fails while
+                // the API server restarts, and kube's watcher starts it again.
+                return Err(LaunchError::unreachable(
+                    "the Kubernetes API server",
+                    format!("watching the pods of {} failed: {error}", run.name()),
+                ));
             }
         }
         let pods = pods.state();
@@ -937,18 +940,24 @@ fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `Ok` when no step failed, else the one failure, or all of them in one error.
+/// `Ok` when no step failed, else the one failure, or all of them in one error:
+/// transient (worth another try) if any of them is.
 fn all_or_each_failure(mut failed: Vec<LaunchError>) -> Result<(), LaunchError> {
     match failed.len() {
         0 => Ok(()),
         1 => Err(failed.remove(0)),
-        _ => Err(LaunchError::other(
-            failed
+        _ => {
+            let each = failed
                 .iter()
                 .map(|e| error_chain(e))
                 .collect::<Vec<_>>()
-                .join("; "),
-        )),
+                .join("; ");
+            Err(if failed.iter().any(LaunchError::is_transient) {
+                LaunchError::unreachable("the Kubernetes API server", each)
+            } else {
+                LaunchError::other(each)
+            })
+        }
     }
 }
 
@@ -1256,8 +1265,6 @@ pub async fn cleanup(
     let lp = ListParams::default().labels(&selector(run));
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut cleaned = Cleaned::default();
-    let now = k8s_openapi::jiff::Timestamp::now();
     let listed_jobs = jobs
         .list(&lp)
         .await
@@ -1266,83 +1273,32 @@ pub async fn cleanup(
         .list(&lp)
         .await
         .map_err(|e| launch_error("listing cnd pods", namespace, e))?;
-    // Live runs: an unfinished Job, or a running or pending pod, within its deadline.
-    let mut live: BTreeMap<Uuid, u64> = BTreeMap::new();
-    if keep_live {
-        for job in &listed_jobs {
-            let finished = job
-                .status
-                .iter()
-                .flat_map(|s| s.conditions.iter().flatten())
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
-            let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
-            if let (false, Some(run), Some(left)) = (
-                finished,
-                run_of(&job.metadata),
-                seconds_left(&job.metadata, deadline, now),
-            ) {
-                live.insert(run, left);
-            }
-        }
-        for pod in &listed_pods {
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
-            if let (Some("Pending" | "Running") | None, Some(run), Some(left)) = (
-                phase,
-                run_of(&pod.metadata),
-                seconds_left(&pod.metadata, deadline, now),
-            ) {
-                let kept = live.entry(run).or_default();
-                *kept = (*kept).max(left);
-            }
-        }
-    }
+    let live = if keep_live {
+        live_runs(
+            &listed_jobs.items,
+            &listed_pods.items,
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+    } else {
+        BTreeMap::new()
+    };
     let is_live = |metadata: &ObjectMeta| run_of(metadata).is_some_and(|r| live.contains_key(&r));
+    let mut cleaned = Cleaned::default();
     let mut failed = Vec::new();
-    let mut jobs_gone = Vec::new();
-    for job in listed_jobs.iter().filter(|j| !is_live(&j.metadata)) {
-        let name = job.metadata.name.clone().unwrap_or_default();
-        let uid = job.metadata.uid.clone();
-        match jobs.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => {
-                cleaned.jobs.push(name);
-                jobs_gone.extend(uid);
-            }
-            Err(e) if is_not_found(&e) => jobs_gone.extend(uid),
-            Err(e) => failed.push(launch_error(&format!("deleting job {name}"), namespace, e)),
-        }
-    }
+    let unlive_jobs = listed_jobs.iter().filter(|j| !is_live(&j.metadata));
+    let jobs_gone = delete_jobs(&jobs, namespace, unlive_jobs, &mut cleaned, &mut failed).await;
     // A Job just deleted (or gone already) hands its pods to the garbage
     // collector, as `stop` does; the others (bare pods, an orphan's) are
     // deleted here, several at a time.
-    let gone: BTreeSet<String> = jobs_gone.into_iter().collect();
     let of_gone_job = |pod: &Pod| {
         pod.metadata.owner_references.iter().flatten().any(|owner| {
-            owner.kind == "Job" && owner.controller == Some(true) && gone.contains(&owner.uid)
+            owner.kind == "Job" && owner.controller == Some(true) && jobs_gone.contains(&owner.uid)
         })
     };
-    let mut deletes = futures::stream::iter(
-        listed_pods
-            .iter()
-            .filter(|p| !is_live(&p.metadata) && !of_gone_job(p)),
-    )
-    .map(|pod| {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let pods = pods.clone();
-        async move {
-            let deleted = pods.delete(&name, &DeleteParams::background()).await;
-            (name, deleted)
-        }
-    })
-    .buffered(DELETES_IN_FLIGHT);
-    while let Some((name, deleted)) = deletes.next().await {
-        match deleted {
-            Ok(_) => cleaned.pods.push(name),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => failed.push(launch_error(&format!("deleting pod {name}"), namespace, e)),
-        }
-    }
-    drop(deletes);
+    let unowned_pods = listed_pods
+        .iter()
+        .filter(|p| !is_live(&p.metadata) && !of_gone_job(p));
+    delete_pods(&pods, namespace, unowned_pods, &mut cleaned, &mut failed).await;
     // Secrets by label in one call (the master may not list or read them),
     // sparing the live runs' keys.
     let mut secret_selector = selector(run);
@@ -1371,6 +1327,92 @@ pub async fn cleanup(
     cleaned.kept = live.into_iter().collect();
     // Every step was tried; the error names each one that failed.
     all_or_each_failure(failed).map(|()| cleaned)
+}
+
+/// Runs still in progress, with the seconds left of each: an unfinished Job,
+/// or a running or pending pod, within its deadline.
+fn live_runs(jobs: &[Job], pods: &[Pod], now: k8s_openapi::jiff::Timestamp) -> BTreeMap<Uuid, u64> {
+    let mut live: BTreeMap<Uuid, u64> = BTreeMap::new();
+    for job in jobs {
+        let finished = job
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
+        let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        if let (false, Some(run), Some(left)) = (
+            finished,
+            run_of(&job.metadata),
+            seconds_left(&job.metadata, deadline, now),
+        ) {
+            live.insert(run, left);
+        }
+    }
+    for pod in pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        if let (Some("Pending" | "Running") | None, Some(run), Some(left)) = (
+            phase,
+            run_of(&pod.metadata),
+            seconds_left(&pod.metadata, deadline, now),
+        ) {
+            let kept = live.entry(run).or_default();
+            *kept = (*kept).max(left);
+        }
+    }
+    live
+}
+
+/// Deletes `listed` Jobs (Background propagation); returns the uids of those
+/// now gone, deleted here or before.
+async fn delete_jobs<'a>(
+    jobs: &Api<Job>,
+    namespace: &str,
+    listed: impl Iterator<Item = &'a Job>,
+    cleaned: &mut Cleaned,
+    failed: &mut Vec<LaunchError>,
+) -> BTreeSet<String> {
+    let mut gone = BTreeSet::new();
+    for job in listed {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let uid = job.metadata.uid.clone();
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {
+                cleaned.jobs.push(name);
+                gone.extend(uid);
+            }
+            Err(e) if is_not_found(&e) => gone.extend(uid),
+            Err(e) => failed.push(launch_error(&format!("deleting job {name}"), namespace, e)),
+        }
+    }
+    gone
+}
+
+/// Deletes `listed` pods, [`DELETES_IN_FLIGHT`] at a time.
+async fn delete_pods<'a>(
+    pods: &Api<Pod>,
+    namespace: &str,
+    listed: impl Iterator<Item = &'a Pod>,
+    cleaned: &mut Cleaned,
+    failed: &mut Vec<LaunchError>,
+) {
+    let mut deletes = futures::stream::iter(listed)
+        .map(|pod| {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let pods = pods.clone();
+            async move {
+                let deleted = pods.delete(&name, &DeleteParams::background()).await;
+                (name, deleted)
+            }
+        })
+        .buffered(DELETES_IN_FLIGHT);
+    while let Some((name, deleted)) = deletes.next().await {
+        match deleted {
+            Ok(_) => cleaned.pods.push(name),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => failed.push(launch_error(&format!("deleting pod {name}"), namespace, e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -203,7 +203,10 @@ async fn launch_creates_one_indexed_job_and_watches_its_pods() {
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     assert_eq!(job["spec"]["completions"], 12);
     assert_eq!(job["spec"]["parallelism"], 4);
-    assert_eq!(job["spec"]["backoffLimitPerIndex"], 2);
+    assert_eq!(
+        job["spec"]["backoffLimitPerIndex"],
+        cnd_core::distributed::DEFAULT_SHARD_RETRIES
+    );
     assert_eq!(job["spec"]["activeDeadlineSeconds"], 660);
     assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 300);
     assert_labels(&job["spec"]["template"]["metadata"], spec.run_id);

@@ -4,7 +4,7 @@
 //!
 //! At most `parallelism` workers run at once; the next shard starts when one
 //! ends. A worker that crashes (non-zero exit, killed by a signal) is started
-//! again for the same shard, up to [`LocalOptions::max_restarts`] times, as an
+//! again for the same shard, up to [`LocalOptions::shard_retries`] times, as an
 //! Indexed Job would; after that the launcher reports the run fatal. `stop`
 //! kills every worker and waits for it; `kill_on_drop` is the safety net.
 //!
@@ -44,20 +44,21 @@ pub struct LocalOptions {
     /// `CND_THREADS` of each worker; `None`: this machine's CPUs shared out
     /// between the workers that run at once, so workers × threads ≈ cores.
     pub threads: Option<usize>,
-    /// How often one shard's worker is started again after a crash.
-    pub max_restarts: u32,
+    /// How often one shard's worker is started again after a crash
+    /// ([`DEFAULT_SHARD_RETRIES`](cnd_core::distributed::DEFAULT_SHARD_RETRIES)).
+    pub shard_retries: u32,
     /// Environment added to every worker's (the master's own is inherited, so
     /// `AWS_*` reaches the workers as it is).
     pub extra_env: Vec<(String, String)>,
 }
 
 impl LocalOptions {
-    /// Options for `worker_bin` with the defaults: threads shared out, 3 restarts.
+    /// Options for `worker_bin` with the defaults: threads shared out, [`DEFAULT_SHARD_RETRIES`](cnd_core::distributed::DEFAULT_SHARD_RETRIES) restarts.
     pub fn new(worker_bin: impl Into<PathBuf>) -> Self {
         LocalOptions {
             worker_bin: worker_bin.into(),
             threads: None,
-            max_restarts: 3,
+            shard_retries: cnd_core::distributed::DEFAULT_SHARD_RETRIES,
             extra_env: Vec::new(),
         }
     }
@@ -377,7 +378,7 @@ async fn supervise(
     recipe: Recipe,
     shards: u64,
     parallelism: u64,
-    max_restarts: u32,
+    shard_retries: u32,
     state: Arc<Mutex<State>>,
     stop: watch::Receiver<bool>,
 ) {
@@ -434,7 +435,7 @@ async fn supervise(
                     End::Exited(Err(e)) => e.to_string(),
                     _ => "made no progress; killed to be replaced".to_string(),
                 };
-                if attempt < max_restarts && !*stop.borrow() {
+                if attempt < shard_retries && !*stop.borrow() {
                     tracing::warn!(
                         shard,
                         attempt,
@@ -503,7 +504,7 @@ impl Launcher for LocalLauncher {
             recipe,
             spec.shards,
             spec.parallelism.max(1),
-            self.options.max_restarts,
+            self.options.shard_retries,
             Arc::clone(&self.state),
             stop_rx,
         )));
@@ -522,7 +523,7 @@ impl Launcher for LocalLauncher {
     }
 
     /// Kills shard `shard`'s worker; the supervisor starts it again as after a
-    /// crash (within [`LocalOptions::max_restarts`]).
+    /// crash (within [`LocalOptions::shard_retries`]).
     async fn restart(&mut self, shard: u64) -> Result<(), LaunchError> {
         match lock(&self.state).running.remove(&shard) {
             Some(replace) => {
@@ -699,7 +700,7 @@ mod tests {
 
         let always = script(&dir, "exit 7");
         let mut launcher = LocalLauncher::new(LocalOptions {
-            max_restarts: 2,
+            shard_retries: 2,
             ..LocalOptions::new(always)
         });
         launcher.launch(&spec(1, 1)).await.unwrap();
@@ -797,7 +798,7 @@ mod tests {
             ),
         );
         let mut launcher = LocalLauncher::new(LocalOptions {
-            max_restarts: 0,
+            shard_retries: 0,
             ..LocalOptions::new(bin)
         });
         let mut channel = launcher.stdout_channel();

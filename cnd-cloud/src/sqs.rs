@@ -36,7 +36,9 @@ use aws_sdk_sqs::types::{
 };
 use aws_smithy_http_client::tls;
 use cnd_core::distributed::{unix_now, SHARD_ATTRIBUTE};
-use cnd_core::{Cause, ChannelError, Message, Received, Report, ResultChannel, RunKey, Sender};
+use cnd_core::{
+    Cause, ChannelError, Message, Received, Report, ResultChannel, RunKey, RunSpec, Sender,
+};
 
 use cnd_core::distributed::error_chain;
 
@@ -289,6 +291,8 @@ pub struct SqsChannel {
     /// The queue was created for this run: every message on it is ours, and
     /// `close` deletes it.
     owned: bool,
+    /// What [`open`](ResultChannel::open) still has to do.
+    opening: Opening,
     closed: bool,
     /// Messages taken from SQS and not yet returned, with their receipt handles.
     inbox: Vec<(String, Message)>,
@@ -299,7 +303,48 @@ pub struct SqsChannel {
     foreign_streak: u64,
 }
 
+/// How long `close` looks for the queue of an `open` that never heard back.
+const LOOKUP_AFTER_CUT_OPEN: Duration = Duration::from_secs(2);
+
+/// What [`SqsChannel`]'s `open` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Opening {
+    /// Create the run's own queue, `cnd-<run id>`.
+    Create,
+    /// Look up the shared queue of this name.
+    LookUp(String),
+    /// Nothing: the queue's URL is known.
+    Ready,
+}
+
 impl SqsChannel {
+    /// A channel for the run the master opens it for: its `open` creates the
+    /// per-run queue `cnd-<run id>`, tagged with the run and lasting its
+    /// [`lifetime`](RunSpec::lifetime); its `close` deletes it, also after an
+    /// `open` that was cut short.
+    pub fn for_run(client: &Client) -> SqsChannel {
+        SqsChannel::new(client, String::new(), Uuid::nil(), true).opening(Opening::Create)
+    }
+
+    /// A channel on the existing queue named `name`, shared with other runs:
+    /// its `open` looks the queue up (and fails if there is none); see
+    /// [`SqsChannel::shared`].
+    pub fn named(client: &Client, name: impl Into<String>) -> SqsChannel {
+        SqsChannel::new(client, String::new(), Uuid::nil(), false)
+            .opening(Opening::LookUp(name.into()))
+    }
+
+    /// A channel on the existing queue at `queue_url`, shared with other runs,
+    /// for the run the master opens it for; see [`SqsChannel::shared`].
+    pub fn at(client: &Client, queue_url: impl Into<String>) -> SqsChannel {
+        SqsChannel::new(client, queue_url.into(), Uuid::nil(), false)
+    }
+
+    fn opening(mut self, opening: Opening) -> SqsChannel {
+        self.opening = opening;
+        self
+    }
+
     /// Creates the per-run queue `cnd-<run id>` of a run that lives at most
     /// [`DEFAULT_LIFETIME`](cnd_core::distributed::DEFAULT_LIFETIME); see
     /// [`SqsChannel::create_for_run_lasting`].
@@ -315,29 +360,8 @@ impl SqsChannel {
         run_id: Uuid,
         lifetime: Duration,
     ) -> Result<SqsChannel, ChannelError> {
-        let name = queue_name(run_id);
-        let expires = unix_now().saturating_add(lifetime.as_secs());
-        let out = client
-            .create_queue()
-            .queue_name(&name)
-            .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS)
-            .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_SECS)
-            .tags(RUN_ID_TAG, run_id.to_string())
-            .tags(EXPIRES_TAG, expires.to_string())
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::of(e)
-                    .into_channel_error(format!("creating queue {name}"), &the_queue(&name))
-            })?;
-        let queue_url = out.queue_url().ok_or_else(|| {
-            ChannelError::refused(
-                format!("creating queue {name}"),
-                "the service returned no queue URL",
-            )
-        })?;
-        tracing::debug!(queue = queue_url, "created the run's queue");
-        Ok(SqsChannel::new(client, queue_url.to_string(), run_id, true))
+        let queue_url = create_run_queue(client, run_id, lifetime).await?;
+        Ok(SqsChannel::new(client, queue_url, run_id, true))
     }
 
     /// Uses an existing queue shared with other runs: only messages whose
@@ -352,6 +376,7 @@ impl SqsChannel {
             queue_url,
             run_id,
             owned,
+            opening: Opening::Ready,
             closed: false,
             inbox: Vec::new(),
             unacked: Vec::new(),
@@ -584,6 +609,47 @@ async fn delete_all(client: &Client, queue_url: &str, receipts: &[String]) -> Ve
 
 #[async_trait]
 impl ResultChannel for SqsChannel {
+    /// Binds the channel to `spec`'s run, then creates the per-run queue
+    /// ([`SqsChannel::for_run`]) or looks up the named one ([`SqsChannel::named`]);
+    /// a channel whose queue is known does nothing more. A channel made for
+    /// another run is refused.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while the queue is being created, the queue may exist without
+    /// the channel knowing its URL: [`close`](ResultChannel::close) looks it up
+    /// by its name and deletes it. Calling `open` again tries again.
+    async fn open(&mut self, spec: &RunSpec) -> Result<(), ChannelError> {
+        if self.run_id.is_nil() {
+            self.run_id = spec.run_id;
+        } else if self.run_id != spec.run_id {
+            return Err(ChannelError::refused(
+                format!("opening the queue for run {}", spec.run_id),
+                format!("this channel was made for run {}", self.run_id),
+            ));
+        }
+        match self.opening.clone() {
+            Opening::Ready => {}
+            Opening::Create => {
+                self.queue_url =
+                    create_run_queue(&self.client, self.run_id, spec.lifetime()).await?;
+            }
+            Opening::LookUp(name) => {
+                self.queue_url = queue_url_for_name(&self.client, &name)
+                    .await?
+                    .ok_or_else(|| {
+                        ChannelError::refused(
+                            format!("looking up the SQS queue {name:?}"),
+                            "there is no queue of that name (create it, or leave out --queue-name for a queue of the run's own)",
+                        )
+                    })?;
+            }
+        }
+        self.opening = Opening::Ready;
+        Ok(())
+    }
+
+    /// The queue's URL; empty before `open` has made or found the queue.
     fn address(&self) -> &str {
         &self.queue_url
     }
@@ -615,7 +681,9 @@ impl ResultChannel for SqsChannel {
         Ok(Received::new(messages).with_foreign(foreign))
     }
 
-    /// Deletes what was returned (on a shared queue), then a per-run queue.
+    /// Deletes what was returned (on a shared queue), then a per-run queue;
+    /// after an `open` that never heard back, the queue is looked up by its
+    /// name (for at most 2 s, then the error names it) and deleted.
     ///
     /// # Cancel safety
     ///
@@ -637,11 +705,78 @@ impl ResultChannel for SqsChannel {
         if self.closed {
             return Ok(());
         }
+        if self.queue_url.is_empty() {
+            // Never opened, or an `open` cut short that may have made the queue.
+            if self.run_id.is_nil() {
+                self.closed = true;
+                return Ok(());
+            }
+            let name = queue_name(self.run_id);
+            // Brief, and not retried: the service just failed to answer, and the
+            // user waits; the error names the one thing that may be left.
+            let looked_up = tokio::time::timeout(
+                LOOKUP_AFTER_CUT_OPEN,
+                queue_url_for_name(&self.client, &name),
+            )
+            .await;
+            match looked_up {
+                Ok(Ok(Some(url))) => self.queue_url = url,
+                Ok(Ok(None)) => {
+                    self.closed = true;
+                    return Ok(());
+                }
+                Ok(Err(e)) => {
+                    return Err(ChannelError::other(format!(
+                        "the queue {name} may have been created (its creation got no answer), \
+                         and looking it up failed: {}",
+                        error_chain(&e)
+                    )))
+                }
+                Err(_) => {
+                    return Err(ChannelError::other(format!(
+                        "the queue {name} may have been created (its creation got no answer), \
+                         and looking it up got no answer within {} s",
+                        LOOKUP_AFTER_CUT_OPEN.as_secs()
+                    )))
+                }
+            }
+        }
         delete_queue(&self.client, &self.queue_url).await?;
         self.closed = true;
         tracing::debug!(queue = %self.queue_url, "deleted the run's queue");
         Ok(())
     }
+}
+
+/// Creates the queue `cnd-<run id>`, tagged `cnd/run-id=<run id>` and
+/// [`EXPIRES_TAG`] = now + `lifetime`; returns its URL.
+async fn create_run_queue(
+    client: &Client,
+    run_id: Uuid,
+    lifetime: Duration,
+) -> Result<String, ChannelError> {
+    let name = queue_name(run_id);
+    let expires = unix_now().saturating_add(lifetime.as_secs());
+    let out = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS)
+        .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_SECS)
+        .tags(RUN_ID_TAG, run_id.to_string())
+        .tags(EXPIRES_TAG, expires.to_string())
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::of(e).into_channel_error(format!("creating queue {name}"), &the_queue(&name))
+        })?;
+    let queue_url = out.queue_url().ok_or_else(|| {
+        ChannelError::refused(
+            format!("creating queue {name}"),
+            "the service returned no queue URL",
+        )
+    })?;
+    tracing::debug!(queue = queue_url, "created the run's queue");
+    Ok(queue_url.to_string())
 }
 
 /// How [`SqsReportSender`] retries: exponential backoff from `first_delay`,

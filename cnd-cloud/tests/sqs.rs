@@ -549,3 +549,170 @@ async fn stalled_deletes_lose_no_report_and_never_hold_a_receive() {
     proxy.hold_answers_to(None);
     channel.close().await.unwrap();
 }
+
+/// A launcher whose one worker (shard 0) reports shard 0's smallest golden
+/// nonce to the address the master gave it, signed with that shard's key.
+struct ReportingLauncher {
+    client: Client,
+    /// The `queue_url` of the spec the master launched with.
+    told: Option<String>,
+}
+
+#[cnd_core::async_trait]
+impl cnd_core::Launcher for ReportingLauncher {
+    async fn launch(&mut self, spec: &cnd_core::RunSpec) -> Result<(), cnd_core::LaunchError> {
+        self.told = Some(spec.queue_url.clone());
+        let shard = spec.range.shard(0, spec.shards).unwrap();
+        let outcome = cnd_core::search(
+            &spec.puzzle,
+            shard,
+            &cnd_core::SearchOptions::all_cores().with_threads(1),
+            &cnd_core::SearchControl::new(),
+        );
+        let report = Report::from_outcome(spec.run_id, 0, "test-worker", &outcome).unwrap();
+        assert!(
+            matches!(report.kind, ReportKind::Found { .. }),
+            "{report:?}"
+        );
+        SqsReportSender::new(&self.client, &spec.queue_url, spec.run_key.for_shard(0))
+            .send(&report)
+            .await
+            .unwrap();
+        Ok(())
+    }
+    async fn status(&mut self) -> Result<cnd_core::WorkerStatus, cnd_core::LaunchError> {
+        Ok(cnd_core::WorkerStatus::default().with_running(1))
+    }
+    async fn stop(&mut self) -> Result<(), cnd_core::LaunchError> {
+        Ok(())
+    }
+}
+
+fn small_run() -> cnd_core::RunSpec {
+    let puzzle = cnd_core::Puzzle::with_default_block(8).unwrap();
+    let range = cnd_core::NonceRange::new(0, 100_000).unwrap();
+    cnd_core::RunSpec::new(puzzle, range, 2, 2).unwrap()
+}
+
+async fn run_master_on(
+    channel: &mut SqsChannel,
+    launcher: &mut ReportingLauncher,
+    spec: &cnd_core::RunSpec,
+    options: &cnd_core::MasterOptions,
+) -> Result<cnd_core::MasterOutcome, cnd_core::MasterError> {
+    cnd_core::run_master(
+        launcher,
+        channel,
+        spec,
+        options,
+        &cnd_cloud::TokioTimer,
+        &cnd_core::CancelToken::new(),
+        |_| {},
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_master_makes_the_runs_queue_tells_the_workers_and_deletes_it() {
+    // The caller neither creates the queue nor names it to the workers: an
+    // embedder cannot forget either.
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let spec = small_run().with_queue_url("ignored: the master sets it");
+    let mut launcher = ReportingLauncher {
+        client: client.clone(),
+        told: None,
+    };
+    let mut channel = SqsChannel::for_run(&client);
+    let out = run_master_on(
+        &mut channel,
+        &mut launcher,
+        &spec,
+        &cnd_core::MasterOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(&out, Ok(cnd_core::MasterOutcome::Found(g)) if g.shard == 0),
+        "{out:?}"
+    );
+    let told = launcher.told.expect("launched");
+    assert!(told.ends_with(&queue_name(spec.run_id)), "{told}");
+    assert_eq!(channel.address(), told);
+    assert_eq!(
+        queue_url_for_name(&client, &queue_name(spec.run_id))
+            .await
+            .unwrap(),
+        None,
+        "the run's queue outlived it"
+    );
+}
+
+#[tokio::test]
+async fn a_queue_creation_whose_answer_never_comes_leaves_no_queue() {
+    // SQS creates the queue but its answer is held past every call limit: the
+    // run ends after its retry budget, and the queue it never heard of is
+    // found by name and deleted.
+    use cnd_cloud::sqs::testing::FaultProxy;
+    let moto = MotoServer::start();
+    let direct = moto.client().await;
+    let proxy = FaultProxy::start(&moto.endpoint());
+    proxy.hold_answers_to(Some("CreateQueue"));
+    let client = client_for(&proxy.endpoint()).await;
+    let spec = small_run();
+    let mut launcher = ReportingLauncher {
+        client: client.clone(),
+        told: None,
+    };
+    let options = cnd_core::MasterOptions::default()
+        .with_call_timeout(Duration::from_millis(500))
+        .with_retry_for(Duration::from_secs(1));
+    let mut channel = SqsChannel::for_run(&client);
+    let started = Instant::now();
+    let out = run_master_on(&mut channel, &mut launcher, &spec, &options).await;
+    assert!(
+        matches!(
+            out,
+            Err(cnd_core::MasterError::Channel(
+                ChannelError::Unreachable { .. }
+            ))
+        ),
+        "{out:?}"
+    );
+    assert!(launcher.told.is_none(), "workers launched without a queue");
+    eprintln!("ended {:?} after start", started.elapsed());
+    assert_eq!(
+        queue_url_for_name(&direct, &queue_name(spec.run_id))
+            .await
+            .unwrap(),
+        None,
+        "the queue made by the cut-short creation outlived the run"
+    );
+    proxy.hold_answers_to(None);
+}
+
+#[tokio::test]
+async fn a_named_queue_that_does_not_exist_is_refused_in_one_sentence() {
+    let moto = MotoServer::start();
+    let client = moto.client().await;
+    let spec = small_run();
+    let mut channel = SqsChannel::named(&client, "no-such-queue");
+    let error = channel.open(&spec).await.unwrap_err();
+    assert!(matches!(error, ChannelError::Refused { .. }), "{error:?}");
+    assert!(error.to_string().contains("\"no-such-queue\""), "{error}");
+    // A channel made for one run is no channel for another.
+    let url = create_shared_queue(&client, "shared-q").await;
+    let mut theirs = SqsChannel::shared(&client, url, Uuid::new_v4());
+    assert!(matches!(
+        theirs.open(&spec).await,
+        Err(ChannelError::Refused { .. })
+    ));
+    let mut ours = SqsChannel::named(&client, "shared-q");
+    ours.open(&spec).await.unwrap();
+    assert!(ours.address().ends_with("/shared-q"), "{}", ours.address());
+    ours.close().await.unwrap();
+    // A shared queue is never deleted.
+    assert!(queue_url_for_name(&client, "shared-q")
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -8,13 +8,12 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use cnd_core::memory::MemoryChannel;
 use cnd_core::{
     async_trait, run_master, search, verify, CancelToken, LaunchError, Launcher, MasterEvent,
-    MasterOptions, MasterOutcome, Message, Puzzle, Report, ReportKind, RunSpec, SearchControl,
-    SearchOptions, SearchOutcome, Sender, TokioTimer, WorkerStatus,
+    MasterOptions, MasterOutcome, Message, Puzzle, Report, RunSpec, SearchControl, SearchOptions,
+    Sender, TokioTimer, WorkerStatus,
 };
 
 /// Starts one thread per shard; each reports on `channel`, signed with its shard's key.
@@ -39,34 +38,12 @@ impl Launcher for ThreadLauncher {
             let (channel, searching) = (self.channel.clone(), Arc::clone(&control));
             let worker = std::thread::spawn(move || {
                 let options = SearchOptions::all_cores().with_threads(1);
-                let (kind, hashes, elapsed) = match search(&puzzle, range, &options, &searching) {
-                    Ok(SearchOutcome::Found(f)) => (
-                        ReportKind::Found {
-                            nonce: f.nonce,
-                            hash: f.hash,
-                        },
-                        f.hashes,
-                        f.elapsed,
-                    ),
-                    Ok(SearchOutcome::Exhausted { hashes, elapsed }) => {
-                        (ReportKind::Exhausted, hashes, elapsed)
-                    }
-                    Ok(_) => return, // cancelled by `stop`: the run is over
-                    Err(e) => (
-                        ReportKind::Failed {
-                            error: e.to_string(),
-                        },
-                        0,
-                        Duration::ZERO,
-                    ),
-                };
-                let report = Report {
-                    run_id,
-                    shard,
-                    worker: format!("thread-{shard}"),
-                    hashes,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                    kind,
+                let outcome = search(&puzzle, range, &options, &searching);
+                // `None`: cancelled by `stop`, the run is over.
+                let Some(report) =
+                    Report::from_outcome(run_id, shard, format!("thread-{shard}"), &outcome)
+                else {
+                    return;
                 };
                 // The master drops anything not signed with the key of the shard
                 // the message claims to be from.
@@ -81,13 +58,14 @@ impl Launcher for ThreadLauncher {
 
     async fn status(&mut self) -> Result<WorkerStatus, LaunchError> {
         // WorkerStatus may gain fields: start from the default and set what we know.
-        let mut status = WorkerStatus::default();
-        status.running = self
+        let running = self
             .workers
             .iter()
             .filter(|(_, w)| !w.is_finished())
             .count() as u64;
-        status.succeeded = self.workers.len() as u64 - status.running;
+        let status = WorkerStatus::default()
+            .with_running(running)
+            .with_succeeded(self.workers.len() as u64 - running);
         Ok(status)
     }
 

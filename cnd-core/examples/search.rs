@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use cnd_core::{search, stats, verify, Puzzle, SearchControl, SearchOptions, SearchOutcome};
+use cnd_core::{
+    search, stats, verify, Backend, Puzzle, SearchControl, SearchOptions, SearchOutcome,
+};
 
 fn main() {
     let difficulty = std::env::args()
@@ -25,11 +27,13 @@ fn find(difficulty: u32) {
         stats::expected_hashes(difficulty)
     );
 
-    // Every core, the backend `CND_BACKEND` names (else the fastest), a time limit,
-    // and a progress callback: it runs on the search threads after every chunk of
+    // Every core, the backend `CND_BACKEND` names (else the fastest; the library
+    // itself never reads the environment), a time limit, and a progress callback: it runs on the search threads after every chunk of
     // nonces, so it only prints now and then.
     let last_print = std::sync::Mutex::new(Instant::now());
+    let backend = Backend::from_env().expect("CND_BACKEND names a backend this CPU has");
     let options = SearchOptions::all_cores()
+        .with_backend(backend)
         .with_deadline(Some(Instant::now() + Duration::from_secs(60)))
         .on_progress(move |hashes| {
             let mut last = last_print.lock().unwrap();

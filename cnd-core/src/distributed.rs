@@ -93,7 +93,9 @@ pub struct RunSpec {
     pub shards: u64,
     /// P: how many workers run at once (`shards >= parallelism`).
     pub parallelism: u64,
-    /// Where workers send reports (`CND_QUEUE_URL`).
+    /// Where workers send reports (`CND_QUEUE_URL`). The master sets it to its
+    /// channel's [`address`](ResultChannel::address) once the channel is open;
+    /// what a caller puts here is only shown (a dry run's plan).
     pub queue_url: String,
     /// The key workers sign their reports with (`CND_RUN_KEY`, SPEC §5). Not part
     /// of [`RunSpec::worker_env`]: each launcher hands it over its own safe way.
@@ -115,6 +117,11 @@ pub const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// replaced: 6 × 5 s = 30 s by default. See
 /// [`MasterOptions::stall_after`](crate::master::MasterOptions::stall_after).
 pub const STALL_INTERVALS: u32 = 6;
+
+/// How often a launcher starts one shard's worker again after it failed before
+/// the shard counts as failed: the `shard_retries` of every launcher's options
+/// (local processes, a Job's `backoffLimitPerIndex`), one name and one default.
+pub const DEFAULT_SHARD_RETRIES: u32 = 3;
 
 impl RunSpec {
     /// A run of `puzzle` over `range` in `shards` shards, `parallelism` at a time,
@@ -510,7 +517,15 @@ impl std::fmt::Display for Destination {
     }
 }
 
-/// A snapshot of a run's workers, as the launcher sees them.
+/// A snapshot of a run's workers, as the launcher sees them. Built from
+/// [`default`](Default::default) with the `with_…` methods (fields may be added):
+///
+/// ```
+/// use cnd_core::WorkerStatus;
+///
+/// let status = WorkerStatus::default().with_running(3).with_succeeded(1).with_running_shards(vec![0, 2, 3]);
+/// assert_eq!((status.running, status.succeeded, status.waiting()), (3, 1, 0));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStatus {
@@ -547,6 +562,42 @@ impl WorkerStatus {
         self.pending + self.starting + self.retrying
     }
 
+    /// The same snapshot with `pending` workers (not placed yet).
+    #[must_use]
+    pub fn with_pending(mut self, pending: u64) -> WorkerStatus {
+        self.pending = pending;
+        self
+    }
+
+    /// The same snapshot with `starting` workers (placed, not running yet).
+    #[must_use]
+    pub fn with_starting(mut self, starting: u64) -> WorkerStatus {
+        self.starting = starting;
+        self
+    }
+
+    /// The same snapshot with `retrying` workers (waiting out a retry delay).
+    #[must_use]
+    pub fn with_retrying(mut self, retrying: u64) -> WorkerStatus {
+        self.retrying = retrying;
+        self
+    }
+
+    /// The same snapshot with `failed` workers (after any retries).
+    #[must_use]
+    pub fn with_failed(mut self, failed: u64) -> WorkerStatus {
+        self.failed = failed;
+        self
+    }
+
+    /// The same snapshot saying the run cannot succeed, and why (one sentence
+    /// naming what to fix: the master ends the run with it).
+    #[must_use]
+    pub fn with_fatal(mut self, why: impl Into<String>) -> WorkerStatus {
+        self.fatal = Some(why.into());
+        self
+    }
+
     /// The same snapshot with `running` workers.
     #[must_use]
     pub fn with_running(mut self, running: u64) -> WorkerStatus {
@@ -581,8 +632,8 @@ pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a call to a [`Launcher`] or a [`ResultChannel`] failed.
 ///
-/// The variant says what the master should do: retry within its budget
-/// ([`Unreachable`](CallError::Unreachable)) or give up at once
+/// The variant says what the master does, through [`is_transient`](CallError::is_transient):
+/// retry within its budget ([`Unreachable`](CallError::Unreachable)) or give up at once
 /// ([`Refused`](CallError::Refused), [`Other`](CallError::Other)). Its text is
 /// one sentence of cnd's own; the error it stems from, when there is one, is
 /// its [`source`](std::error::Error::source) and is not repeated in the text
@@ -686,7 +737,8 @@ impl CallError {
         self
     }
 
-    /// Whether trying again later may succeed ([`CallError::Unreachable`]).
+    /// Whether trying again later may succeed ([`CallError::Unreachable`]):
+    /// the master retries exactly these, within [`MasterOptions::retry_for`](crate::MasterOptions::retry_for).
     pub fn is_transient(&self) -> bool {
         matches!(self, CallError::Unreachable { .. })
     }
@@ -759,8 +811,16 @@ pub trait Launcher: Send {
 
 /// Carries worker reports to the master.
 ///
+/// The master owns the channel's lifecycle: it calls `open` first, writes
+/// `address` into the workers' environment itself (the [`RunSpec::queue_url`]
+/// the launcher is given), and calls `close` at the end of every run, however
+/// it ended — an `open` that failed or was cut short included.
+///
 /// Contract:
-/// - `address` is what workers are given as `CND_QUEUE_URL`.
+/// - `open` makes the channel ready for the run (creates its queue, or looks up
+///   a named one); a channel that needs nothing does nothing (the default).
+/// - `address` is what workers are given as `CND_QUEUE_URL`; it is read only
+///   after `open` has succeeded.
 /// - `receive` waits at most `wait` (it may return earlier, and empty) and
 ///   returns the messages that belong to this run, body and signature as
 ///   received, each with its [`Sender`] as far as the channel knows it.
@@ -775,8 +835,8 @@ pub trait Launcher: Send {
 /// - `reports_progress` says whether workers' `progress` reports travel on the
 ///   channel (the master watches for stalled workers only where they do).
 /// - `close` acknowledges what was delivered, then removes what the channel
-///   created for the run (a per-run queue) and nothing else; it is safe to call
-///   more than once.
+///   created for the run (a per-run queue) and nothing else, also what an
+///   `open` cut short may have created; it is safe to call more than once.
 ///
 /// # Cancel safety
 ///
@@ -784,9 +844,14 @@ pub trait Launcher: Send {
 /// takes too long. `receive` must be cancel safe: if its future is dropped, no
 /// message is lost (a message taken from the service but not yet returned
 /// comes back, from the channel's own buffer or from the service). A dropped
-/// `close` may have done part of its work; calling it again finishes it.
+/// `open` or `close` may have done part of its work: `close` finishes it.
 #[async_trait]
 pub trait ResultChannel: Send {
+    /// Makes the channel ready for `spec`'s run. Called once, before `address`.
+    async fn open(&mut self, spec: &RunSpec) -> Result<(), ChannelError> {
+        let _ = spec;
+        Ok(())
+    }
     /// Where workers send their reports.
     fn address(&self) -> &str;
     /// This run's messages that arrive within `wait`.

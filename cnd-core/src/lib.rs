@@ -7,8 +7,9 @@
 //! answer.
 //!
 //! **Searching here.** [`search`] scans a [`NonceRange`] on every thread with a
-//! hash [`Backend`] (`auto`: the fastest on this CPU, or what `CND_BACKEND`
-//! names; [`cpu_model`] says which CPU that was measured on) and returns the
+//! hash [`Backend`] (`auto`: the fastest on this CPU, [`cpu_model`] says which;
+//! [`Backend::from_env`] reads `CND_BACKEND` for programs that let the user
+//! choose: the library itself never reads the environment) and returns the
 //! smallest golden nonce as a [`SearchOutcome`].
 //! [`SearchOptions`] set threads, backend, deadline and a progress callback; a
 //! [`SearchControl`] cancels a running search and counts its hashes; a
@@ -44,6 +45,7 @@
 mod backend;
 pub mod cancel;
 pub mod distributed;
+#[cfg(feature = "hazmat")]
 #[doc(hidden)] // Listed nowhere: not API (see its own doc).
 pub mod hazmat;
 pub mod master;

@@ -57,6 +57,8 @@ pub enum MasterEvent {
         shards: u64,
         /// Workers at once.
         parallelism: u64,
+        /// Where the workers report: the channel's address once open (a queue URL).
+        reports_to: String,
     },
     /// A snapshot of the workers, every [`STATUS_EVERY`].
     Workers(WorkerStatus),
@@ -107,6 +109,15 @@ pub enum MasterEvent {
         shard: u64,
         /// How long its count had not moved.
         silent_for: Duration,
+    },
+    /// The launcher said more workers were running than the run's parallelism
+    /// allows (a launcher bug, or pods the cluster has not finished stopping):
+    /// said once per run, as a warning; the run goes on.
+    TooManyWorkers {
+        /// Workers the launcher reported running.
+        running: u64,
+        /// The most the run asked for at once.
+        parallelism: u64,
     },
     /// Removing the run's workers or queue failed even after retries; the text
     /// names exactly what may be left behind.
@@ -496,7 +507,9 @@ const CLEANUP_TRIES: u32 = 3;
 
 /// Runs a distributed search from launch to cleanup.
 ///
-/// Launches `spec` with `launcher`, reads reports from `channel` until the first
+/// Opens `channel` (its queue made or looked up), launches `spec` with
+/// `launcher` — the workers told the channel's address, whatever
+/// `spec.queue_url` said — and reads reports from `channel` until the first
 /// verified golden nonce, every shard exhausted, the deadline, or `cancel`, then
 /// calls `launcher.stop()` and `channel.close()` on every way out, errors
 /// included (each tried up to three times, each try bounded). Every call is
@@ -589,18 +602,20 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 }
 
 /// A launcher's or channel's cleanup call (`stop`, `close`), as async-trait makes it.
-type CleanupStep<T, E> =
-    for<'a> fn(&'a mut T) -> Pin<Box<dyn Future<Output = Result<(), E>> + Send + 'a>>;
+type CleanupStep<T> =
+    for<'a> fn(&'a mut T) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
 
-/// Tries `step` on `target` until it succeeds, [`CLEANUP_TRIES`] tries fail, the
-/// cleanup's time (the clock's deadline) is up, or `cancel` is cancelled a second
-/// time; each try is bounded by `limit`. The error says why and after how many tries.
-async fn retry_cleanup<T: ?Sized, E: std::error::Error + 'static>(
+/// Tries `step` on `target` until it succeeds, fails in a way no retry mends
+/// (not [`is_transient`](CallError::is_transient)), [`CLEANUP_TRIES`] tries fail,
+/// the cleanup's time (the clock's deadline) is up, or `cancel` is cancelled a
+/// second time; each try is bounded by `limit`. The error says why and after
+/// how many tries.
+async fn retry_cleanup<T: ?Sized>(
     clock: &Clock<'_>,
     cancel: &CancelToken,
     limit: Duration,
     target: &mut T,
-    step: CleanupStep<T, E>,
+    step: CleanupStep<T>,
 ) -> Result<(), String> {
     let mut last = String::new();
     let mut tries = 0;
@@ -625,6 +640,10 @@ async fn retry_cleanup<T: ?Sized, E: std::error::Error + 'static>(
             .await
         {
             Ok(Some(Ok(()))) => return Ok(()),
+            Ok(Some(Err(e))) if !e.is_transient() => {
+                last = error_chain(&e);
+                break;
+            }
             Ok(Some(Err(e))) => last = error_chain(&e),
             Ok(None) => {
                 last = "given up at a second interrupt".into();
@@ -886,6 +905,7 @@ enum Authority {
 /// The calls whose failures the master rides out within `retry_for`.
 #[derive(Debug, Clone, Copy)]
 enum Call {
+    Open,
     Status,
     Receive,
 }
@@ -899,7 +919,8 @@ const DRAIN_WAIT: Duration = Duration::from_secs(1);
 struct Run<'a> {
     launcher: &'a mut dyn Launcher,
     channel: &'a mut dyn ResultChannel,
-    spec: &'a RunSpec,
+    /// The caller's spec, with the channel's address once it is open.
+    spec: RunSpec,
     options: &'a MasterOptions,
     clock: &'a Clock<'a>,
     started: Instant,
@@ -915,6 +936,8 @@ struct Run<'a> {
     /// seen running); `None` when stalls are not watched on this run.
     watched: Option<HashMap<u64, Instant>>,
     stall_after: Duration,
+    /// Whether [`MasterEvent::TooManyWorkers`] has been said.
+    said_too_many: bool,
 }
 
 async fn drive(
@@ -935,7 +958,7 @@ async fn drive(
     let mut run = Run {
         launcher,
         channel,
-        spec,
+        spec: spec.clone(),
         options,
         clock,
         started,
@@ -947,6 +970,7 @@ async fn drive(
         idle_polls: 0,
         watched,
         stall_after,
+        said_too_many: false,
     };
     match run.go().await {
         Err(ending) => ending,
@@ -959,6 +983,7 @@ async fn drive(
 #[allow(clippy::result_large_err)]
 impl Run<'_> {
     async fn go(&mut self) -> Result<std::convert::Infallible, Ending> {
+        self.open_channel().await?;
         self.launch().await?;
         loop {
             self.check_cut()?;
@@ -1002,8 +1027,67 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Opens the channel (what may pass is retried within `retry_for`) and
+    /// writes its address into the spec the workers are launched with: no
+    /// caller can forget it.
+    async fn open_channel(&mut self) -> Result<(), Ending> {
+        loop {
+            let limit = self.options.call_timeout;
+            let opened = match self
+                .clock
+                .bounded(limit, self.channel.open(&self.spec))
+                .await
+            {
+                Ok(opened) => opened,
+                // It may still have happened: `close` removes what it made.
+                Err(Cut::TimedOut) => Err(ChannelError::unreachable(
+                    "the result channel",
+                    format!("opening it got no answer within {}", seconds(limit)),
+                )),
+                // Nothing was searched: not "timed out", but a channel that
+                // never answered within the run's time.
+                Err(Cut::Deadline) => {
+                    return Err(Err(MasterError::Channel(ChannelError::unreachable(
+                        "the result channel",
+                        format!(
+                            "opening it got no answer within the run's time limit ({})",
+                            seconds(self.elapsed())
+                        ),
+                    ))))
+                }
+                Err(cut) => return Err(self.cut_short(cut)),
+            };
+            match opened {
+                Ok(()) => break,
+                Err(e) => {
+                    self.on_call_failure(Call::Open, e)?;
+                    self.back_off(Call::Open).await?;
+                }
+            }
+        }
+        self.receive_failing.reset();
+        self.spec.queue_url = self.channel.address().to_string();
+        tracing::debug!(run = %self.spec.run_id, reports_to = %self.spec.queue_url, "result channel open");
+        Ok(())
+    }
+
+    /// Waits out the backoff of a failing call; the cancellation and the
+    /// deadline still cut it short.
+    // `&mut self`: a `&Run` held across an await would need `Run: Sync`.
+    async fn back_off(&mut self, call: Call) -> Result<(), Ending> {
+        let failing = match call {
+            Call::Status => &self.status_failing,
+            Call::Open | Call::Receive => &self.receive_failing,
+        };
+        let backoff = failing.backoff(self.clock.now(), self.options.retry_for);
+        match self.clock.bounded(backoff, pending::<()>()).await {
+            Err(cut @ (Cut::Cancelled | Cut::Deadline)) => Err(self.cut_short(cut)),
+            _ => Ok(()),
+        }
+    }
+
     async fn launch(&mut self) -> Result<(), Ending> {
-        let spec = self.spec;
+        let spec = &self.spec;
         let limit = self.options.launch_timeout;
         match self.clock.bounded(limit, self.launcher.launch(spec)).await {
             Ok(launched) => launched.map_err(|e| Err(MasterError::Launch(e)))?,
@@ -1019,6 +1103,7 @@ impl Run<'_> {
         (self.on_event)(MasterEvent::Launched {
             shards: spec.shards,
             parallelism: spec.parallelism,
+            reports_to: spec.queue_url.clone(),
         });
         Ok(())
     }
@@ -1046,6 +1131,7 @@ impl Run<'_> {
         };
         self.status_failing.reset();
         (self.on_event)(MasterEvent::Workers(status.clone()));
+        self.check_parallelism(&status);
         if let Some(fatal) = status.fatal {
             return Err(Err(MasterError::Fatal(fatal)));
         }
@@ -1073,6 +1159,23 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Says once if the launcher runs more workers than the run allows at once.
+    fn check_parallelism(&mut self, status: &WorkerStatus) {
+        let parallelism = self.spec.parallelism.min(self.spec.shards);
+        if status.running > parallelism && !self.said_too_many {
+            self.said_too_many = true;
+            tracing::warn!(
+                running = status.running,
+                parallelism,
+                "the launcher runs more workers than the run's parallelism"
+            );
+            (self.on_event)(MasterEvent::TooManyWorkers {
+                running: status.running,
+                parallelism,
+            });
+        }
+    }
+
     /// One receive of up to [`RECEIVE_WAIT`], its messages taken into account.
     async fn receive_once(&mut self) -> Result<(), Ending> {
         let wait = match self.clock.deadline {
@@ -1095,15 +1198,8 @@ impl Run<'_> {
             }
             Err(e) => {
                 self.on_call_failure(Call::Receive, e)?;
-                // Not a hot loop against a failing service; the cancellation and
-                // the deadline still cut the wait short.
-                let backoff = self
-                    .receive_failing
-                    .backoff(self.clock.now(), self.options.retry_for);
-                match self.clock.bounded(backoff, pending::<()>()).await {
-                    Err(cut @ (Cut::Cancelled | Cut::Deadline)) => Err(self.cut_short(cut)),
-                    _ => Ok(()),
-                }
+                // Not a hot loop against a failing service.
+                self.back_off(Call::Receive).await
             }
         }
     }
@@ -1112,6 +1208,11 @@ impl Run<'_> {
     /// failures are retried while they last less than `retry_for`.
     fn on_call_failure(&mut self, call: Call, error: CallError) -> Result<(), Ending> {
         let (what, failing, fail): (_, _, fn(CallError) -> MasterError) = match call {
+            Call::Open => (
+                "opening the result channel",
+                &mut self.receive_failing,
+                MasterError::Channel,
+            ),
             Call::Status => (
                 "worker status",
                 &mut self.status_failing,
@@ -1124,8 +1225,9 @@ impl Run<'_> {
             ),
         };
         let now = self.clock.now();
-        let refused = matches!(error, CallError::Refused { .. });
-        if refused || !failing.again(now, self.options.retry_for) {
+        // The one retry policy: what `is_transient` says may pass is retried
+        // within the budget, anything else ends the run at once.
+        if !error.is_transient() || !failing.again(now, self.options.retry_for) {
             return Err(Err(fail(error)));
         }
         let failing_for = failing.for_how_long(now);
@@ -1296,7 +1398,7 @@ impl Run<'_> {
     /// verified find. Reports are verified once, here, in [`check`].
     fn take(&mut self, message: &Message) -> Option<Golden> {
         let received_after = self.elapsed();
-        let (report, authority) = match check(self.spec, &self.tally, message) {
+        let (report, authority) = match check(&self.spec, &self.tally, message) {
             Ok(checked) => checked,
             Err(why) => {
                 tracing::debug!(run = %self.spec.run_id, "ignored a message: {why}");
@@ -2230,6 +2332,38 @@ mod tests {
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_launcher_running_more_workers_than_allowed_is_said_once() {
+        let mut spec = spec(60, None, 4);
+        spec.parallelism = 2;
+        let mut channel = Counted {
+            fail: false,
+            receives: 0,
+        };
+        // A launcher running 3 workers where 2 may run, polled every 2 s for 5 s.
+        let mut launcher = Told::saying(WorkerStatus::default().with_running(3));
+        let deadline = tokio::time::Instant::now().into_std() + Duration::from_secs(5);
+        let options = MasterOptions::with_deadline(Some(deadline));
+        let (out, events, _) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        assert!(matches!(out, Ok(MasterOutcome::TimedOut(_))), "{out:?}");
+        let polls = events
+            .iter()
+            .filter(|e| matches!(e, MasterEvent::Workers(_)))
+            .count();
+        let warnings: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, MasterEvent::TooManyWorkers { .. }))
+            .collect();
+        assert_eq!(polls, 3, "at 0, 2 and 4 s: {events:?}");
+        assert_eq!(
+            warnings,
+            [&MasterEvent::TooManyWorkers {
+                running: 3,
+                parallelism: 2
+            }]
+        );
+    }
+
     #[test]
     fn failures_beyond_the_retry_budget_end_the_run_and_refusals_at_once() {
         let spec = spec(60, None, 2);
@@ -2304,10 +2438,10 @@ mod tests {
                 pending::<()>().await;
             }
             if self.stops <= self.stop_failures {
-                return Err(LaunchError::other(format!(
-                    "job cnd-x: etcd timeout {}",
-                    self.stops
-                )));
+                return Err(LaunchError::unreachable(
+                    "the API server",
+                    format!("job cnd-x: etcd timeout {}", self.stops),
+                ));
             }
             Ok(())
         }

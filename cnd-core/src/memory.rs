@@ -21,8 +21,8 @@ use crate::distributed::{
     ChannelError, LaunchError, Launcher, Message, Received, ResultChannel, RunSpec, Sender,
     WorkerStatus,
 };
-use crate::report::{Report, ReportKind};
-use crate::search::{search, SearchControl, SearchOptions, SearchOutcome};
+use crate::report::Report;
+use crate::search::{search, SearchControl, SearchOptions};
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -173,34 +173,11 @@ impl Launcher for MemoryLauncher {
             let worker_control = Arc::clone(&control);
             let handle = std::thread::spawn(move || {
                 let outcome = search(&puzzle, range, &options, &worker_control);
-                let (hashes, elapsed, kind) = match outcome {
-                    Ok(SearchOutcome::Found(found)) => (
-                        found.hashes,
-                        found.elapsed,
-                        ReportKind::Found {
-                            nonce: found.nonce,
-                            hash: found.hash,
-                        },
-                    ),
-                    Ok(SearchOutcome::Exhausted { hashes, elapsed }) => {
-                        (hashes, elapsed, ReportKind::Exhausted)
-                    }
-                    Ok(_) => return,
-                    Err(e) => (
-                        0,
-                        Duration::ZERO,
-                        ReportKind::Failed {
-                            error: e.to_string(),
-                        },
-                    ),
-                };
-                let report = Report {
-                    run_id,
-                    shard,
-                    worker: format!("memory-{shard}"),
-                    hashes,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                    kind,
+                // Cancelled: stopped by the master, which no longer listens.
+                let Some(report) =
+                    Report::from_outcome(run_id, shard, format!("memory-{shard}"), &outcome)
+                else {
+                    return;
                 };
                 channel.send(
                     Message::signed(&key, report.to_json()).from_sender(Sender::Claims(shard)),

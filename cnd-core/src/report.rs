@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::distributed::error_chain;
 use crate::puzzle::to_hex;
+use crate::search::{SearchError, SearchOutcome};
 
 /// The message format version this build reads and writes.
 pub const REPORT_VERSION: u32 = 1;
@@ -120,6 +122,67 @@ enum WireKind {
 }
 
 impl Report {
+    /// The report a worker sends when its search of `shard` has ended (SPEC §5):
+    /// `found` or `exhausted` with the search's own count and time, `failed`
+    /// saying why for a search that could not run or whose deadline passed.
+    /// `None` for a cancelled search: only the master cancels, and it is no
+    /// longer listening. Workers, the in-memory launcher and embedders' own
+    /// launchers all map an outcome to a report through this one function.
+    ///
+    /// ```
+    /// use cnd_core::{search, Puzzle, Report, ReportKind, SearchControl, SearchOptions, Uuid};
+    ///
+    /// let puzzle = Puzzle::with_default_block(8)?;
+    /// let outcome = search(&puzzle, puzzle.space(), &SearchOptions::all_cores(), &SearchControl::new());
+    /// let report = Report::from_outcome(Uuid::new_v4(), 0, "thread-0", &outcome).expect("not cancelled");
+    /// assert!(matches!(report.kind, ReportKind::Found { .. }));
+    /// assert_eq!(report.worker, "thread-0");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_outcome(
+        run_id: Uuid,
+        shard: u64,
+        worker: impl Into<String>,
+        outcome: &Result<SearchOutcome, SearchError>,
+    ) -> Option<Report> {
+        let (kind, hashes, elapsed) = match outcome {
+            Ok(SearchOutcome::Found(found)) => (
+                ReportKind::Found {
+                    nonce: found.nonce,
+                    hash: found.hash,
+                },
+                found.hashes,
+                found.elapsed,
+            ),
+            Ok(SearchOutcome::Exhausted { hashes, elapsed }) => {
+                (ReportKind::Exhausted, *hashes, *elapsed)
+            }
+            Ok(SearchOutcome::TimedOut { hashes, elapsed }) => (
+                ReportKind::Failed {
+                    error: format!("the search's deadline passed after {hashes} hashes"),
+                },
+                *hashes,
+                *elapsed,
+            ),
+            Ok(SearchOutcome::Cancelled { .. }) => return None,
+            Err(err) => (
+                ReportKind::Failed {
+                    error: format!("the search could not run: {}", error_chain(err)),
+                },
+                0,
+                std::time::Duration::ZERO,
+            ),
+        };
+        Some(Report {
+            run_id,
+            shard,
+            worker: worker.into(),
+            hashes,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            kind,
+        })
+    }
+
     /// The report as one JSON object (SPEC §5).
     pub fn to_json(&self) -> String {
         let (kind, nonce, hash, error) = match &self.kind {

@@ -119,18 +119,14 @@ pub struct SearchOptions {
 }
 
 impl SearchOptions {
-    /// All available CPUs ([`available_threads`]), no deadline, and the backend
-    /// `CND_BACKEND` names ([`Backend::from_env`]), else `auto` (the fastest for
-    /// the puzzle's shape). A `CND_BACKEND` this CPU cannot use is logged and
-    /// `auto` used instead; call [`Backend::from_env`] yourself to treat it as an error.
+    /// All available CPUs ([`available_threads`]), no deadline, and the `auto`
+    /// backend (the fastest for the puzzle's shape). The library never reads the
+    /// environment: a program that lets `CND_BACKEND` choose calls
+    /// [`Backend::from_env`] itself and passes the result to [`with_backend`](Self::with_backend).
     pub fn all_cores() -> Self {
-        let backend = Backend::from_env().unwrap_or_else(|e| {
-            tracing::warn!("{e}; searching with the auto backend");
-            Backend::Auto
-        });
         SearchOptions {
             threads: available_threads(),
-            backend,
+            backend: Backend::Auto,
             deadline: None,
             progress: None,
         }

@@ -265,50 +265,54 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     progress.abort();
 
-    let report = |kind| Report {
+    let failed = |error: String| Report {
         run_id: config.run_id,
         shard: config.shard_index,
         worker: config.worker_name.clone(),
         hashes: control.hashes(),
         elapsed_ms: millis(started.elapsed()),
-        kind,
+        kind: ReportKind::Failed { error },
     };
     let (final_report, success) = match searched {
-        Ok(Ok(SearchOutcome::Found(found))) => {
-            info!(nonce = found.nonce, leading_zeros = found.leading_zeros, hashes = found.hashes, elapsed = ?found.elapsed, "found a golden nonce");
-            let mut report = report(ReportKind::Found {
-                nonce: found.nonce,
-                hash: found.hash,
-            });
-            (report.hashes, report.elapsed_ms) = (found.hashes, millis(found.elapsed));
-            (report, true)
-        }
-        Ok(Ok(SearchOutcome::Exhausted { hashes, elapsed })) => {
-            info!(hashes, elapsed = ?elapsed, "no golden nonce in this shard");
-            let mut report = report(ReportKind::Exhausted);
-            (report.hashes, report.elapsed_ms) = (hashes, millis(elapsed));
-            (report, true)
-        }
+        // The generic "deadline passed" would not say which deadline.
         Ok(Ok(SearchOutcome::TimedOut { hashes, .. })) => {
             let error = format!("the run's lifetime (CND_EXPIRES) ended after {hashes} hashes");
             warn!("{error}");
-            (report(ReportKind::Failed { error }), false)
+            (failed(error), false)
         }
-        // Only `stop_search` cancels: this cannot happen here.
-        Ok(Ok(outcome)) => {
-            let error = format!("the search ended unexpectedly: {outcome:?}");
-            error!("{error}");
-            (report(ReportKind::Failed { error }), false)
-        }
-        Ok(Err(err)) => {
-            let error = error_chain(&err);
-            error!("the search could not run: {error}");
-            (report(ReportKind::Failed { error }), false)
+        Ok(outcome) => {
+            match &outcome {
+                Ok(SearchOutcome::Found(found)) => {
+                    info!(nonce = found.nonce, leading_zeros = found.leading_zeros, hashes = found.hashes, elapsed = ?found.elapsed, "found a golden nonce");
+                }
+                Ok(SearchOutcome::Exhausted { hashes, elapsed }) => {
+                    info!(hashes, elapsed = ?elapsed, "no golden nonce in this shard");
+                }
+                Ok(_) => {}
+                Err(err) => error!("the search could not run: {}", error_chain(err)),
+            }
+            let success = matches!(
+                outcome,
+                Ok(SearchOutcome::Found(_) | SearchOutcome::Exhausted { .. })
+            );
+            let report = Report::from_outcome(
+                config.run_id,
+                config.shard_index,
+                config.worker_name.clone(),
+                &outcome,
+            );
+            // Only `stop_search` cancels, and it has returned above: this cannot happen.
+            let report = report.unwrap_or_else(|| {
+                let error = "the search was cancelled unexpectedly".to_string();
+                error!("{error}");
+                failed(error)
+            });
+            (report, success)
         }
         Err(err) => {
             let error = format!("the search thread failed: {err}");
             error!("{error}");
-            (report(ReportKind::Failed { error }), false)
+            (failed(error), false)
         }
     };
 

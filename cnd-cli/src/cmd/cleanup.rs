@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use std::time::{Duration, SystemTime};
 
-use crate::cluster::{kube_client, parse_dns_label, NoKubeConfig};
+use crate::args::parse_dns_label;
+use crate::cluster::{kube_client, NoKubeConfig};
 use crate::exit::{sentence, usage, Exit};
 use crate::human;
 

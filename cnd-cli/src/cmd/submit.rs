@@ -21,13 +21,11 @@ use cnd_core::{stats, LaunchError, Launcher, ResultChannel, RunSpec, RunSpecErro
 use uuid::Uuid;
 
 use crate::args::{
-    parse_count, parse_duration, parse_positive, parse_probability, parse_progress_every,
-    range_for, OutputArgs, PuzzleArgs,
+    parse_count, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_duration, parse_image,
+    parse_memory, parse_positive, parse_probability, parse_progress_every, parse_queue_name,
+    parse_queue_url, range_for, OutputArgs, PuzzleArgs,
 };
-use crate::cluster::{
-    cpu_cores, kube_client, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_image,
-    parse_memory, parse_queue_name, parse_queue_url, worker_bin, LauncherKind, WorkloadKind,
-};
+use crate::cluster::{cpu_cores, kube_client, worker_bin, LauncherKind, WorkloadKind};
 use crate::console;
 use crate::exit::{usage, Exit};
 use crate::human;
@@ -35,7 +33,7 @@ use crate::signals::StopSignal;
 use crate::startup::StartupTimes;
 
 mod live;
-mod output;
+pub(crate) mod output;
 
 use live::Live;
 
@@ -387,54 +385,48 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
     let deadline = plan.spec.timeout.map(|t| Instant::now() + t);
     // Where the Kubernetes API server is, to name it if it does not answer.
     let mut api_server = None;
-    let (mut launcher, mut channel): (Box<dyn Launcher>, Box<dyn ResultChannel>) = match plan
-        .channel
-    {
-        ChannelKind::Sqs => {
-            let Some(mut channel) = sqs_channel(&args, &plan.spec, cancel, deadline).await? else {
-                return Ok(Exit::Interrupted);
-            };
-            let launcher = match args.launcher {
-                LauncherKind::Kubernetes => {
-                    kube_client(&mut plan.kube).await.map(|(client, server)| {
+    let (mut launcher, mut channel): (Box<dyn Launcher>, Box<dyn ResultChannel>) =
+        match plan.channel {
+            ChannelKind::Sqs => {
+                // Made, not opened: the master creates or looks up the queue (bounded
+                // like every call, deleted at the end however the run ends) and
+                // tells the workers its URL.
+                let launcher: Box<dyn Launcher> = match args.launcher {
+                    LauncherKind::Kubernetes => {
+                        let (client, server) = kube_client(&mut plan.kube).await?;
                         api_server = Some(server);
-                        Box::new(KubeLauncher::new(client, plan.kube.clone())) as _
-                    })
-                }
-                LauncherKind::Local => local_launcher(&args).map(|l| Box::new(l) as _),
-            };
-            match launcher {
-                Ok(launcher) => (launcher, Box::new(channel)),
-                Err(e) => {
-                    // The queue exists already: it must not outlive this failure.
-                    let _ = channel.close().await;
-                    return Err(e);
-                }
+                        Box::new(KubeLauncher::new(client, plan.kube.clone()))
+                    }
+                    LauncherKind::Local => Box::new(local_launcher(&args)?),
+                };
+                (launcher, Box::new(sqs_channel(&args).await?))
             }
-        }
-        ChannelKind::Stdout => {
-            let mut launcher = local_launcher(&args)?;
-            let channel = launcher.stdout_channel();
-            (Box::new(launcher), Box::new(channel))
-        }
-        ChannelKind::PodStatus => {
-            let (client, server) = kube_client(&mut plan.kube).await?;
-            api_server = Some(server);
-            let channel =
-                PodStatusChannel::new(client.clone(), &plan.kube.namespace, plan.spec.run_id);
-            (
-                Box::new(KubeLauncher::new(client, plan.kube.clone())),
-                Box::new(channel),
-            )
-        }
-    };
-    plan.spec.queue_url = channel.address().to_string();
-
+            ChannelKind::Stdout => {
+                let mut launcher = local_launcher(&args)?;
+                let channel = launcher.stdout_channel();
+                (Box::new(launcher), Box::new(channel))
+            }
+            ChannelKind::PodStatus => {
+                let (client, server) = kube_client(&mut plan.kube).await?;
+                api_server = Some(server);
+                let channel =
+                    PodStatusChannel::new(client.clone(), &plan.kube.namespace, plan.spec.run_id);
+                (
+                    Box::new(KubeLauncher::new(client, plan.kube.clone())),
+                    Box::new(channel),
+                )
+            }
+        };
     let spec = &plan.spec;
-    tracing::info!(run = %spec.run_id, channel = plan.channel.name(), reports_to = %spec.queue_url, shards = spec.shards, pods = spec.parallelism, "submitting");
+    tracing::info!(run = %spec.run_id, channel = plan.channel.name(), shards = spec.shards, pods = spec.parallelism, "submitting");
     if !args.output.json {
         let via = match plan.channel {
-            ChannelKind::Sqs => format!("queue {}", spec.queue_url),
+            // The queue's URL is logged once the master has made or found it.
+            ChannelKind::Sqs => match (&args.queue_url, &args.queue_name) {
+                (Some(url), _) => format!("queue {url}"),
+                (None, Some(name)) => format!("queue {name}"),
+                (None, None) => format!("a queue of its own, {}", sqs::queue_name(spec.run_id)),
+            },
             ChannelKind::PodStatus => "the pods' status".to_string(),
             ChannelKind::Stdout => "the workers' stdout".to_string(),
         };
@@ -486,38 +478,15 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
     })
 }
 
-/// The run's SQS channel: the named shared queue, or a queue made for the run;
-/// `None` if the run was cancelled first.
-async fn sqs_channel(
-    args: &SubmitArgs,
-    spec: &RunSpec,
-    cancel: &CancelToken,
-    deadline: Option<Instant>,
-) -> anyhow::Result<Option<SqsChannel>> {
-    let sqs_client = sqs::client().await.context("setting up the SQS client")?;
-    match (&args.queue_url, &args.queue_name) {
-        (Some(url), _) => Ok(Some(SqsChannel::shared(
-            &sqs_client,
-            url.clone(),
-            spec.run_id,
-        ))),
-        (None, Some(name)) => {
-            let url = bounded(cancel, deadline, sqs::queue_url_for_name(&sqs_client, name))
-                .await
-                .with_context(|| format!("looking up the SQS queue {name:?}"))?;
-            match url {
-                Some(url) => Ok(Some(SqsChannel::shared(
-                    &sqs_client,
-                    url?.ok_or_else(|| usage(format!("there is no SQS queue named {name:?}")))?,
-                    spec.run_id,
-                ))),
-                None => Ok(None),
-            }
-        }
-        (None, None) => {
-            create_queue(&sqs_client, spec.run_id, spec.lifetime(), cancel, deadline).await
-        }
-    }
+/// The run's SQS channel, to be opened by the master: the shared queue given
+/// by URL or name, or a queue made for the run.
+async fn sqs_channel(args: &SubmitArgs) -> anyhow::Result<SqsChannel> {
+    let client = sqs::client().await.context("setting up the SQS client")?;
+    Ok(match (&args.queue_url, &args.queue_name) {
+        (Some(url), _) => SqsChannel::at(&client, url.clone()),
+        (None, Some(name)) => SqsChannel::named(&client, name.clone()),
+        (None, None) => SqsChannel::for_run(&client),
+    })
 }
 
 /// The launcher of local worker processes.
@@ -527,71 +496,6 @@ fn local_launcher(args: &SubmitArgs) -> anyhow::Result<LocalLauncher> {
         ..LocalOptions::new(worker_bin()?)
     }))
 }
-
-/// The longest a call made before the master starts (queue lookup or creation) may take.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Runs a setup call until it ends, [`SETUP_TIMEOUT`] or the run's deadline
-/// passes (an error), or the run is cancelled (`Ok(None)`).
-async fn bounded<T>(
-    cancel: &CancelToken,
-    deadline: Option<Instant>,
-    call: impl std::future::Future<Output = T>,
-) -> anyhow::Result<Option<T>> {
-    let limit = deadline.map_or(SETUP_TIMEOUT, |d| {
-        SETUP_TIMEOUT.min(d.saturating_duration_since(Instant::now()))
-    });
-    tokio::select! {
-        out = tokio::time::timeout(limit, call) => match out {
-            Ok(out) => Ok(Some(out)),
-            Err(_) => Err(anyhow::anyhow!("no answer within {}", human::duration(limit))),
-        },
-        _ = cancel.cancelled() => Ok(None),
-    }
-}
-
-/// Creates the run's queue, or `None` if the run was cancelled first. A creation
-/// cut short may still have happened, so the queue is then deleted by name.
-async fn create_queue(
-    client: &sqs::Client,
-    run_id: Uuid,
-    lifetime: Duration,
-    cancel: &CancelToken,
-    deadline: Option<Instant>,
-) -> anyhow::Result<Option<SqsChannel>> {
-    let created = bounded(
-        cancel,
-        deadline,
-        SqsChannel::create_for_run_lasting(client, run_id, lifetime),
-    )
-    .await;
-    match created {
-        Ok(Some(channel)) => Ok(Some(channel?)),
-        cut => {
-            // Brief: the service just failed to answer, or the user wants out.
-            let name = sqs::queue_name(run_id);
-            let removed = tokio::time::timeout(CUT_CLEANUP, async {
-                match sqs::queue_url_for_name(client, &name).await {
-                    Ok(Some(url)) => sqs::delete_queue(client, &url).await.is_ok(),
-                    Ok(None) => true,
-                    Err(_) => false,
-                }
-            })
-            .await;
-            if !matches!(removed, Ok(true)) {
-                eprintln!(
-                    "cnd-cli: warning: the queue {name} may have been created; \
-                     `cnd-cli cleanup --run {run_id} --queues-only` removes it"
-                );
-            }
-            cut.map(|_| None)
-                .with_context(|| format!("creating the SQS queue {name}"))
-        }
-    }
-}
-
-/// How long the queue of a cut-short creation is looked for, to delete it.
-const CUT_CLEANUP: Duration = Duration::from_secs(2);
 
 /// The master's error, naming the API server (and where its address came from)
 /// when it could not be reached: the usual cause is the wrong kubeconfig.

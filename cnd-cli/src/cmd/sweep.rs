@@ -22,17 +22,16 @@ use clap::{Args, CommandFactory, ValueEnum};
 use cnd_core::puzzle::to_hex;
 use cnd_core::{RunSpec, RunSpecError};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::args::{
-    parse_difficulties, parse_duration_text, parse_pod_list, parse_repeat, range_for, Difficulties,
-    OutputArgs, PodList, PuzzleShape, MAX_COUNT,
+    parse_cpu, parse_difficulties, parse_dns_label, parse_dns_subdomain, parse_duration_text,
+    parse_memory, parse_pod_list, parse_repeat, range_for, Difficulties, OutputArgs, PodList,
+    PuzzleShape, MAX_COUNT,
 };
-use crate::cluster::{
-    parse_cpu, parse_dns_label, parse_dns_subdomain, parse_memory, LauncherKind, WorkloadKind,
-    MAX_LOCAL_WORKERS,
-};
+use crate::cluster::{LauncherKind, WorkloadKind, MAX_LOCAL_WORKERS};
+use crate::cmd::submit::output::SubmitJson;
 use crate::exit::{usage, Exit};
 use crate::human;
 use crate::machine::{cpu_model, hostname};
@@ -787,11 +786,11 @@ fn fill(row: &mut RunRecord, code: Option<i32>, stdout: &str, last_error: &str) 
         Some(c) if Exit::is_signal(c) => Outcome::Interrupted,
         _ => Outcome::Error,
     };
-    let value: Option<Value> = stdout
+    let value: Option<SubmitJson> = stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok());
+        .and_then(|l| serde_json::from_str::<SubmitJson>(l).ok());
     let Some(v) = value.filter(|_| outcome != Outcome::Error) else {
         row.outcome = Outcome::Error;
         row.error = Some(match (last_error.is_empty(), code) {
@@ -801,23 +800,22 @@ fn fill(row: &mut RunRecord, code: Option<i32>, stdout: &str, last_error: &str) 
         });
         return;
     };
-    let u = |k: &str| v.get(k).and_then(Value::as_u64);
     row.outcome = outcome;
-    row.run_id = v.get("run_id").and_then(Value::as_str).map(str::to_string);
-    row.shards = u("shards").unwrap_or(row.shards);
-    row.hashes = u("hashes");
-    row.first_running_ms = u("first_running_ms");
-    row.pending_ms = u("pending_ms");
-    row.nonce = v.get("nonce").and_then(Value::as_str).map(str::to_string);
+    row.run_id = v.run_id;
+    row.shards = v.shards.unwrap_or(row.shards);
+    row.hashes = v.hashes;
+    row.first_running_ms = v.first_running_ms;
+    row.pending_ms = v.pending_ms;
+    row.nonce = v.nonce;
     row.time_to_result_ms = match outcome {
-        Outcome::Found => u("received_after_ms"),
-        _ => u("elapsed_ms"),
+        Outcome::Found => v.received_after_ms,
+        _ => v.elapsed_ms,
     };
     row.mhs = match (row.hashes, row.time_to_result_ms) {
         (Some(h), Some(ms)) if ms > 0 => Some(h as f64 / ms as f64 / 1e3),
         _ => None,
     };
-    row.pod_mhs = match (u("worker_hashes"), u("worker_elapsed_ms")) {
+    row.pod_mhs = match (v.worker_hashes, v.worker_elapsed_ms) {
         (Some(h), Some(ms)) if ms > 0 && h > 0 => Some(h as f64 / ms as f64 / 1e3),
         _ => None,
     };

@@ -138,6 +138,7 @@ pub fn scan(t: &Template, start: u64, count: u32) -> Option<u64> {
 /// for measuring the choice of [`STREAMS`] and [`STREAMS_VL`]; `S` other than those
 /// is compiled only where it is used.
 #[doc(hidden)]
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // reached through `hazmat` only
 pub fn scan_streams<const S: usize>(t: &Template, start: u64, count: u32) -> Option<u64> {
     scan_variant::<S>(Variant::best(), t, start, count)
 }
@@ -145,6 +146,7 @@ pub fn scan_streams<const S: usize>(t: &Template, start: u64, count: u32) -> Opt
 /// [`scan`] in [`Variant::Sse`] with `S` streams, whatever the CPU has beyond SHA-NI:
 /// so that the loop CPUs without AVX-512VL run is tested and measured on those with it.
 #[doc(hidden)]
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // reached through `hazmat` only
 pub fn scan_sse<const S: usize>(t: &Template, start: u64, count: u32) -> Option<u64> {
     scan_variant::<S>(Variant::Sse, t, start, count)
 }

@@ -125,6 +125,12 @@ impl Live {
                 "the worker of shard {shard} reported no progress for {}; stopped it and started it again",
                 human::duration(silent_for)
             )),
+            MasterEvent::TooManyWorkers {
+                running,
+                parallelism,
+            } => console::say(format!(
+                "warning: {running} workers are running, more than the {parallelism} this run asked for at once"
+            )),
             MasterEvent::CleanupFailed(what) => console::say(format!(
                 "warning: {what}; `cnd-cli cleanup --run {}` removes what is left",
                 self.run_id

@@ -4,55 +4,106 @@ use std::time::Duration;
 
 use cnd_core::puzzle::to_hex;
 use cnd_core::{MasterOutcome, RunSpec, Totals};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::human;
 use crate::startup::StartupTimes;
+
+/// What `submit --json` prints: one object, written by `submit` and read back
+/// by `sweep` from its `submit` children.
+///
+/// The fields are in the order the keys are printed (alphabetical). Every
+/// field is an `Option` so that `sweep` reads an object that lacks some of
+/// them, as it always did; `submit` fills all but those of a found nonce,
+/// which it leaves out of the object unless the outcome is `found`.
+/// `first_running_ms` is printed as null when no worker was seen running.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SubmitJson {
+    pub difficulty: Option<u32>,
+    pub elapsed_ms: Option<u64>,
+    pub failed_reports: Option<u64>,
+    /// Since the master started, as seen at its status polls; null: none ran.
+    pub first_running_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    pub hashes: Option<u64>,
+    pub ignored_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leading_zeros: Option<u32>,
+    pub mhs: Option<f64>,
+    /// The golden nonce, in decimal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// `found`, `exhausted`, `timed_out`, `interrupted` (or `unknown`).
+    pub outcome: Option<String>,
+    pub pending_ms: Option<u64>,
+    pub pods: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_after_ms: Option<u64>,
+    pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u64>,
+    pub shards: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_elapsed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_hashes: Option<u64>,
+}
+
+impl SubmitJson {
+    /// The object for a run that ended in `outcome`.
+    pub(crate) fn new(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes) -> Self {
+        let totals = outcome.totals();
+        let golden = match outcome {
+            MasterOutcome::Found(g) => Some(g),
+            _ => None,
+        };
+        let ms = |d: Duration| d.as_millis() as u64;
+        SubmitJson {
+            difficulty: Some(spec.puzzle.difficulty()),
+            elapsed_ms: Some(ms(totals.elapsed)),
+            failed_reports: Some(totals.failed_reports),
+            first_running_ms: startup.first_running().map(ms),
+            hash: golden.map(|g| to_hex(&g.hash)),
+            hashes: Some(totals.hashes),
+            ignored_messages: Some(totals.ignored),
+            leading_zeros: golden.map(|g| g.leading_zeros),
+            mhs: Some(human::per_sec(totals.hashes, totals.elapsed) / 1e6),
+            nonce: golden.map(|g| g.nonce.to_string()),
+            outcome: Some(
+                match outcome {
+                    MasterOutcome::Found(_) => "found",
+                    MasterOutcome::Exhausted(_) => "exhausted",
+                    MasterOutcome::TimedOut(_) => "timed_out",
+                    MasterOutcome::Interrupted(_) => "interrupted",
+                    _ => "unknown",
+                }
+                .to_string(),
+            ),
+            pending_ms: Some(ms(startup.pending())),
+            pods: Some(spec.parallelism),
+            received_after_ms: golden.map(|g| ms(g.received_after)),
+            run_id: Some(spec.run_id.to_string()),
+            shard: golden.map(|g| g.shard),
+            shards: Some(spec.shards),
+            worker: golden.map(|g| g.worker.clone()),
+            worker_elapsed_ms: golden.map(|g| ms(g.worker_elapsed)),
+            worker_hashes: golden.map(|g| g.worker_hashes),
+        }
+    }
+}
 
 /// Prints how the run ended on stdout.
 pub fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes, json: bool) {
     let difficulty = spec.puzzle.difficulty();
     if json {
-        let totals = outcome.totals();
-        let mut value = json!({
-            "outcome": match outcome {
-                MasterOutcome::Found(_) => "found",
-                MasterOutcome::Exhausted(_) => "exhausted",
-                MasterOutcome::TimedOut(_) => "timed_out",
-                MasterOutcome::Interrupted(_) => "interrupted",
-                _ => "unknown",
-            },
-            "run_id": spec.run_id.to_string(),
-            "difficulty": difficulty,
-            "hashes": totals.hashes,
-            "elapsed_ms": totals.elapsed.as_millis() as u64,
-            "mhs": human::per_sec(totals.hashes, totals.elapsed) / 1e6,
-            "pods": spec.parallelism,
-            "shards": spec.shards,
-            "ignored_messages": totals.ignored,
-            "failed_reports": totals.failed_reports,
-            // Since the master started, as seen at its status polls; null: none ran.
-            "first_running_ms": startup.first_running().map(|d| d.as_millis() as u64),
-            "pending_ms": startup.pending().as_millis() as u64,
-        });
-        if let MasterOutcome::Found(g) = outcome {
-            let object = value.as_object_mut().expect("an object");
-            object.insert("nonce".into(), json!(g.nonce.to_string()));
-            object.insert("hash".into(), json!(to_hex(&g.hash)));
-            object.insert("leading_zeros".into(), json!(g.leading_zeros));
-            object.insert("shard".into(), json!(g.shard));
-            object.insert("worker".into(), json!(g.worker));
-            object.insert(
-                "worker_elapsed_ms".into(),
-                json!(g.worker_elapsed.as_millis() as u64),
-            );
-            object.insert("worker_hashes".into(), json!(g.worker_hashes));
-            object.insert(
-                "received_after_ms".into(),
-                json!(g.received_after.as_millis() as u64),
-            );
-        }
-        println!("{value}");
+        let value = SubmitJson::new(outcome, spec, startup);
+        println!(
+            "{}",
+            serde_json::to_string(&value).expect("SubmitJson serializes")
+        );
         return;
     }
     match outcome {
@@ -150,5 +201,60 @@ fn print_work(totals: &Totals, spec: &RunSpec, counted: Counted) {
             "Messages       {} ignored (not this run's, malformed or not golden) · {} worker failures reported",
             totals.ignored, totals.failed_reports
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cnd_core::Puzzle;
+
+    use super::*;
+
+    fn spec() -> RunSpec {
+        let puzzle = Puzzle::with_default_block(22).unwrap();
+        RunSpec::new(puzzle.clone(), puzzle.space(), 8, 4).unwrap()
+    }
+
+    #[test]
+    fn the_object_keeps_its_keys_values_and_nulls() {
+        let spec = spec();
+        let mut totals = Totals::default();
+        totals.hashes = 4_000_000;
+        totals.elapsed = Duration::from_millis(2000);
+        totals.ignored = 1;
+        let outcome = MasterOutcome::TimedOut(totals);
+        let value = SubmitJson::new(&outcome, &spec, &StartupTimes::new());
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":null,"hashes":4000000,"ignored_messages":1,"mhs":2.0,"outcome":"timed_out","pending_ms":0,"pods":4,"run_id":"{}","shards":8}}"#,
+                spec.run_id
+            )
+        );
+        assert_eq!(serde_json::from_str::<SubmitJson>(&text).unwrap(), value);
+
+        let found = SubmitJson {
+            first_running_ms: Some(150),
+            hash: Some("00ab".into()),
+            leading_zeros: Some(24),
+            nonce: Some("123".into()),
+            outcome: Some("found".into()),
+            received_after_ms: Some(1900),
+            shard: Some(3),
+            worker: Some("local-3".into()),
+            worker_elapsed_ms: Some(1500),
+            worker_hashes: Some(900),
+            ..value
+        };
+        let text = serde_json::to_string(&found).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":150,"hash":"00ab","hashes":4000000,"ignored_messages":1,"leading_zeros":24,"mhs":2.0,"nonce":"123","outcome":"found","pending_ms":0,"pods":4,"received_after_ms":1900,"run_id":"{}","shard":3,"shards":8,"worker":"local-3","worker_elapsed_ms":1500,"worker_hashes":900}}"#,
+                spec.run_id
+            )
+        );
+        assert_eq!(serde_json::from_str::<SubmitJson>(&text).unwrap(), found);
     }
 }
