@@ -16,10 +16,12 @@
 //! [`Searcher`] keeps its threads for many searches.
 //!
 //! **Searching on many workers.** [`NonceRange::shard`] splits a space (SPEC §2).
-//! [`run_master`] drives a distributed run described by a [`RunSpec`]: it starts
-//! workers through a [`Launcher`], reads their signed [`Report`]s (a
-//! [`Message`] each, signed with the run's [`RunKey`]) from a [`ResultChannel`],
-//! verifies every claimed nonce itself, and always cleans up; it says what
+//! [`run_master`] drives a distributed run described by a [`RunSpec`]: it opens
+//! a [`ResultChannel`], starts workers through a [`Launcher`] (told the
+//! channel's address), reads their signed [`Report`]s (a [`Message`] each,
+//! signed with their shard's key of the run's [`RunKey`]; a worker makes its
+//! final one with [`Report::from_outcome`]), verifies every claimed nonce
+//! itself, and always stops the workers and closes the channel; it says what
 //! happens as [`MasterEvent`]s and ends in a [`MasterOutcome`] or a
 //! [`MasterError`]. It needs only a [`Timer`] from the caller's runtime and
 //! stops on a [`CancelToken`]. `cnd-cloud` implements the two traits for
@@ -74,7 +76,8 @@ pub use distributed::{
     Received, ResultChannel, RunSpec, RunSpecError, Sender, WorkerStatus,
 };
 pub use master::{
-    run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Totals,
+    run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Progress,
+    Totals,
 };
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};
