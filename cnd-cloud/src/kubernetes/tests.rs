@@ -1,11 +1,17 @@
 //! KubeLauncher against a mock API server (tower-test): verbs, paths and bodies
 //! of what it sends, and what it makes of the answers.
 
+use super::manifest::deadline_seconds;
+use super::status::{count_indexes, each_index, pod_status, waiting, Waiting};
 use super::*;
-use cnd_core::Puzzle;
+use cnd_core::{Launcher, Puzzle, RunSpec, WorkerStatus};
 use http::{Request, Response};
+use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
+use kube::Client;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One request the mock API server received.
