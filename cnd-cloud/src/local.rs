@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use cnd_core::distributed::STDOUT_ADDRESS;
+use cnd_core::worker_env;
 use cnd_core::{
     ChannelError, LaunchError, Launcher, Message, Received, ResultChannel, RunSpec, Sender,
     WorkerStatus,
@@ -136,7 +137,7 @@ impl Recipe {
             .envs(self.env.iter().cloned())
             .env(key_name, key)
             .env(RunSpec::shard_env(shard).0, shard.to_string())
-            .env("CND_WORKER_NAME", &name)
+            .env(worker_env::WORKER_NAME, &name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -482,7 +483,7 @@ impl Launcher for LocalLauncher {
             .threads
             .unwrap_or_else(|| threads_per_worker(spec.parallelism));
         let mut env = spec.worker_env();
-        env.push(("CND_THREADS".into(), threads.to_string()));
+        env.push((worker_env::THREADS.into(), threads.to_string()));
         env.extend(self.options.extra_env.iter().cloned());
         let recipe = Recipe {
             bin: bin.clone(),

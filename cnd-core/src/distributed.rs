@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::puzzle::{to_hex, Puzzle};
 use crate::run_key::{RunKey, RunKeyError};
 use crate::shard::NonceRange;
-use crate::worker_config::{EXPIRES, RUN_KEY};
+use crate::worker_env;
 
 /// How long a run without a timeout may live: a master that dies still leaves
 /// nothing running (or queued) after this.
@@ -218,35 +218,38 @@ impl RunSpec {
     /// [`RunSpec::shard_env`]) and without the worker's name.
     pub fn worker_env(&self) -> Vec<(String, String)> {
         let puzzle = &self.puzzle;
-        let mut env = vec![("CND_RUN_ID".to_string(), self.run_id.to_string())];
+        let mut env = vec![(worker_env::RUN_ID.to_string(), self.run_id.to_string())];
         // Text blocks travel as text (readable in `kubectl describe`), others as hex.
         match std::str::from_utf8(puzzle.block()) {
-            Ok(text) if !text.contains('\0') => env.push(("CND_BLOCK".into(), text.into())),
-            _ => env.push(("CND_BLOCK_HEX".into(), to_hex(puzzle.block()))),
+            Ok(text) if !text.contains('\0') => env.push((worker_env::BLOCK.into(), text.into())),
+            _ => env.push((worker_env::BLOCK_HEX.into(), to_hex(puzzle.block()))),
         }
         env.extend([
             (
-                "CND_DIFFICULTY".to_string(),
+                worker_env::DIFFICULTY.to_string(),
                 puzzle.difficulty().to_string(),
             ),
             (
-                "CND_NONCE_BITS".to_string(),
+                worker_env::NONCE_BITS.to_string(),
                 puzzle.nonce_bits().to_string(),
             ),
             (
-                "CND_NONCE_FORMAT".to_string(),
+                worker_env::NONCE_FORMAT.to_string(),
                 puzzle.nonce_format().to_string(),
             ),
-            ("CND_SHARD_COUNT".to_string(), self.shards.to_string()),
-            ("CND_QUEUE_URL".to_string(), self.queue_url.clone()),
-            (EXPIRES.to_string(), self.expires_at().to_string()),
+            (worker_env::SHARD_COUNT.to_string(), self.shards.to_string()),
+            (worker_env::QUEUE_URL.to_string(), self.queue_url.clone()),
             (
-                "CND_PROGRESS_SECS".to_string(),
+                worker_env::EXPIRES.to_string(),
+                self.expires_at().to_string(),
+            ),
+            (
+                worker_env::PROGRESS_SECS.to_string(),
                 format!("{}", self.progress_every.as_secs_f64()),
             ),
         ]);
         if self.range != puzzle.space() {
-            env.push(("CND_RANGE".to_string(), self.range.to_string()));
+            env.push((worker_env::RANGE.to_string(), self.range.to_string()));
         }
         env
     }
@@ -270,7 +273,10 @@ impl RunSpec {
     /// launchers that start one worker per shard (local processes, bare pods);
     /// on Kubernetes it comes from the run's Secret rather than a literal.
     pub fn shard_key_env(&self, shard: u64) -> (String, String) {
-        (RUN_KEY.to_string(), self.run_key.for_shard(shard).to_hex())
+        (
+            worker_env::RUN_KEY.to_string(),
+            self.run_key.for_shard(shard).to_hex(),
+        )
     }
 
     /// `CND_RUN_KEY` shared by every worker ([`RunKey::shared`]), for launchers
@@ -278,12 +284,15 @@ impl RunSpec {
     /// takes such a worker's `exhausted` only once the launcher says that shard's
     /// worker succeeded ([`WorkerStatus::succeeded_shards`]).
     pub fn shared_key_env(&self) -> (String, String) {
-        (RUN_KEY.to_string(), self.run_key.shared().to_hex())
+        (
+            worker_env::RUN_KEY.to_string(),
+            self.run_key.shared().to_hex(),
+        )
     }
 
     /// `CND_SHARD_INDEX` for workers started one per shard (not by an Indexed Job).
     pub fn shard_env(shard: u64) -> (String, String) {
-        ("CND_SHARD_INDEX".to_string(), shard.to_string())
+        (worker_env::SHARD_INDEX.to_string(), shard.to_string())
     }
 }
 

@@ -26,7 +26,8 @@
 //! [`MasterError`]. It needs only a [`Timer`] from the caller's runtime and
 //! stops on a [`CancelToken`]. `cnd-cloud` implements the two traits for
 //! Kubernetes, SQS and local processes; [`memory`] has in-process ones. A worker
-//! reads its [`WorkerConfig`] from the environment (SPEC §4).
+//! reads its [`WorkerConfig`] from the environment (SPEC §4), whose names
+//! [`worker_env`] holds for readers and writers alike.
 //!
 //! Implementing the traits needs no other dependency: [`async_trait`](macro@async_trait)
 //! and [`Uuid`] are re-exported here. See `examples/search.rs` and
@@ -60,6 +61,7 @@ pub mod shard;
 pub mod stats;
 mod verify;
 pub mod worker_config;
+pub mod worker_env;
 
 /// The attribute macro for implementing [`Launcher`] and [`ResultChannel`]
 /// (re-exported from the `async-trait` crate).

@@ -21,36 +21,12 @@ use crate::run_key::{RunKey, RunKeyError};
 use crate::search::available_threads;
 use crate::shard::{NonceRange, RangeError};
 
-/// The run's id.
-pub const RUN_ID: &str = "CND_RUN_ID";
-/// The block as text.
-pub const BLOCK: &str = "CND_BLOCK";
-/// The block as hex.
-pub const BLOCK_HEX: &str = "CND_BLOCK_HEX";
-/// D.
-pub const DIFFICULTY: &str = "CND_DIFFICULTY";
-/// 32 or 64.
-pub const NONCE_BITS: &str = "CND_NONCE_BITS";
-/// `binary` or `decimal`.
-pub const NONCE_FORMAT: &str = "CND_NONCE_FORMAT";
-/// S.
-pub const SHARD_COUNT: &str = "CND_SHARD_COUNT";
-/// This worker's shard.
-pub const SHARD_INDEX: &str = "CND_SHARD_INDEX";
-/// The shard index a Kubernetes Indexed Job gives each pod.
-pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
-/// The part of the space the run searches, `START..END`.
-pub const RANGE: &str = "CND_RANGE";
-/// Where reports go.
-pub const QUEUE_URL: &str = "CND_QUEUE_URL";
-/// The run's report key, 64 hex digits (SPEC §5).
-pub const RUN_KEY: &str = "CND_RUN_KEY";
-/// When the run's lifetime ends, in Unix seconds (optional): the worker stops
-/// by then even if its master is gone, and its messages carry it so that a
-/// shared queue can drop them once they can matter to no one.
-pub const EXPIRES: &str = "CND_EXPIRES";
-/// Search threads.
-pub const THREADS: &str = "CND_THREADS";
+// The variables' names, here as before (`worker_config::RUN_ID` …).
+pub use crate::worker_env::{
+    BLOCK, BLOCK_HEX, DIFFICULTY, EXPIRES, JOB_COMPLETION_INDEX, NONCE_BITS, NONCE_FORMAT,
+    QUEUE_URL, RANGE, RUN_ID, RUN_KEY, SHARD_COUNT, SHARD_INDEX, THREADS, WORKER_NAME,
+};
+
 /// The most search threads a worker (`CND_THREADS`) or the CLI (`--threads`)
 /// accepts: each costs a stack, so a typo such as 100000 would exhaust a small
 /// pod's memory before it searched. Below it, [`max_threads`] is the real cap.
@@ -76,9 +52,6 @@ pub fn max_threads() -> usize {
         .saturating_mul(THREADS_PER_CPU)
         .clamp(MIN_THREAD_CAP, MAX_THREADS)
 }
-/// The name reported back.
-pub const WORKER_NAME: &str = "CND_WORKER_NAME";
-
 /// Why the worker environment is not usable. Every message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -39,7 +39,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 /// The variable that sets the seconds between progress reports.
-const PROGRESS_ENV: &str = "CND_PROGRESS_SECS";
+const PROGRESS_ENV: &str = cnd_core::worker_env::PROGRESS_SECS;
 /// The seconds between progress reports that `CND_PROGRESS_SECS` may ask for:
 /// faster would flood the queue, slower would get the worker taken as stalled.
 const PROGRESS_SECS: std::ops::RangeInclusive<f64> = 0.05..=3600.0;

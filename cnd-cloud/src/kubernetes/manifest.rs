@@ -54,7 +54,7 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
     });
     // The pod's own name, so reports say which pod found the nonce.
     env.push(EnvVar {
-        name: "CND_WORKER_NAME".into(),
+        name: cnd_core::worker_env::WORKER_NAME.into(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
                 field_path: "metadata.name".into(),

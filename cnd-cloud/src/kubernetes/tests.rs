@@ -4,6 +4,7 @@
 use super::manifest::deadline_seconds;
 use super::status::{count_indexes, each_index, pod_status, waiting, Waiting};
 use super::*;
+use cnd_core::distributed::DEFAULT_SHARD_RETRIES;
 use cnd_core::{Launcher, Puzzle, RunSpec, WorkerStatus};
 use http::{Request, Response};
 use k8s_openapi::api::core::v1::Pod;
@@ -209,10 +210,7 @@ async fn launch_creates_one_indexed_job_and_watches_its_pods() {
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     assert_eq!(job["spec"]["completions"], 12);
     assert_eq!(job["spec"]["parallelism"], 4);
-    assert_eq!(
-        job["spec"]["backoffLimitPerIndex"],
-        cnd_core::distributed::DEFAULT_SHARD_RETRIES
-    );
+    assert_eq!(job["spec"]["backoffLimitPerIndex"], DEFAULT_SHARD_RETRIES);
     assert_eq!(job["spec"]["activeDeadlineSeconds"], 660);
     assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 300);
     assert_labels(&job["spec"]["template"]["metadata"], spec.run_id);

@@ -27,7 +27,7 @@ pub mod sha2_compress;
 pub mod shani;
 
 /// The environment variable that forces a backend (tests, benchmarks).
-pub const BACKEND_ENV: &str = "CND_BACKEND";
+pub const BACKEND_ENV: &str = crate::worker_env::BACKEND;
 
 /// SHA-256's initial state.
 pub const IV: [u32; 8] = [
