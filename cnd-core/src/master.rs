@@ -2236,6 +2236,21 @@ mod tests {
         Vec<MasterEvent>,
         Duration,
     ) {
+        run_virtual_until(launcher, channel, spec, options, &CancelToken::new()).await
+    }
+
+    /// [`run_virtual`], interrupted by `cancel`.
+    async fn run_virtual_until(
+        launcher: &mut dyn Launcher,
+        channel: &mut dyn ResultChannel,
+        spec: &RunSpec,
+        options: &MasterOptions,
+        cancel: &CancelToken,
+    ) -> (
+        Result<MasterOutcome, MasterError>,
+        Vec<MasterEvent>,
+        Duration,
+    ) {
         let mut events = Vec::new();
         let started = tokio::time::Instant::now();
         let out = run_master(
@@ -2244,11 +2259,25 @@ mod tests {
             spec,
             options,
             &crate::cancel::TokioTimer,
-            &CancelToken::new(),
+            cancel,
             |e| events.push(e),
         )
         .await;
         (out, events, started.elapsed())
+    }
+
+    /// A token cancelled at each of `after` (virtual time, from now).
+    fn cancel_at(after: &[u64]) -> CancelToken {
+        let token = CancelToken::new();
+        let (canceller, after) = (token.clone(), after.to_vec());
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for ms in after {
+                tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+                canceller.cancel();
+            }
+        });
+        token
     }
 
     /// A channel that fails every receive at once, transiently, or answers
@@ -2364,22 +2393,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn failures_beyond_the_retry_budget_end_the_run_and_refusals_at_once() {
+    #[tokio::test(start_paused = true)]
+    async fn failures_beyond_the_retry_budget_end_the_run_and_refusals_at_once() {
+        // Receives at 0 and 250 ms fail (backoff 250 ms, then 500 cut to the
+        // budget's end); the third, at 600 ms, is past the budget: the run ends.
         let spec = spec(60, None, 2);
         let mut channel = Scripted::new((0..1000).map(|_| Some(Err(unreachable()))).collect());
-        let options = MasterOptions {
-            retry_for: Duration::from_millis(600),
-            ..MasterOptions::default()
-        };
-        let started = Instant::now();
-        let (out, _) = run_with(
-            &mut Idle::default(),
-            &mut channel,
-            &spec,
-            &options,
-            &CancelToken::new(),
-        );
+        let options = MasterOptions::default().with_retry_for(Duration::from_millis(600));
+        let (out, _, took) = run_virtual(&mut Idle::default(), &mut channel, &spec, &options).await;
         assert!(
             matches!(
                 out,
@@ -2387,26 +2408,17 @@ mod tests {
             ),
             "{out:?}"
         );
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(600), "{took:?}");
-        assert!(
-            took < Duration::from_secs(3),
-            "backed off, not stuck: {took:?}"
-        );
+        assert_eq!(took, Duration::from_millis(600));
+        assert_eq!(channel.answers.len(), 1000 - 3, "three receives");
 
         let refused = ChannelError::refused("receiving", "NonExistentQueue");
         let mut channel = Scripted::new(vec![Some(Err(refused))]);
-        let (out, _) = run(
-            &mut Idle::default(),
-            &mut channel,
-            &spec,
-            None,
-            &CancelToken::new(),
-        );
+        let (out, _, took) = run_virtual(&mut Idle::default(), &mut channel, &spec, &options).await;
         assert!(matches!(
             out,
             Err(MasterError::Channel(ChannelError::Refused { .. }))
         ));
+        assert_eq!(took, Duration::ZERO, "a refusal is not retried");
     }
 
     /// A launcher whose `launch` or `stop` hangs, or whose `stop` fails a few times.
@@ -2447,24 +2459,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_hanging_launch_is_interrupted_and_cleaned_up() {
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_launch_is_interrupted_and_cleaned_up() {
         let spec = spec(60, None, 2);
         let mut launcher = Stubborn {
             hang_launch: true,
             ..Stubborn::default()
         };
         let mut channel = MemoryChannel::new();
-        let started = Instant::now();
-        let (out, events) = run(
+        let options = MasterOptions::default();
+        let (out, events, took) = run_virtual_until(
             &mut launcher,
             &mut channel,
             &spec,
-            None,
-            &cancel_after(Duration::from_millis(150)),
-        );
+            &options,
+            &cancel_at(&[150]),
+        )
+        .await;
         assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(took, Duration::from_millis(150), "out at the interrupt");
         assert!(!events
             .iter()
             .any(|e| matches!(e, MasterEvent::Launched { .. })));
@@ -2472,51 +2485,37 @@ mod tests {
         assert!(channel.is_closed());
     }
 
-    #[test]
-    fn cleanup_retries_and_then_names_what_is_left() {
+    #[tokio::test(start_paused = true)]
+    async fn cleanup_retries_and_then_names_what_is_left() {
         let spec = spec(60, None, 2);
-        let options = MasterOptions {
-            deadline: Some(Instant::now()),
-            call_timeout: Duration::from_millis(100),
-            ..MasterOptions::default()
-        };
-        // Two failures, then success: nothing to report.
+        let options = MasterOptions::with_deadline(Some(tokio::time::Instant::now().into_std()))
+            .with_call_timeout(Duration::from_millis(100));
+        // Two failures, then success: nothing to report. Tries at 0, 0.5 and
+        // 1.5 s (backoff 500 ms, doubling).
         let mut launcher = Stubborn {
             stop_failures: 2,
             ..Stubborn::default()
         };
-        let (out, events) = run_with(
-            &mut launcher,
-            &mut MemoryChannel::new(),
-            &spec,
-            &options,
-            &CancelToken::new(),
-        );
+        let mut channel = MemoryChannel::new();
+        let (out, events, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
         assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
         assert_eq!(launcher.stops, 3);
+        assert_eq!(took, Duration::from_millis(1500));
         assert!(!events
             .iter()
             .any(|e| matches!(e, MasterEvent::CleanupFailed(_))));
 
-        // A stop that hangs every time: bounded, and said in one line.
+        // A stop that hangs every time: each try cut at 100 ms, three tries,
+        // said in one line.
         let mut launcher = Stubborn {
             hang_stop: true,
             ..Stubborn::default()
         };
         let mut channel = MemoryChannel::new();
-        let started = Instant::now();
-        let (_, events) = run_with(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            &options,
-            &CancelToken::new(),
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
-        );
+        let options = MasterOptions::with_deadline(Some(tokio::time::Instant::now().into_std()))
+            .with_call_timeout(Duration::from_millis(100));
+        let (_, events, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        assert_eq!(took, Duration::from_millis(1800));
         assert_eq!(launcher.stops, CLEANUP_TRIES);
         assert!(
             channel.is_closed(),
@@ -2536,35 +2535,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_second_interrupt_cuts_a_hanging_cleanup_short() {
+    #[tokio::test(start_paused = true)]
+    async fn a_second_interrupt_cuts_a_hanging_cleanup_short() {
+        // Interrupted at 100 ms; the stop hangs (its limit is 20 s); a second
+        // interrupt at 400 ms ends the cleanup there.
         let spec = spec(60, None, 2);
         let mut launcher = Stubborn {
             hang_stop: true,
             ..Stubborn::default()
         };
-        let cancel = CancelToken::new();
-        let twice = cancel.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            twice.cancel();
-            std::thread::sleep(Duration::from_millis(300));
-            twice.cancel();
-        });
-        let started = Instant::now();
-        let (out, events) = run(
+        let (out, events, took) = run_virtual_until(
             &mut launcher,
             &mut MemoryChannel::new(),
             &spec,
-            None,
-            &cancel,
-        );
+            &MasterOptions::default(),
+            &cancel_at(&[100, 400]),
+        )
+        .await;
         assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_eq!(took, Duration::from_millis(400));
         assert!(
             events.iter().any(
                 |e| matches!(e, MasterEvent::CleanupFailed(what) if what.contains("second interrupt"))
