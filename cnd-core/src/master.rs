@@ -1896,43 +1896,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_deadline_times_out() {
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_times_out() {
         let spec = spec(60, None, 2);
         let mut channel = MemoryChannel::new();
         let mut launcher = Idle::default();
-        let deadline = Instant::now() + Duration::from_millis(300);
-        let (out, _) = run(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            Some(deadline),
-            &CancelToken::new(),
-        );
+        let deadline = tokio::time::Instant::now().into_std() + Duration::from_millis(300);
+        let options = MasterOptions::with_deadline(Some(deadline));
+        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
         assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
-        assert!(Instant::now() >= deadline);
+        assert_eq!(took, Duration::from_millis(300));
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
         assert!(channel.is_closed());
     }
 
-    #[test]
-    fn an_interrupt_ends_the_run() {
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_ends_the_run() {
         let spec = spec(60, None, 2);
         let mut channel = MemoryChannel::new();
         let mut launcher = Idle::default();
-        let interrupted = CancelToken::new();
-        let flag = interrupted.clone();
-        let start = Instant::now();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
-            flag.cancel();
-        });
-        let (out, _) = run(&mut launcher, &mut channel, &spec, None, &interrupted);
+        let (out, _, took) = run_virtual_until(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &MasterOptions::default(),
+            &cancel_at(&[200]),
+        )
+        .await;
         assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
-        assert!(
-            start.elapsed() < RECEIVE_WAIT * 3,
-            "noticed within a receive"
-        );
+        assert_eq!(took, Duration::from_millis(200), "noticed at once");
         assert!(launcher.launched);
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
         assert!(channel.is_closed());
@@ -2140,56 +2132,32 @@ mod tests {
             .with_source(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
     }
 
-    fn cancel_after(after: Duration) -> CancelToken {
-        let token = CancelToken::new();
-        let other = token.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(after);
-            other.cancel();
-        });
-        token
-    }
-
-    #[test]
-    fn a_stalled_channel_cannot_hold_off_an_interrupt_or_the_deadline() {
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_channel_cannot_hold_off_an_interrupt_or_the_deadline() {
         let spec = spec(60, None, 2);
         // Interrupt while receive hangs.
         let mut channel = Scripted::new(vec![None]);
         let mut launcher = Idle::default();
-        let started = Instant::now();
-        let (out, _) = run(
+        let (out, _, took) = run_virtual_until(
             &mut launcher,
             &mut channel,
             &spec,
-            None,
-            &cancel_after(Duration::from_millis(200)),
-        );
+            &MasterOptions::default(),
+            &cancel_at(&[200]),
+        )
+        .await;
         assert!(matches!(out.unwrap(), MasterOutcome::Interrupted(_)));
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_eq!(took, Duration::from_millis(200));
         assert_eq!(*launcher.stopped.lock().unwrap(), 1);
         assert_eq!(*channel.closes.lock().unwrap(), 1);
 
         // The deadline while receive hangs.
         let mut channel = Scripted::new(vec![None]);
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(300);
-        let (out, _) = run(
-            &mut Idle::default(),
-            &mut channel,
-            &spec,
-            Some(deadline),
-            &CancelToken::new(),
-        );
+        let deadline = tokio::time::Instant::now().into_std() + Duration::from_millis(300);
+        let options = MasterOptions::with_deadline(Some(deadline));
+        let (out, _, took) = run_virtual(&mut Idle::default(), &mut channel, &spec, &options).await;
         assert!(matches!(out.unwrap(), MasterOutcome::TimedOut(_)));
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_eq!(took, Duration::from_millis(300));
     }
 
     #[test]
