@@ -1007,3 +1007,31 @@ fn every_channel_returns_the_same_verified_answer() {
     }
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[test]
+fn a_queue_name_that_names_no_queue_is_bad_input_and_starts_nothing() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let output = submit(
+        &moto,
+        &[
+            "-d",
+            "8",
+            "--pods",
+            "1",
+            "--queue-name",
+            "no-such-queue",
+            "--run-id",
+            &run.to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&output, 2);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("\"no-such-queue\"") && stderr.contains("no queue of that name"),
+        "{stderr}"
+    );
+    assert_nothing_left(&moto, run);
+}

@@ -500,6 +500,12 @@ fn local_launcher(args: &SubmitArgs) -> anyhow::Result<LocalLauncher> {
 /// The master's error, naming the API server (and where its address came from)
 /// when it could not be reached: the usual cause is the wrong kubeconfig.
 fn explain(error: MasterError, api_server: Option<&str>) -> anyhow::Error {
+    // `--queue-name` naming no queue is bad input (exit 2), not an SQS failure.
+    if let MasterError::Channel(e) = &error {
+        if sqs::is_no_such_named_queue(e) {
+            return usage(crate::exit::sentence(&anyhow::Error::new(error)));
+        }
+    }
     let unreachable = matches!(
         &error,
         MasterError::Launch(LaunchError::Unreachable { .. })

@@ -58,6 +58,16 @@ pub struct SqsChannel {
 /// How long `close` looks for the queue of an `open` that never heard back.
 const LOOKUP_AFTER_CUT_OPEN: Duration = Duration::from_secs(2);
 
+/// The start of the action of the error `open` returns when no queue has the
+/// name the channel was made with (see [`is_no_such_named_queue`]).
+const NO_SUCH_NAMED_QUEUE: &str = "looking up the SQS queue";
+
+/// Whether `error` is [`SqsChannel::named`]'s `open` finding no queue of that
+/// name: a mistake in what the user gave, not a failure of the service.
+pub fn is_no_such_named_queue(error: &ChannelError) -> bool {
+    matches!(error, ChannelError::Refused { action, .. } if action.starts_with(NO_SUCH_NAMED_QUEUE))
+}
+
 /// What [`SqsChannel`]'s `open` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Opening {
@@ -393,7 +403,7 @@ impl ResultChannel for SqsChannel {
                     .await?
                     .ok_or_else(|| {
                         ChannelError::refused(
-                            format!("looking up the SQS queue {name:?}"),
+                            format!("{NO_SUCH_NAMED_QUEUE} {name:?}"),
                             "there is no queue of that name (create it, or leave out --queue-name for a queue of the run's own)",
                         )
                     })?;

@@ -48,7 +48,7 @@ pub use aws_sdk_sqs::Client;
 pub use cnd_core::SIGNATURE_ATTRIBUTE;
 
 pub use admin::{check_queue, delete_queue, list_run_queues, queue_expiry, queue_url_for_name};
-pub use channel::SqsChannel;
+pub use channel::{is_no_such_named_queue, SqsChannel};
 pub use sender::{RetryPolicy, SendError, SqsReportSender};
 
 /// The message attribute (DataType `String`) that holds the run id of every report.
