@@ -1071,15 +1071,20 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The failure record of `call`: the channel's calls (open, receive) share one.
+    fn failing(&mut self, call: Call) -> &mut Failing {
+        match call {
+            Call::Status => &mut self.status_failing,
+            Call::Open | Call::Receive => &mut self.receive_failing,
+        }
+    }
+
     /// Waits out the backoff of a failing call; the cancellation and the
     /// deadline still cut it short.
     // `&mut self`: a `&Run` held across an await would need `Run: Sync`.
     async fn back_off(&mut self, call: Call) -> Result<(), Ending> {
-        let failing = match call {
-            Call::Status => &self.status_failing,
-            Call::Open | Call::Receive => &self.receive_failing,
-        };
-        let backoff = failing.backoff(self.clock.now(), self.options.retry_for);
+        let (now, budget) = (self.clock.now(), self.options.retry_for);
+        let backoff = self.failing(call).backoff(now, budget);
         match self.clock.bounded(backoff, pending::<()>()).await {
             Err(cut @ (Cut::Cancelled | Cut::Deadline)) => Err(self.cut_short(cut)),
             _ => Ok(()),
@@ -1161,7 +1166,8 @@ impl Run<'_> {
 
     /// Says once if the launcher runs more workers than the run allows at once.
     fn check_parallelism(&mut self, status: &WorkerStatus) {
-        let parallelism = self.spec.parallelism.min(self.spec.shards);
+        // `RunSpec::check` holds parallelism to at most the shards.
+        let parallelism = self.spec.parallelism;
         if status.running > parallelism && !self.said_too_many {
             self.said_too_many = true;
             tracing::warn!(
@@ -1207,27 +1213,16 @@ impl Run<'_> {
     /// A failed `status` or `receive`: refusals end the run at once, other
     /// failures are retried while they last less than `retry_for`.
     fn on_call_failure(&mut self, call: Call, error: CallError) -> Result<(), Ending> {
-        let (what, failing, fail): (_, _, fn(CallError) -> MasterError) = match call {
-            Call::Open => (
-                "opening the result channel",
-                &mut self.receive_failing,
-                MasterError::Channel,
-            ),
-            Call::Status => (
-                "worker status",
-                &mut self.status_failing,
-                MasterError::Status,
-            ),
-            Call::Receive => (
-                "receiving results",
-                &mut self.receive_failing,
-                MasterError::Channel,
-            ),
+        let (what, fail): (_, fn(CallError) -> MasterError) = match call {
+            Call::Open => ("opening the result channel", MasterError::Channel),
+            Call::Status => ("worker status", MasterError::Status),
+            Call::Receive => ("receiving results", MasterError::Channel),
         };
-        let now = self.clock.now();
+        let (now, budget) = (self.clock.now(), self.options.retry_for);
+        let failing = self.failing(call);
         // The one retry policy: what `is_transient` says may pass is retried
         // within the budget, anything else ends the run at once.
-        if !error.is_transient() || !failing.again(now, self.options.retry_for) {
+        if !error.is_transient() || !failing.again(now, budget) {
             return Err(Err(fail(error)));
         }
         let failing_for = failing.for_how_long(now);

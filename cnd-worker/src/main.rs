@@ -273,12 +273,12 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         elapsed_ms: millis(started.elapsed()),
         kind: ReportKind::Failed { error },
     };
-    let (final_report, success) = match searched {
+    let final_report = match searched {
         // The generic "deadline passed" would not say which deadline.
         Ok(Ok(SearchOutcome::TimedOut { hashes, .. })) => {
             let error = format!("the run's lifetime (CND_EXPIRES) ended after {hashes} hashes");
             warn!("{error}");
-            (failed(error), false)
+            failed(error)
         }
         Ok(outcome) => {
             match &outcome {
@@ -291,10 +291,6 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 Ok(_) => {}
                 Err(err) => error!("the search could not run: {}", error_chain(err)),
             }
-            let success = matches!(
-                outcome,
-                Ok(SearchOutcome::Found(_) | SearchOutcome::Exhausted { .. })
-            );
             let report = Report::from_outcome(
                 config.run_id,
                 config.shard_index,
@@ -302,19 +298,23 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 &outcome,
             );
             // Only `stop_search` cancels, and it has returned above: this cannot happen.
-            let report = report.unwrap_or_else(|| {
+            report.unwrap_or_else(|| {
                 let error = "the search was cancelled unexpectedly".to_string();
                 error!("{error}");
                 failed(error)
-            });
-            (report, success)
+            })
         }
         Err(err) => {
             let error = format!("the search thread failed: {err}");
             error!("{error}");
-            (failed(error), false)
+            failed(error)
         }
     };
+    // The worker did its job when it can say found or exhausted.
+    let success = matches!(
+        final_report.kind,
+        ReportKind::Found { .. } | ReportKind::Exhausted
+    );
 
     tokio::select! {
         sent = reporter.send(&final_report) => match sent {
