@@ -268,6 +268,15 @@ pub fn parse_progress_every(s: &str) -> Result<Duration, String> {
     Ok(every)
 }
 
+/// How often `submit` asks the launcher about its workers: 50 ms to 60 s.
+pub fn parse_status_every(s: &str) -> Result<Duration, String> {
+    let every = parse_duration(s)?;
+    if every < Duration::from_millis(50) || every > Duration::from_secs(60) {
+        return Err(format!("{s:?} is outside 50ms ..= 60s"));
+    }
+    Ok(every)
+}
+
 /// A duration checked as [`parse_duration`] does, kept as written (to pass on
 /// to `submit`, as `sweep` does).
 pub fn parse_duration_text(s: &str) -> Result<String, String> {

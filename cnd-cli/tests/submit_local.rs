@@ -1035,3 +1035,60 @@ fn a_queue_name_that_names_no_queue_is_bad_input_and_starts_nothing() {
     );
     assert_nothing_left(&moto, run);
 }
+
+#[test]
+fn submit_smallest_gives_runs_answer_whatever_finds_first() {
+    // hashlib: the smallest nonce of COMSM0010cloud with ≥ 20 leading zero bits
+    // is 1027827 (hash 000003f27ca93665…). Over 4 shards of the whole space the
+    // first find is another shard's (2147573155 was seen): --smallest waits for
+    // shard 0.
+    let home = temp_home("smallest");
+    let submit = |args: &[&str]| {
+        let mut all = vec![
+            "submit",
+            "--launcher",
+            "local",
+            "--channel",
+            "stdout",
+            "--smallest",
+            "--json",
+        ];
+        all.extend(args);
+        bare_cli(&all, &home).output().unwrap()
+    };
+    let output = submit(&["-d", "20", "--pods", "4"]);
+    assert_exit(&output, 0);
+    let result = json_of(&output);
+    assert_eq!(
+        (&result["nonce"], &result["shard"], &result["answer"]),
+        (
+            &Value::from("1027827"),
+            &Value::from(0),
+            &Value::from("smallest")
+        ),
+        "{result}"
+    );
+    assert_eq!(
+        result["hash"],
+        "000003f27ca9366573aa9eb2555e87b51903a0ce826f4231702054425b2c8054"
+    );
+    // Random puzzles, more shards than pods: the same answer as `run`.
+    for (difficulty, pods, shards) in [("14", "3", "7"), ("16", "2", "5"), ("12", "4", "16")] {
+        let block = Uuid::new_v4().to_string();
+        let args = ["--block", &block, "-d", difficulty, "--range", "0..3000000"];
+        let mut run_args = vec!["run", "--json"];
+        run_args.extend(args);
+        let by_run = bare_cli(&run_args, &home).output().unwrap();
+        let mut submit_args = vec!["--pods", pods, "--shards", shards];
+        submit_args.extend(args);
+        let by_submit = submit(&submit_args);
+        let (by_run, by_submit) = (json_of(&by_run), json_of(&by_submit));
+        assert_eq!(by_run["outcome"], "found", "{by_run}");
+        assert_eq!(
+            (&by_submit["nonce"], &by_submit["hash"]),
+            (&by_run["nonce"], &by_run["hash"]),
+            "block {block} D = {difficulty}: {by_submit} vs {by_run}"
+        );
+    }
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -73,6 +73,15 @@ struct State {
     /// [`Launcher::restart`].
     running: BTreeMap<u64, oneshot::Sender<()>>,
     succeeded: Vec<u64>,
+    /// Shards above this one are not started, and their workers are killed
+    /// ([`Launcher::retire_above`]).
+    retired_above: Option<u64>,
+}
+
+impl State {
+    fn is_retired(&self, shard: u64) -> bool {
+        self.retired_above.is_some_and(|above| shard > above)
+    }
 }
 
 /// Runs a run's workers as local processes.
@@ -386,6 +395,10 @@ async fn supervise(
     let mut queue: VecDeque<(u64, u32)> = (0..shards).map(|s| (s, 0)).collect();
     let mut running = JoinSet::new();
     loop {
+        {
+            let state = lock(&state);
+            queue.retain(|&(shard, _)| !state.is_retired(shard));
+        }
         while !*stop.borrow() && (running.len() as u64) < parallelism {
             let Some((shard, attempt)) = queue.pop_front() else {
                 break;
@@ -426,6 +439,7 @@ async fn supervise(
         state.running.remove(&shard);
         match status {
             End::Stopped => {}
+            _ if state.is_retired(shard) => {}
             End::Exited(Ok(status)) if status.success() => {
                 state.status.succeeded += 1;
                 state.succeeded.push(shard);
@@ -536,6 +550,20 @@ impl Launcher for LocalLauncher {
         }
     }
 
+    /// Kills the workers of the shards above `shard` and starts none of them.
+    async fn retire_above(&mut self, shard: u64) -> Result<(), LaunchError> {
+        let retired = {
+            let mut state = lock(&self.state);
+            let above = state.retired_above.map_or(shard, |r| r.min(shard));
+            state.retired_above = Some(above);
+            state.running.split_off(&above.saturating_add(1))
+        };
+        for (_, kill) in retired {
+            let _ = kill.send(());
+        }
+        Ok(())
+    }
+
     async fn stop(&mut self) -> Result<(), LaunchError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
@@ -643,6 +671,47 @@ mod tests {
             .collect();
         assert_eq!(lines, expected);
         assert_eq!(status.succeeded_shards, [0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn retired_shards_are_killed_and_never_started() {
+        let dir = tempdir("retire");
+        let log = dir.join("log");
+        let bin = script(
+            &dir,
+            &format!(
+                "echo $CND_SHARD_INDEX >> {}
+exec sleep 60",
+                log.display()
+            ),
+        );
+        let mut launcher = LocalLauncher::new(LocalOptions::new(bin));
+        launcher.launch(&spec(6, 2)).await.unwrap();
+        // Wait until shards 0 and 1 run.
+        let mut status = launcher.status().await.unwrap();
+        for _ in 0..500 {
+            if std::fs::read_to_string(&log).is_ok_and(|l| l.lines().count() == 2) {
+                status = launcher.status().await.unwrap();
+                if status.running_shards == Some(vec![0, 1]) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status.running_shards, Some(vec![0, 1]), "{status:?}");
+        launcher.retire_above(0).await.unwrap();
+        for _ in 0..500 {
+            status = launcher.status().await.unwrap();
+            if status.running_shards == Some(vec![0]) && status.pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Shard 0 runs on; 1 is gone without counting as failed; 2..5 never start.
+        assert_eq!(status.running_shards, Some(vec![0]), "{status:?}");
+        assert_eq!((status.pending, status.failed, status.fatal), (0, 0, None));
+        launcher.stop().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "0\n1\n");
     }
 
     #[tokio::test]

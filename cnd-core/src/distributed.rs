@@ -790,6 +790,9 @@ pub type ChannelError = CallError;
 ///   progress has stopped): it kills it and starts a new one for the shard as
 ///   it would after a crash. Launchers that cannot keep the default, which
 ///   refuses; the master then ends the run naming the shard.
+/// - `retire_above` stops the workers of the shards above one (the master has
+///   the smallest answer's shard and needs no higher one); the default keeps
+///   them running.
 /// - Launchers own no timeouts: the master decides when a run ends.
 /// - Each worker gets its own shard's key ([`RunSpec::shard_key_env`]) where
 ///   the launcher can, else the shared one ([`RunSpec::shared_key_env`]) and
@@ -800,7 +803,9 @@ pub type ChannelError = CallError;
 /// The master bounds every call and may drop it mid-way. A dropped `launch`
 /// may have created part of the workers: `stop` must still find and remove
 /// them. A dropped `status` loses nothing. A dropped `stop` or `restart` may
-/// have done part of its work; calling it again finishes it.
+/// have done part of its work; calling it again finishes it. So may a dropped
+/// `retire_above`, which is only ever an economy: the master's answer never
+/// depends on it.
 #[async_trait]
 pub trait Launcher: Send {
     /// Starts the workers of `spec`.
@@ -813,6 +818,14 @@ pub trait Launcher: Send {
             format!("restarting the worker of shard {shard}"),
             "this launcher cannot replace one worker",
         ))
+    }
+    /// The master needs nothing more from the shards above `shard` (a run for
+    /// the smallest golden nonce that has one in `shard`): stop their workers
+    /// and start none of them. The default does nothing: they run to their end,
+    /// which costs time but changes no answer.
+    async fn retire_above(&mut self, shard: u64) -> Result<(), LaunchError> {
+        let _ = shard;
+        Ok(())
     }
     /// Stops and removes every worker started by this launcher.
     async fn stop(&mut self) -> Result<(), LaunchError>;

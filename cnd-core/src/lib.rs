@@ -78,8 +78,8 @@ pub use distributed::{
     Received, ResultChannel, RunSpec, RunSpecError, Sender, WorkerStatus,
 };
 pub use master::{
-    run_master, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome, Progress,
-    Totals,
+    run_master, Answer, Golden, Ignored, MasterError, MasterEvent, MasterOptions, MasterOutcome,
+    Progress, Totals,
 };
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};

@@ -21,7 +21,7 @@
 //! incomplete cleanup) comes as [`MasterEvent`]s and is logged only at debug
 //! level, so a CLI that prints the events does not say everything twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::future::{pending, poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -60,7 +60,7 @@ pub enum MasterEvent {
         /// Where the workers report: the channel's address once open (a queue URL).
         reports_to: String,
     },
-    /// A snapshot of the workers, every [`STATUS_EVERY`].
+    /// A snapshot of the workers, every [`MasterOptions::status_every`].
     Workers(WorkerStatus),
     /// A worker's progress (or its final count, from `exhausted`).
     Progress(Progress),
@@ -82,7 +82,8 @@ pub enum MasterEvent {
     },
     /// A message was not taken into account.
     Ignored(Ignored),
-    /// A reported nonce was verified golden: the run ends with it.
+    /// A reported nonce was verified golden: the run ends with it, or, for
+    /// [`Answer::Smallest`], once every shard below is exhausted.
     Found {
         /// The nonce.
         nonce: u64,
@@ -404,10 +405,36 @@ fn unsearched(missing: &[(u64, NonceRange)], unfinished: u64) -> String {
     }
 }
 
+/// Which golden nonce a run returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Answer {
+    /// The first that a worker reports and the master verifies: the fastest
+    /// answer, but which one depends on timing.
+    #[default]
+    First,
+    /// The smallest of the run's range, as `cnd-cli run` returns: one answer per
+    /// puzzle and range. A find in shard k ends the run once every shard below k
+    /// is exhausted (shards above k are retired); each worker's find is its
+    /// shard's smallest, as workers search in order.
+    Smallest,
+}
+
+impl Answer {
+    /// `"first"` or `"smallest"`: the name `--json` and journals use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Answer::First => "first",
+            Answer::Smallest => "smallest",
+        }
+    }
+}
+
 /// How long the master waits for things, and how long it rides out trouble.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MasterOptions {
+    /// Which golden nonce ends the run.
+    pub answer: Answer,
     /// When the run ends as timed out, whatever is in flight.
     pub deadline: Option<Instant>,
     /// How long `status` or `receive` may keep failing (transiently: unreachable,
@@ -430,13 +457,18 @@ pub struct MasterOptions {
     /// How long the master drains the channel (receives until it comes back
     /// empty) before it concludes that shards never reported.
     pub drain_for: Duration,
+    /// How often the launcher is asked how its workers are doing (and
+    /// [`MasterEvent::Workers`] said): the resolution of start-up times.
+    pub status_every: Duration,
 }
 
 impl Default for MasterOptions {
-    /// No deadline, 60 s of retries, 20 s per call, 2 min to launch, 30 s to
-    /// clean up, stalls after 6 progress intervals, 15 s to drain.
+    /// The first answer, no deadline, 60 s of retries, 20 s per call, 2 min to
+    /// launch, 30 s to clean up, stalls after 6 progress intervals, 15 s to
+    /// drain, status every [`STATUS_EVERY`].
     fn default() -> Self {
         MasterOptions {
+            answer: Answer::First,
             deadline: None,
             retry_for: Duration::from_secs(60),
             call_timeout: Duration::from_secs(20),
@@ -444,6 +476,7 @@ impl Default for MasterOptions {
             cleanup_for: Duration::from_secs(30),
             stall_after: None,
             drain_for: Duration::from_secs(15),
+            status_every: STATUS_EVERY,
         }
     }
 }
@@ -500,6 +533,21 @@ impl MasterOptions {
         self.drain_for = drain_for;
         self
     }
+
+    /// These options with [`answer`](MasterOptions::answer) set.
+    #[must_use]
+    pub fn with_answer(mut self, answer: Answer) -> MasterOptions {
+        self.answer = answer;
+        self
+    }
+
+    /// These options with [`status_every`](MasterOptions::status_every) set,
+    /// brought within 50 ms ..= 60 s.
+    #[must_use]
+    pub fn with_status_every(mut self, every: Duration) -> MasterOptions {
+        self.status_every = every.clamp(Duration::from_millis(50), Duration::from_secs(60));
+        self
+    }
 }
 
 /// Tries of `stop` and of `close` at the end of a run.
@@ -509,8 +557,9 @@ const CLEANUP_TRIES: u32 = 3;
 ///
 /// Opens `channel` (its queue made or looked up), launches `spec` with
 /// `launcher` — the workers told the channel's address, whatever
-/// `spec.queue_url` said — and reads reports from `channel` until the first
-/// verified golden nonce, every shard exhausted, the deadline, or `cancel`, then
+/// `spec.queue_url` said — and reads reports from `channel` until its answer
+/// (the first verified golden nonce, or the smallest of the range: see
+/// [`Answer`]), every shard exhausted, the deadline, or `cancel`, then
 /// calls `launcher.stop()` and `channel.close()` on every way out, errors
 /// included (each tried up to three times, each try bounded). Every call is
 /// raced against `cancel`, the deadline and its own time limit (`timer` tells
@@ -839,6 +888,11 @@ struct Tally {
     ignored: u64,
     foreign: u64,
     stalled: u64,
+    /// Verified finds by shard, the smallest of each ([`Answer::Smallest`]):
+    /// from the shard's own worker, or confirmed by the launcher.
+    finds: BTreeMap<u64, Golden>,
+    /// Finds under the shared key that wait for the launcher, as `unconfirmed`.
+    unconfirmed_finds: BTreeMap<u64, Golden>,
 }
 
 impl Tally {
@@ -866,7 +920,30 @@ impl Tally {
             ignored: 0,
             foreign: 0,
             stalled: 0,
+            finds: BTreeMap::new(),
+            unconfirmed_finds: BTreeMap::new(),
         })
+    }
+
+    /// The shards the answer still waits for: every unexhausted one, or, for
+    /// [`Answer::Smallest`], those below the lowest find (and that find's own
+    /// shard while its report waits for the launcher).
+    fn unfinished(&self, answer: Answer) -> impl Iterator<Item = u64> + '_ {
+        let (bound, waits) = match (answer, self.lowest_find()) {
+            (Answer::Smallest, Some(lowest)) => (lowest, !self.finds.contains_key(&lowest)),
+            _ => (self.shard_ranges.len() as u64, false),
+        };
+        (0..bound)
+            .filter(|&shard| !self.exhausted[shard as usize])
+            .chain(waits.then_some(bound))
+    }
+
+    /// The lowest shard with a verified golden nonce, whoever reported it: no
+    /// shard above it can hold the smallest.
+    fn lowest_find(&self) -> Option<u64> {
+        let confirmed = self.finds.keys().next();
+        let unconfirmed = self.unconfirmed_finds.keys().next();
+        confirmed.into_iter().chain(unconfirmed).min().copied()
     }
 
     /// Hashes over every shard.
@@ -938,6 +1015,8 @@ struct Run<'a> {
     stall_after: Duration,
     /// Whether [`MasterEvent::TooManyWorkers`] has been said.
     said_too_many: bool,
+    /// The shard above which the launcher was asked to retire workers.
+    retired_above: Option<u64>,
 }
 
 async fn drive(
@@ -971,6 +1050,7 @@ async fn drive(
         watched,
         stall_after,
         said_too_many: false,
+        retired_above: None,
     };
     match run.go().await {
         Err(ending) => ending,
@@ -988,13 +1068,11 @@ impl Run<'_> {
         loop {
             self.check_cut()?;
             if self.clock.now() >= self.next_status {
-                self.next_status = self.clock.now() + STATUS_EVERY;
+                self.next_status = self.clock.now() + self.options.status_every;
                 self.poll_status().await?;
             }
             self.receive_once().await?;
-            if self.tally.shards_done == self.spec.shards {
-                self.conclude_exhausted().await?;
-            }
+            self.settle().await?;
         }
     }
 
@@ -1144,7 +1222,7 @@ impl Run<'_> {
         if let Some(running) = &status.running_shards {
             self.check_stalls(running).await?;
         }
-        let unfinished = self.spec.shards - self.tally.shards_done;
+        let unfinished = self.tally.unfinished(self.options.answer).count();
         let idle =
             status.waiting() == 0 && status.running == 0 && status.succeeded + status.failed > 0;
         self.idle_polls = if idle && unfinished > 0 {
@@ -1156,8 +1234,8 @@ impl Run<'_> {
             // Reports may still be on their way, or behind other messages:
             // read what is there before saying shards never reported.
             self.drain().await?;
-            if self.tally.shards_done == self.spec.shards {
-                return Err(self.exhausted());
+            if let Some(ending) = self.ready() {
+                return Err(ending);
             }
             return Err(Err(self.workers_gone(status.failed)));
         }
@@ -1182,12 +1260,14 @@ impl Run<'_> {
         }
     }
 
-    /// One receive of up to [`RECEIVE_WAIT`], its messages taken into account.
+    /// One receive of up to [`RECEIVE_WAIT`] (less when the next status poll
+    /// or the deadline is sooner), its messages taken into account.
     async fn receive_once(&mut self) -> Result<(), Ending> {
-        let wait = match self.clock.deadline {
-            Some(d) => RECEIVE_WAIT.min(d.saturating_duration_since(self.clock.now())),
-            None => RECEIVE_WAIT,
-        };
+        let now = self.clock.now();
+        let mut wait = RECEIVE_WAIT.min(self.next_status.saturating_duration_since(now));
+        if let Some(d) = self.clock.deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
         let limit = wait + self.options.call_timeout;
         let received = match self.clock.bounded(limit, self.channel.receive(wait)).await {
             Ok(received) => received,
@@ -1283,13 +1363,42 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Every shard is exhausted. If some were confirmed by the launcher rather
-    /// than by their own worker's key, a find may still be on its way: drain first.
-    async fn conclude_exhausted(&mut self) -> Result<(), Ending> {
+    /// Ends the run if its answer is known ([`Run::ready`]). If some shards
+    /// were confirmed by the launcher rather than by their own worker's key, a
+    /// find may still be on its way: drain first, and look again.
+    async fn settle(&mut self) -> Result<(), Ending> {
+        if self.options.answer == Answer::Smallest {
+            self.retire().await?;
+        }
+        if self.ready().is_none() {
+            return Ok(());
+        }
         if self.tally.confirmed_by_launcher > 0 {
             self.drain().await?;
         }
-        Err(self.exhausted())
+        match self.ready() {
+            Some(ending) => Err(ending),
+            None => Ok(()),
+        }
+    }
+
+    /// The run's ending, if its answer is known without another report: every
+    /// shard exhausted, or, for [`Answer::Smallest`], a find in a shard whose
+    /// lower shards are all exhausted. (A first find ends the run as it is taken.)
+    fn ready(&self) -> Option<Ending> {
+        if self.options.answer == Answer::Smallest {
+            if let Some((&shard, golden)) = self.tally.finds.iter().next() {
+                let below = &self.tally.exhausted[..shard as usize];
+                if !below.iter().all(|&done| done) {
+                    return None;
+                }
+                tracing::info!(run = %self.spec.run_id, nonce = golden.nonce, shard, "the smallest golden nonce: every shard below is exhausted");
+                let mut golden = golden.clone();
+                golden.totals = self.tally.totals(self.elapsed());
+                return Some(Ok(MasterOutcome::Found(golden)));
+            }
+        }
+        (self.tally.shards_done == self.spec.shards).then(|| self.exhausted())
     }
 
     fn exhausted(&self) -> Ending {
@@ -1297,14 +1406,47 @@ impl Run<'_> {
         Ok(MasterOutcome::Exhausted(self.tally.totals(self.elapsed())))
     }
 
+    /// Asks the launcher to stop the shards above the lowest find, once per
+    /// lower find: they cannot hold the smallest golden nonce. A failure only
+    /// costs their work, never the answer, so it is logged, not fatal.
+    async fn retire(&mut self) -> Result<(), Ending> {
+        let Some(lowest) = self.tally.lowest_find() else {
+            return Ok(());
+        };
+        if lowest + 1 >= self.spec.shards || self.retired_above.is_some_and(|r| r <= lowest) {
+            return Ok(());
+        }
+        self.retired_above = Some(lowest);
+        let limit = self.options.call_timeout;
+        let run = self.spec.run_id;
+        match self
+            .clock
+            .bounded(limit, self.launcher.retire_above(lowest))
+            .await
+        {
+            Ok(Ok(())) => {
+                tracing::info!(run = %run, "shards above {lowest} retired: a golden nonce in shard {lowest} is smaller than any of theirs")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(run = %run, "retiring the shards above {lowest} failed, so they run on: {}", error_chain(&e))
+            }
+            Err(Cut::TimedOut) => {
+                tracing::warn!(run = %run, "retiring the shards above {lowest} got no answer within {}, so they run on", seconds(limit))
+            }
+            Err(cut) => return Err(self.cut_short(cut)),
+        }
+        Ok(())
+    }
+
     fn workers_gone(&self, failed: u64) -> MasterError {
-        let missing = (0..self.spec.shards)
-            .filter(|&shard| !self.tally.exhausted[shard as usize])
+        let missing = self
+            .tally
+            .unfinished(self.options.answer)
             .take(8)
             .map(|shard| (shard, self.tally.shard_ranges[shard as usize]))
             .collect();
         MasterError::WorkersGone {
-            unfinished: self.spec.shards - self.tally.shards_done,
+            unfinished: self.tally.unfinished(self.options.answer).count() as u64,
             shards: self.spec.shards,
             failed,
             missing,
@@ -1322,6 +1464,10 @@ impl Run<'_> {
                 continue;
             };
             self.tally.succeeded[i] = true;
+            if let Some(golden) = self.tally.unconfirmed_finds.remove(&shard) {
+                self.tally.confirmed_by_launcher += 1;
+                keep_smaller(&mut self.tally.finds, shard, golden);
+            }
             if self.tally.unconfirmed[i] {
                 self.tally.unconfirmed[i] = false;
                 self.tally.confirmed_by_launcher += 1;
@@ -1422,17 +1568,29 @@ impl Run<'_> {
                     shard: report.shard,
                     worker: report.worker.clone(),
                 });
-                return Some(Golden {
+                let golden = Golden {
                     nonce,
                     hash,
                     leading_zeros: crate::verify::leading_zero_bits(&hash),
                     shard: report.shard,
-                    worker: report.worker,
+                    worker: report.worker.clone(),
                     worker_elapsed: Duration::from_millis(report.elapsed_ms),
                     worker_hashes: hashes,
                     received_after,
                     totals: self.tally.totals(self.elapsed()),
-                });
+                };
+                if self.options.answer == Answer::First {
+                    return Some(golden);
+                }
+                // The answer needs the shard's smallest: any worker's golden
+                // nonce bounds it, but only the shard's own worker (or the
+                // launcher's word that it succeeded) settles it.
+                let finds = if authority == Authority::Shard || self.tally.succeeded[shard] {
+                    &mut self.tally.finds
+                } else {
+                    &mut self.tally.unconfirmed_finds
+                };
+                keep_smaller(finds, report.shard, golden);
             }
             ReportKind::Exhausted => {
                 if authority == Authority::Shard || self.tally.succeeded[shard] {
@@ -1469,6 +1627,16 @@ impl Run<'_> {
             shards: self.spec.shards,
         }));
         None
+    }
+}
+
+/// Keeps `golden` as `shard`'s find unless a smaller one is already there.
+fn keep_smaller(finds: &mut BTreeMap<u64, Golden>, shard: u64, golden: Golden) {
+    match finds.get(&shard) {
+        Some(kept) if kept.nonce <= golden.nonce => {}
+        _ => {
+            finds.insert(shard, golden);
+        }
     }
 }
 
@@ -2591,11 +2759,12 @@ mod tests {
         assert_send(&future);
     }
 
-    /// A launcher that says what it is told, and records restarts.
+    /// A launcher that says what it is told, and records restarts and retirements.
     #[derive(Default)]
     struct Told {
         status: Arc<Mutex<WorkerStatus>>,
         restarts: Arc<Mutex<Vec<u64>>>,
+        retired: Arc<Mutex<Vec<u64>>>,
         /// Whether `restart` works (the default trait method refuses).
         can_restart: bool,
     }
@@ -2623,6 +2792,10 @@ mod tests {
                 return Err(LaunchError::refused("restarting", "not here"));
             }
             self.restarts.lock().unwrap().push(shard);
+            Ok(())
+        }
+        async fn retire_above(&mut self, shard: u64) -> Result<(), LaunchError> {
+            self.retired.lock().unwrap().push(shard);
             Ok(())
         }
         async fn stop(&mut self) -> Result<(), LaunchError> {
@@ -2941,5 +3114,222 @@ mod tests {
             .filter(|e| matches!(e, MasterEvent::WorkerFailed { .. }))
             .count();
         assert_eq!(failures, 1);
+    }
+
+    /// The golden nonces of `spec`'s shard, in order, found the obvious way.
+    fn goldens(spec: &RunSpec, shard: u64) -> Vec<u64> {
+        let range = spec.range.shard(shard, spec.shards).unwrap();
+        (range.first()..=range.last())
+            .filter(|&n| verify(&spec.puzzle, n).golden)
+            .collect()
+    }
+
+    fn found(spec: &RunSpec, shard: u64, nonce: u64) -> Report {
+        let hash = verify(&spec.puzzle, nonce).hash;
+        report(spec, shard, 1, ReportKind::Found { nonce, hash })
+    }
+
+    #[test]
+    fn the_smallest_answer_is_the_obvious_searchs_whatever_the_timing() {
+        // Real searches, one thread per shard: higher shards often find first.
+        for (i, (difficulty, shards)) in [(9, 4), (10, 7), (11, 3), (8, 16), (12, 5)]
+            .into_iter()
+            .enumerate()
+        {
+            let puzzle = Puzzle::new(
+                format!("cnd smallest {i}").into_bytes(),
+                difficulty,
+                crate::NonceBits::B32,
+                crate::NonceFormat::Binary,
+            )
+            .unwrap();
+            let range = NonceRange::new(1_000, 1_000 + (1 << 15)).unwrap();
+            let spec = RunSpec {
+                puzzle,
+                range,
+                ..spec(difficulty, None, shards)
+            };
+            let smallest = (range.first()..=range.last())
+                .find(|&n| verify(&spec.puzzle, n).golden)
+                .expect("2^15 nonces hold a golden one at D <= 12");
+            let mut channel = MemoryChannel::new();
+            let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+            let options = MasterOptions::default().with_answer(Answer::Smallest);
+            let (out, _) = run_with(
+                &mut launcher,
+                &mut channel,
+                &spec,
+                &options,
+                &CancelToken::new(),
+            );
+            let Ok(MasterOutcome::Found(golden)) = out else {
+                panic!("{out:?}")
+            };
+            assert_eq!(golden.nonce, smallest, "puzzle {i}");
+            assert!(range
+                .shard(golden.shard, shards)
+                .unwrap()
+                .contains(smallest));
+            // Shards above the answer's are retired, unless it is the last.
+            let retired = (golden.shard + 1 < shards).then_some(golden.shard);
+            assert_eq!(launcher.retired_above(), retired, "puzzle {i}");
+            assert!(launcher.is_stopped() && channel.is_closed());
+        }
+    }
+
+    /// A channel that hands out each message at its time (tokio's clock, from
+    /// the first receive), waiting at most the receive's wait.
+    struct Timed {
+        start: Option<tokio::time::Instant>,
+        due: std::collections::VecDeque<(u64, Message)>,
+    }
+
+    impl Timed {
+        fn new(due: Vec<(u64, Message)>) -> Timed {
+            Timed {
+                start: None,
+                due: due.into(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ResultChannel for Timed {
+        fn address(&self) -> &str {
+            "timed://"
+        }
+        async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
+            let start = *self.start.get_or_insert_with(tokio::time::Instant::now);
+            let at = |ms: u64| start + Duration::from_millis(ms);
+            let until = tokio::time::Instant::now() + wait;
+            if let Some(&(ms, _)) = self.due.front() {
+                tokio::time::sleep_until(at(ms).min(until)).await;
+            } else {
+                tokio::time::sleep_until(until).await;
+            }
+            let now = tokio::time::Instant::now();
+            let mut messages = Vec::new();
+            while self.due.front().is_some_and(|&(ms, _)| at(ms) <= now) {
+                messages.push(self.due.pop_front().unwrap().1);
+            }
+            Ok(Received::new(messages))
+        }
+        async fn close(&mut self) -> Result<(), ChannelError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_higher_find_waits_for_every_lower_shard_and_a_lower_find_wins() {
+        let spec = spec(10, Some(NonceRange::new(0, 40_000).unwrap()), 4);
+        let options = MasterOptions::default().with_answer(Answer::Smallest);
+        let running = WorkerStatus::default()
+            .with_running(4)
+            .with_running_shards(vec![0, 1, 2, 3]);
+        let (find_1, find_2) = (real_find(&spec, 1), real_find(&spec, 2));
+
+        // Shard 2 finds first, shard 0 is exhausted, then shard 1 finds: 1 wins.
+        let mut channel = Timed::new(vec![
+            (0, signed(&spec, &find_2)),
+            (1_000, signed(&spec, &exhausted(&spec, 0))),
+            (3_000, signed(&spec, &find_1)),
+        ]);
+        let mut launcher = Told::saying(running.clone());
+        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        let ReportKind::Found { nonce, .. } = find_1.kind else {
+            unreachable!()
+        };
+        assert_eq!((golden.shard, golden.nonce), (1, nonce));
+        assert_eq!(took, Duration::from_secs(3));
+        assert_eq!(*launcher.retired.lock().unwrap(), vec![2, 1]);
+        assert_eq!(golden.totals.shards_done, 1);
+
+        // Shard 1 is exhausted instead: shard 2's find is the answer, at 3 s,
+        // not before; reports from retired shard 3 change nothing.
+        let mut channel = Timed::new(vec![
+            (0, signed(&spec, &find_2)),
+            (1_000, signed(&spec, &exhausted(&spec, 0))),
+            (2_000, signed(&spec, &real_find(&spec, 3))),
+            (3_000, signed(&spec, &exhausted(&spec, 1))),
+        ]);
+        let mut launcher = Told::saying(running);
+        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(golden.shard, 2);
+        assert_eq!(took, Duration::from_secs(3));
+        assert_eq!(*launcher.retired.lock().unwrap(), vec![2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_key_find_settles_its_shard_only_once_the_launcher_confirms() {
+        // An Indexed Job's pods share one key: a compromised pod reports shard
+        // 0's second golden nonce, claiming shard 0. It bounds the answer (shards
+        // above 0 retire) but cannot be it: shard 0's own worker reports the
+        // smallest later, and the launcher confirms shard 0 at 4 s.
+        let spec = spec(8, Some(NonceRange::new(0, 40_000).unwrap()), 2);
+        let shared = spec.run_key.shared();
+        let goldens = goldens(&spec, 0);
+        assert!(goldens.len() >= 2, "{goldens:?}");
+        let claim = |report: &Report| {
+            Message::signed(&shared, report.to_json()).from_sender(Sender::Claims(0))
+        };
+        let mut channel = Timed::new(vec![
+            (0, claim(&found(&spec, 0, goldens[1]))),
+            (3_000, claim(&found(&spec, 0, goldens[0]))),
+        ]);
+        let status = Arc::new(Mutex::new(
+            WorkerStatus::default()
+                .with_running(2)
+                .with_running_shards(vec![0, 1]),
+        ));
+        let mut launcher = Told {
+            status: Arc::clone(&status),
+            ..Told::default()
+        };
+        let confirm = Arc::clone(&status);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            *confirm.lock().unwrap() = WorkerStatus::default()
+                .with_running(1)
+                .with_running_shards(vec![1])
+                .with_succeeded(1)
+                .with_succeeded_shards(vec![0]);
+        });
+        let options = MasterOptions::default().with_answer(Answer::Smallest);
+        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!((golden.shard, golden.nonce), (0, goldens[0]));
+        // Confirmed at the status poll at 4 s (every 2 s), after a drain.
+        assert!(took >= Duration::from_secs(4), "{took:?}");
+        assert_eq!(*launcher.retired.lock().unwrap(), vec![0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_polls_come_as_often_as_asked() {
+        let spec = spec(30, None, 1);
+        let mut channel = Counted {
+            fail: false,
+            receives: 0,
+        };
+        let mut launcher = Told::saying(WorkerStatus::default().with_running(1));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let options = MasterOptions::with_deadline(Some(deadline.into_std()))
+            .with_status_every(Duration::from_millis(250));
+        let (out, events, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        assert!(matches!(out, Ok(MasterOutcome::TimedOut(_))), "{out:?}");
+        assert_eq!(took, Duration::from_secs(2));
+        let polls = events
+            .iter()
+            .filter(|e| matches!(e, MasterEvent::Workers(_)))
+            .count();
+        // At 0, 250, …, 1750 ms.
+        assert_eq!(polls, 8);
     }
 }

@@ -133,6 +133,7 @@ pub struct MemoryLauncher {
     backend: Backend,
     workers: Vec<(Arc<SearchControl>, JoinHandle<()>)>,
     stopped: bool,
+    retired_above: Option<u64>,
 }
 
 impl MemoryLauncher {
@@ -143,12 +144,18 @@ impl MemoryLauncher {
             backend,
             workers: Vec::new(),
             stopped: false,
+            retired_above: None,
         }
     }
 
     /// Whether `stop` was called.
     pub fn is_stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// The lowest shard above which the master retired workers, if it did.
+    pub fn retired_above(&self) -> Option<u64> {
+        self.retired_above
     }
 }
 
@@ -199,6 +206,16 @@ impl Launcher for MemoryLauncher {
             succeeded: self.workers.len() as u64 - running,
             ..WorkerStatus::default()
         })
+    }
+
+    /// Cancels the searches of the shards above `shard` (they report nothing).
+    async fn retire_above(&mut self, shard: u64) -> Result<(), LaunchError> {
+        let first = usize::try_from(shard).map_or(usize::MAX, |s| s.saturating_add(1));
+        for (control, _) in self.workers.iter().skip(first) {
+            control.cancel();
+        }
+        self.retired_above = Some(self.retired_above.map_or(shard, |r| r.min(shard)));
+        Ok(())
     }
 
     async fn stop(&mut self) -> Result<(), LaunchError> {

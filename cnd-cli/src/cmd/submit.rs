@@ -15,7 +15,7 @@ use cnd_cloud::local::{LocalLauncher, LocalOptions};
 use cnd_cloud::pod_status::PodStatusChannel;
 use cnd_cloud::sqs::{self, SqsChannel};
 use cnd_cloud::TokioTimer;
-use cnd_core::master::{run_master, MasterError, MasterOptions, MasterOutcome};
+use cnd_core::master::{run_master, Answer, MasterError, MasterOptions, MasterOutcome};
 use cnd_core::CancelToken;
 use cnd_core::{stats, LaunchError, Launcher, ResultChannel, RunSpec, RunSpecError};
 use uuid::Uuid;
@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::args::{
     parse_count, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_duration, parse_image,
     parse_memory, parse_positive, parse_probability, parse_progress_every, parse_queue_name,
-    parse_queue_url, range_for, OutputArgs, PuzzleArgs,
+    parse_queue_url, parse_status_every, range_for, OutputArgs, PuzzleArgs,
 };
 use crate::cluster::{cpu_cores, kube_client, worker_bin, LauncherKind, WorkloadKind};
 use crate::console;
@@ -173,6 +173,18 @@ pub struct SubmitArgs {
     /// its shard, or, where that cannot be done, the run ends naming it.
     #[arg(long, value_name = "DUR", value_parser = parse_progress_every, default_value = "5s")]
     progress_every: Duration,
+
+    /// Return the smallest golden nonce of the range, the answer `run` gives:
+    /// a find in shard k ends the run once every shard below k is searched
+    /// (shards above k are stopped). Without it, the first verified find wins:
+    /// sooner, but which nonce depends on timing.
+    #[arg(long)]
+    smallest: bool,
+
+    /// How often to ask the cluster (or the local launcher) how the workers are
+    /// doing: the resolution of the start-up times in `--json`.
+    #[arg(long, value_name = "DUR", value_parser = parse_status_every, default_value = "2s")]
+    status_every: Duration,
 
     /// Local: threads of each worker. [default: this machine's CPUs / pods]
     #[arg(long, value_name = "N", value_parser = crate::args::parse_threads)]
@@ -441,7 +453,15 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             human::plural(spec.shards, "shard"),
         );
     }
-    let options = MasterOptions::with_deadline(deadline).with_retry_for(args.retry_for);
+    let answer = if args.smallest {
+        Answer::Smallest
+    } else {
+        Answer::First
+    };
+    let options = MasterOptions::with_deadline(deadline)
+        .with_retry_for(args.retry_for)
+        .with_answer(answer)
+        .with_status_every(args.status_every);
     let pending_means = match args.launcher {
         LauncherKind::Kubernetes => "waiting for a node",
         LauncherKind::Local => "queued",
@@ -468,7 +488,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
     .await;
     live.finish();
     let outcome = outcome.map_err(|e| explain(e, api_server.as_deref()))?;
-    output::print_outcome(&outcome, spec, &startup, args.output.json);
+    output::print_outcome(&outcome, spec, answer, &startup, args.output.json);
     Ok(match outcome {
         MasterOutcome::Found(_) => Exit::Success,
         MasterOutcome::Exhausted(_) => Exit::Exhausted,

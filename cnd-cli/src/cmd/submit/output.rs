@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cnd_core::puzzle::to_hex;
-use cnd_core::{MasterOutcome, RunSpec, Totals};
+use cnd_core::{Answer, MasterOutcome, RunSpec, Totals};
 use serde::{Deserialize, Serialize};
 
 use crate::human;
@@ -19,6 +19,8 @@ use crate::startup::StartupTimes;
 /// `first_running_ms` is printed as null when no worker was seen running.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SubmitJson {
+    /// Which answer the run was for: `first` or `smallest` (`--smallest`).
+    pub answer: Option<String>,
     pub difficulty: Option<u32>,
     pub elapsed_ms: Option<u64>,
     pub failed_reports: Option<u64>,
@@ -54,7 +56,12 @@ pub(crate) struct SubmitJson {
 
 impl SubmitJson {
     /// The object for a run that ended in `outcome`.
-    pub(crate) fn new(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes) -> Self {
+    pub(crate) fn new(
+        outcome: &MasterOutcome,
+        spec: &RunSpec,
+        answer: Answer,
+        startup: &StartupTimes,
+    ) -> Self {
         let totals = outcome.totals();
         let golden = match outcome {
             MasterOutcome::Found(g) => Some(g),
@@ -62,6 +69,7 @@ impl SubmitJson {
         };
         let ms = |d: Duration| d.as_millis() as u64;
         SubmitJson {
+            answer: Some(answer.name().to_string()),
             difficulty: Some(spec.puzzle.difficulty()),
             elapsed_ms: Some(ms(totals.elapsed)),
             failed_reports: Some(totals.failed_reports),
@@ -96,10 +104,16 @@ impl SubmitJson {
 }
 
 /// Prints how the run ended on stdout.
-pub fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupTimes, json: bool) {
+pub fn print_outcome(
+    outcome: &MasterOutcome,
+    spec: &RunSpec,
+    answer: Answer,
+    startup: &StartupTimes,
+    json: bool,
+) {
     let difficulty = spec.puzzle.difficulty();
     if json {
-        let value = SubmitJson::new(outcome, spec, startup);
+        let value = SubmitJson::new(outcome, spec, answer, startup);
         println!(
             "{}",
             serde_json::to_string(&value).expect("SubmitJson serializes")
@@ -113,6 +127,12 @@ pub fn print_outcome(outcome: &MasterOutcome, spec: &RunSpec, startup: &StartupT
                 "Found by       {} (shard {} of {})",
                 g.worker, g.shard, spec.shards
             );
+            if answer == Answer::Smallest {
+                println!(
+                    "Smallest       yes: every shard below {} was searched",
+                    g.shard
+                );
+            }
             println!("Time in pod    {}", human::duration(g.worker_elapsed));
             println!(
                 "Received after {} (since submit)",
@@ -223,12 +243,12 @@ mod tests {
         totals.elapsed = Duration::from_millis(2000);
         totals.ignored = 1;
         let outcome = MasterOutcome::TimedOut(totals);
-        let value = SubmitJson::new(&outcome, &spec, &StartupTimes::new());
+        let value = SubmitJson::new(&outcome, &spec, Answer::Smallest, &StartupTimes::new());
         let text = serde_json::to_string(&value).unwrap();
         assert_eq!(
             text,
             format!(
-                r#"{{"difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":null,"hashes":4000000,"ignored_messages":1,"mhs":2.0,"outcome":"timed_out","pending_ms":0,"pods":4,"run_id":"{}","shards":8}}"#,
+                r#"{{"answer":"smallest","difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":null,"hashes":4000000,"ignored_messages":1,"mhs":2.0,"outcome":"timed_out","pending_ms":0,"pods":4,"run_id":"{}","shards":8}}"#,
                 spec.run_id
             )
         );
