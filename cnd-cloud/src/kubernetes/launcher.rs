@@ -13,6 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ use super::manifest::{job_manifest, pod_manifest, secret_manifest};
 use super::status::{apply_job_status, each_index, pod_status, shard_of, JOB_INDEX};
 use super::{
     all_or_each_failure, is_not_found, launch_error, selector, KubeOptions, Workload,
-    DELETES_IN_FLIGHT, LABEL_SHARD, MAX_BARE_POD_SHARDS,
+    CREATES_IN_FLIGHT, DELETES_IN_FLIGHT, LABEL_SHARD, MAX_BARE_POD_SHARDS,
 };
 
 /// Shards per call when `stop` deletes a run's bare pods. An API server deletes
@@ -194,6 +195,56 @@ impl KubeLauncher {
         ))
     }
 
+    /// Creates one pod per shard, [`CREATES_IN_FLIGHT`] at a time, and returns
+    /// their owner references. The first failure ends it (the calls in flight
+    /// are dropped); `stop` removes whatever was made, as after a dropped call.
+    async fn create_bare_pods(
+        &mut self,
+        spec: &RunSpec,
+    ) -> Result<Vec<OwnerReference>, LaunchError> {
+        // Before the first call: a launch dropped mid-call (the master's limit)
+        // may have made any of them, and `stop` must look for every one.
+        self.pods_asked = spec.shards;
+        self.may_have_pods = true;
+        let (api, options, ns) = (self.pod_api(), &self.options, &self.options.namespace);
+        let issued = AtomicU64::new(0);
+        let mut calls = futures::stream::iter(0..spec.shards)
+            .map(|shard| {
+                issued.fetch_add(1, Ordering::Relaxed);
+                let (api, pod) = (api.clone(), pod_manifest(spec, options, shard));
+                async move { (shard, api.create(&PostParams::default(), &pod).await) }
+            })
+            .buffer_unordered(CREATES_IN_FLIGHT);
+        let mut owners = Vec::with_capacity(spec.shards as usize);
+        // Whether a pod may exist: one was made, or a failed call may have made it.
+        let mut may_exist = false;
+        let (mut failure, mut answered) = (None, 0u64);
+        while let Some((shard, created)) = calls.next().await {
+            answered += 1;
+            match created {
+                Ok(created) => {
+                    may_exist = true;
+                    tracing::debug!(pod = ?created.metadata.name, shard, "pod created");
+                    owners.push(owner_reference("v1", "Pod", &created.metadata)?);
+                }
+                Err(e) => {
+                    may_exist |= may_have_created(&e);
+                    failure = Some((shard, e));
+                    break;
+                }
+            }
+        }
+        drop(calls);
+        if let Some((shard, error)) = failure {
+            // The calls dropped in flight may have made theirs.
+            self.may_have_pods = may_exist || issued.load(Ordering::Relaxed) > answered;
+            let action = format!("creating the pod of shard {shard} in namespace {ns}");
+            return Err(launch_error(&action, ns, error));
+        }
+        tracing::info!(pods = spec.shards, namespace = %ns, "pods created");
+        Ok(owners)
+    }
+
     /// Watches this run's pods into a store that `status` reads.
     fn start_watch(&mut self, run_id: Uuid) {
         let (reader, writer) = reflector::store();
@@ -248,27 +299,7 @@ impl Launcher for KubeLauncher {
                 tracing::info!(job = %spec.name(), namespace = %ns, "job created");
                 vec![owner_reference("batch/v1", "Job", &created.metadata)?]
             }
-            Workload::Pods => {
-                let api = self.pod_api();
-                let mut owners = Vec::new();
-                for shard in 0..spec.shards {
-                    let pod = pod_manifest(spec, &self.options, shard);
-                    let action = format!("creating the pod of shard {shard} in namespace {ns}");
-                    self.pods_asked = shard + 1;
-                    let created = match api.create(&PostParams::default(), &pod).await {
-                        Ok(created) => created,
-                        Err(e) => {
-                            self.may_have_pods |= may_have_created(&e);
-                            return Err(launch_error(&action, &ns, e));
-                        }
-                    };
-                    self.may_have_pods = true;
-                    tracing::debug!(pod = ?created.metadata.name, shard, "pod created");
-                    owners.push(owner_reference("v1", "Pod", &created.metadata)?);
-                }
-                tracing::info!(pods = spec.shards, namespace = %ns, "pods created");
-                owners
-            }
+            Workload::Pods => self.create_bare_pods(spec).await?,
         };
         self.hand_secret_to(spec, owners).await?;
         self.start_watch(spec.run_id);

@@ -73,6 +73,12 @@ pub const LABEL_SHARD: &str = "cnd/shard";
 /// are 200 calls, 7 rounds of about a second where the API server keeps up.
 const DELETES_IN_FLIGHT: usize = 32;
 
+/// Pod creations in flight at once in a launch of bare pods: 1,000 pods are 32
+/// rounds (a creation took some 12 ms on a real API server: 12 s one after
+/// another). Beyond what an API server's priority and fairness admit, it answers
+/// 429, which the client retries after the server's `Retry-After`.
+const CREATES_IN_FLIGHT: usize = 32;
+
 /// How the workers of a run are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Workload {
