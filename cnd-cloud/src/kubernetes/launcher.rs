@@ -20,7 +20,7 @@ use uuid::Uuid;
 use cnd_core::{LaunchError, Launcher, RunSpec, WorkerStatus};
 
 use super::manifest::{job_manifest, pod_manifest, secret_manifest};
-use super::status::{apply_job_status, each_index, pod_status, shard_of, JOB_INDEX};
+use super::status::{apply_job_status, each_index, pod_status, shard_of, slim_pod, JOB_INDEX};
 use super::{
     all_or_each_failure, is_not_found, launch_error, selector, KubeOptions, Workload,
     CREATES_IN_FLIGHT, DELETES_IN_FLIGHT, LABEL_SHARD, MAX_BARE_POD_SHARDS,
@@ -248,9 +248,16 @@ impl KubeLauncher {
     /// Watches this run's pods into a store that `status` reads.
     fn start_watch(&mut self, run_id: Uuid) {
         let (reader, writer) = reflector::store();
-        let config = watcher::Config::default().labels(&selector(Some(run_id)));
-        let stream =
-            reflector::reflector(writer, watcher(self.pod_api(), config)).default_backoff();
+        let mut config = watcher::Config::default().labels(&selector(Some(run_id)));
+        if self.options.workload == Workload::Job {
+            // A Job's finished pods stay until the Job goes (10,000 of them held
+            // the master above 100 MiB); its status counts them, and
+            // `completedIndexes` names them. A pod that succeeds leaves the
+            // watch as deleted.
+            config = config.fields("status.phase!=Succeeded");
+        }
+        let pods = watcher(self.pod_api(), config).modify(slim_pod);
+        let stream = reflector::reflector(writer, pods).default_backoff();
         let errors = Arc::clone(&self.watch_error);
         self.watcher = Some(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);

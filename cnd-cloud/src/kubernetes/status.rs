@@ -148,6 +148,45 @@ pub(super) fn pod_status(
     status
 }
 
+/// Cuts a watched pod down to what [`pod_status`], [`shard_of`] and the
+/// failure notes read: an Indexed Job's finished pods stay until the Job goes,
+/// and 10,000 whole pods (managed fields, the full spec) kept the master above
+/// 300 MiB. What is left: name, uid, the shard's label or annotation, the node,
+/// and the status without addresses, times and termination messages.
+pub(super) fn slim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.generate_name = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key == JOB_INDEX);
+    }
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| key == LABEL_SHARD);
+    }
+    if let Some(spec) = pod.spec.take() {
+        pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: spec.node_name,
+            ..Default::default()
+        });
+    }
+    if let Some(status) = pod.status.as_mut() {
+        (
+            status.host_ip,
+            status.host_ips,
+            status.pod_ip,
+            status.pod_ips,
+        ) = (None, None, None, None);
+        status.start_time = None;
+        for container in status.container_statuses.iter_mut().flatten() {
+            (container.image_id, container.last_state) = (String::new(), None);
+            if let Some(ended) = container.state.as_mut().and_then(|s| s.terminated.as_mut()) {
+                ended.message = None;
+            }
+        }
+    }
+}
+
 /// Whether the scheduler has put the pod on a node.
 fn scheduled(pod: &Pod) -> bool {
     let on_node = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
