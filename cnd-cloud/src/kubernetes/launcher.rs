@@ -145,17 +145,10 @@ impl KubeLauncher {
             .filter(|group| !self.pods_deleted.contains(group))
             .collect();
         let (api, asked) = (self.pod_api(), self.pods_asked);
-        let run_selector = selector(Some(run.run_id));
         let mut calls = futures::stream::iter(groups)
             .map(|group| {
                 let first = group * PODS_PER_DELETE;
-                let shards: Vec<String> = (first..asked.min(first + PODS_PER_DELETE))
-                    .map(|shard| shard.to_string())
-                    .collect();
-                let lp = ListParams::default().labels(&format!(
-                    "{run_selector},{LABEL_SHARD} in ({})",
-                    shards.join(",")
-                ));
+                let lp = pods_of_shards(run, first..asked.min(first + PODS_PER_DELETE));
                 let api = api.clone();
                 async move {
                     let dp = DeleteParams::background();
@@ -243,6 +236,35 @@ impl KubeLauncher {
         }
         tracing::info!(pods = spec.shards, namespace = %ns, "pods created");
         Ok(owners)
+    }
+
+    /// Deletes the bare pods of shards `first..` (a run for the smallest answer
+    /// needs none of them), [`PODS_PER_DELETE`] a call.
+    async fn delete_pods_from(&mut self, run: &RunSpec, first: u64) -> Result<(), LaunchError> {
+        let api = self.pod_api();
+        let groups = (first..self.pods_asked).step_by(PODS_PER_DELETE as usize);
+        let asked = self.pods_asked;
+        let mut calls = futures::stream::iter(groups)
+            .map(|from| {
+                let lp = pods_of_shards(run, from..asked.min(from + PODS_PER_DELETE));
+                let api = api.clone();
+                async move {
+                    api.delete_collection(&DeleteParams::background(), &lp)
+                        .await
+                }
+            })
+            .buffer_unordered(DELETES_IN_FLIGHT);
+        while let Some(deleted) = calls.next().await {
+            match deleted {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    let action = format!("deleting the pods of {} above shard {first}", run.name());
+                    return Err(launch_error(&action, &self.options.namespace, e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Watches this run's pods into a store that `status` reads.
@@ -413,6 +435,19 @@ impl Launcher for KubeLauncher {
         }
     }
 
+    /// Bare pods: deletes the pods of the shards above `shard`. An Indexed
+    /// Job's indexes cannot be told apart this way (the Job controller starts
+    /// a deleted index again): the default, they run on.
+    async fn retire_above(&mut self, shard: u64) -> Result<(), LaunchError> {
+        let Some(run) = self.run.clone() else {
+            return Ok(());
+        };
+        if self.options.workload != Workload::Pods || !self.may_have_pods {
+            return Ok(());
+        }
+        self.delete_pods_from(&run, shard.saturating_add(1)).await
+    }
+
     async fn stop(&mut self) -> Result<(), LaunchError> {
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();
@@ -463,6 +498,16 @@ impl Launcher for KubeLauncher {
         }
         all_or_each_failure(failed)
     }
+}
+
+/// The run's bare pods of `shards`, by label: one bounded call's worth.
+fn pods_of_shards(run: &RunSpec, shards: std::ops::Range<u64>) -> ListParams {
+    let list: Vec<String> = shards.map(|shard| shard.to_string()).collect();
+    ListParams::default().labels(&format!(
+        "{},{LABEL_SHARD} in ({})",
+        selector(Some(run.run_id)),
+        list.join(",")
+    ))
 }
 
 /// Whether a create call that failed with `error` may still have created the

@@ -1743,3 +1743,31 @@ async fn a_deadline_that_strikes_while_1000_pods_are_created_ends_the_run_on_tim
          the run over and all deleted {took:?} after its start"
     );
 }
+
+#[tokio::test]
+async fn retiring_shards_deletes_the_bare_pods_above_and_leaves_a_job_alone() {
+    let (client, seen) = mock(server(vec![], None));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Pods));
+    let spec = spec(130, 130);
+    launcher.launch(&spec).await.unwrap();
+    launcher.retire_above(12).await.unwrap();
+    let mut deleted: Vec<u64> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/pods"))
+        .inspect(|r| assert!(unescape(&r.query).contains(&format!("cnd/run-id={}", spec.run_id))))
+        .flat_map(|r| shards_named(r).expect("bounded calls"))
+        .collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, (13..130).collect::<Vec<_>>());
+    launcher.stop().await.unwrap();
+
+    let (client, seen) = mock(server(vec![], None));
+    let mut launcher = KubeLauncher::new(client, options(Workload::Job));
+    launcher.launch(&spec).await.unwrap();
+    let before = seen.lock().unwrap().len();
+    launcher.retire_above(12).await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), before, "no call for a Job");
+    launcher.stop().await.unwrap();
+}
