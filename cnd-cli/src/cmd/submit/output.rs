@@ -128,8 +128,13 @@ pub fn print_outcome(
                 g.worker, g.shard, spec.shards
             );
             if answer == Answer::Smallest {
+                let below = match g.shard {
+                    0 => String::new(),
+                    1 => "shard 0 holds none; ".to_string(),
+                    k => format!("shards 0-{} hold none; ", k - 1),
+                };
                 println!(
-                    "Smallest       yes: every shard below {} was searched",
+                    "Smallest       yes: {below}shard {} was searched in order up to it",
                     g.shard
                 );
             }
