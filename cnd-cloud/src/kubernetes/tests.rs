@@ -1670,6 +1670,7 @@ async fn an_api_server_that_answers_429_is_waited_for_as_it_asks() {
         took >= Duration::from_secs(1) && took <= Duration::from_secs(3),
         "{took:?}"
     );
+    println!("100 bare pods, the first 40 creations answered 429 with Retry-After: 1: created in {took:?}");
 }
 
 /// A channel that never hears anything, waiting on tokio's clock.
