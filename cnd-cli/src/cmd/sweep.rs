@@ -600,6 +600,12 @@ fn signal_child(child: &Mutex<Option<u32>>, signal: libc::c_int) {
     }
 }
 
+/// How often each run's master asks about its workers (`submit --status-every`):
+/// the resolution of the start-up and pending columns, 2 s by `submit`'s default.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
+/// [`STATUS_EVERY`] as `submit` takes it.
+const STATUS_EVERY_TEXT: &str = "250ms";
+
 /// Everything one run needs.
 struct Request<'a> {
     exe: &'a Path,
@@ -633,8 +639,33 @@ impl Request<'_> {
         ]
         .into();
         args.extend(self.placement.to_args());
+        if self.given_status_every().is_none() {
+            args.extend(["--status-every".to_string(), STATUS_EVERY_TEXT.to_string()]);
+        }
         args.extend(self.extra.iter().cloned());
         args
+    }
+
+    /// The `--status-every` among the flags after `--`, as written.
+    fn given_status_every(&self) -> Option<&str> {
+        let mut flags = self.extra.iter();
+        while let Some(flag) = flags.next() {
+            if let Some(value) = flag.strip_prefix("--status-every=") {
+                return Some(value);
+            }
+            if flag == "--status-every" {
+                return flags.next().map(String::as_str);
+            }
+        }
+        None
+    }
+
+    /// How often the run's master asks about its workers: [`STATUS_EVERY`]
+    /// unless the flags after `--` say otherwise.
+    fn status_every(&self) -> Duration {
+        self.given_status_every()
+            .and_then(|v| crate::args::parse_status_every(v).ok())
+            .unwrap_or(STATUS_EVERY)
     }
 
     fn command(&self) -> Command {
@@ -709,6 +740,7 @@ fn run_one(
         cpus: request.setting.cpus,
         cnd_version: env!("CARGO_PKG_VERSION").to_string(),
         started_unix_ms: unix_ms(),
+        status_every_ms: Some(request.status_every().as_millis() as u64),
     };
     let result = spawn_and_wait(request, child_slot, stopping, log);
     row.wall_ms = started.elapsed().as_millis() as u64;
@@ -991,6 +1023,77 @@ mod tests {
             placement.to_args().join(" "),
             "--launcher kubernetes --workload pods --image reg/cnd-worker:1 --namespace cnd --cpu 500m --timeout 5m"
         );
+    }
+
+    #[test]
+    fn runs_poll_their_workers_every_250_ms_unless_told_otherwise() {
+        let placement = Placement {
+            launcher: LauncherKind::Local,
+            workload: None,
+            image: None,
+            image_pull_policy: None,
+            namespace: None,
+            cpu: None,
+            memory: None,
+            service_account: None,
+            queue_url: None,
+            queue_name: None,
+            timeout: None,
+            retry_for: None,
+            threads: None,
+        };
+        let shape = PuzzleShape {
+            block: None,
+            block_hex: None,
+            nonce_bits: "32".parse().unwrap(),
+            nonce_format: "binary".parse().unwrap(),
+        };
+        let setting = Setting {
+            launcher: "local".into(),
+            cluster: "here".into(),
+            cpu_model: "cpu".into(),
+            cpus: 2,
+        };
+        let planned = Planned {
+            pods: 2,
+            shards: 2,
+            difficulty: 12,
+            repeat: 1,
+        };
+        let cases: [(&[&str], &str, u64); 4] = [
+            (&[], "--status-every 250ms", 250),
+            (&["--status-every=1s"], "--status-every=1s", 1000),
+            (
+                &["--retry-for", "5s", "--status-every", "500ms"],
+                "--status-every 500ms",
+                500,
+            ),
+            // submit refuses it; the row says what a sweep asks for.
+            (&["--status-every", "soon"], "--status-every soon", 250),
+        ];
+        for (extra, wanted, ms) in cases {
+            let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            let request = Request {
+                exe: Path::new("cnd-cli"),
+                planned: &planned,
+                block: b"b",
+                shape: &shape,
+                placement: &placement,
+                extra: &extra,
+                setting: &setting,
+            };
+            let args = request.submit_args().join(" ");
+            assert!(args.contains(wanted), "{args}");
+            assert_eq!(args.matches("--status-every").count(), 1, "{args}");
+            assert_eq!(request.status_every(), Duration::from_millis(ms), "{args}");
+            if ms != 250 || extra.is_empty() {
+                // submit takes the flag as the sweep passes it.
+                let argv = std::iter::once("cnd-cli".to_string()).chain(request.submit_args());
+                crate::Cli::command()
+                    .try_get_matches_from(argv)
+                    .unwrap_or_else(|e| panic!("{args}: {e}"));
+            }
+        }
     }
 
     fn blank() -> RunRecord {

@@ -88,6 +88,11 @@ pub struct RunRecord {
     pub cnd_version: String,
     /// When the run started, Unix milliseconds.
     pub started_unix_ms: u64,
+    /// How often the master asked how the workers were doing, milliseconds:
+    /// `first_running_ms` and `pending_ms` are as fine as this. Rows from
+    /// sweeps that did not set it lack it (their runs polled every 2 s).
+    #[serde(default)]
+    pub status_every_ms: Option<u64>,
 }
 
 /// The CSV columns, in order (the JSONL has the same names).
@@ -114,6 +119,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cpus",
     "cnd_version",
     "started_unix_ms",
+    "status_every_ms",
 ];
 
 /// The file names under the sweep's directory.
@@ -240,6 +246,7 @@ impl RunRecord {
             self.cpus.to_string(),
             self.cnd_version.clone(),
             self.started_unix_ms.to_string(),
+            opt(&self.status_every_ms),
         ];
         fields
             .iter()
@@ -471,6 +478,7 @@ pub mod tests {
             cpus: 2,
             cnd_version: "0.1.0".into(),
             started_unix_ms: 1_700_000_000_000,
+            status_every_ms: Some(250),
         }
     }
 

@@ -94,11 +94,22 @@ pub fn markdown(records: &[RunRecord], charts: &[Chart]) -> String {
             .unwrap_or_default()
     });
 
+    // Rows without it are from sweeps whose runs polled at submit's default, 2 s.
+    let polls: BTreeSet<u64> = records
+        .iter()
+        .map(|r| r.status_every_ms.unwrap_or(2000))
+        .collect();
+    let poll = |ms: &u64| human::duration(Duration::from_millis(*ms));
+    let polls = match (polls.first(), polls.last()) {
+        (Some(low), Some(high)) if low != high => format!("{}–{}", poll(low), poll(high)),
+        (Some(every), _) => poll(every),
+        _ => poll(&2000),
+    };
     let _ = writeln!(
         md,
         "\nStart-up: median time from submit until a worker was seen running, and how long \
          workers were seen pending (on Kubernetes: waiting for a node or the image), both as \
-         fine as the master's 2 s status polls:\n"
+         fine as the master's status polls, every {polls}:\n"
     );
     grid(&mut md, &ds, &pods, |d, p| {
         cells
@@ -207,6 +218,26 @@ mod tests {
         assert!(
             md.contains("| 26 | 40 ms · pending 0 ms | 40 ms · pending 0 ms |"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn the_start_up_table_says_how_fine_its_polls_were() {
+        let polled = |ms: Option<u64>| RunRecord {
+            status_every_ms: ms,
+            ..found(1, 20, 1, 1.0)
+        };
+        let says = |records: &[RunRecord]| {
+            let md = markdown(records, &[]);
+            let at = md.find("status polls, every ").expect("the poll sentence");
+            md[at..].lines().next().unwrap().to_string()
+        };
+        assert_eq!(says(&[polled(Some(250))]), "status polls, every 250 ms:");
+        // Rows from before sweeps recorded it polled at submit's default.
+        assert_eq!(says(&[polled(None)]), "status polls, every 2.00 s:");
+        assert_eq!(
+            says(&[polled(Some(250)), polled(None)]),
+            "status polls, every 250 ms–2.00 s:"
         );
     }
 }
