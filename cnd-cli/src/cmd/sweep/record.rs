@@ -316,7 +316,13 @@ impl ResultsWriter {
 /// a run no sweep makes ([`RunRecord::check`]), refuses the whole file, naming
 /// the line: charts drawn from what is left would look whole and not be.
 pub fn read_results(dir: &Path) -> Result<Vec<RunRecord>, RecordError> {
-    let path = dir.join(JSONL);
+    read_results_file(&dir.join(JSONL))
+}
+
+/// The runs in one results file, `results.jsonl` or a copy of it under any
+/// name, read as [`read_results`] reads a sweep's.
+pub fn read_results_file(path: &Path) -> Result<Vec<RunRecord>, RecordError> {
+    let path = path.to_path_buf();
     let file = File::open(&path).map_err(io(&path))?;
     let lines: Vec<String> = BufReader::new(file)
         .lines()
