@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                r#"{{"difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":150,"hash":"00ab","hashes":4000000,"ignored_messages":1,"leading_zeros":24,"mhs":2.0,"nonce":"123","outcome":"found","pending_ms":0,"pods":4,"received_after_ms":1900,"run_id":"{}","shard":3,"shards":8,"worker":"local-3","worker_elapsed_ms":1500,"worker_hashes":900}}"#,
+                r#"{{"answer":"smallest","difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":150,"hash":"00ab","hashes":4000000,"ignored_messages":1,"leading_zeros":24,"mhs":2.0,"nonce":"123","outcome":"found","pending_ms":0,"pods":4,"received_after_ms":1900,"run_id":"{}","shard":3,"shards":8,"worker":"local-3","worker_elapsed_ms":1500,"worker_hashes":900}}"#,
                 spec.run_id
             )
         );
