@@ -1,36 +1,49 @@
-//! What the SHA-NI instructions cost on this CPU, in core cycles: latency (one
-//! dependent chain) and throughput (eight independent chains) of `sha256rnds2`,
-//! `sha256msg1` and `sha256msg2`, and whether rounds and message schedule share a
-//! unit; whether the schedule competes with the shuffles around it; two floors for
-//! the `shani` loop (its instruction mix without dependencies, its rounds alone in 4
-//! chains) and the R each allows; then the backend's own cycles per nonce (see
-//! `STREAMS` and `STREAMS_VL` in `shani.rs`):
-//! `cargo run --release -p cnd-benches --example sha_costs`.
+//! What the SIMD instructions the hash loops use cost on this CPU, in core cycles,
+//! and how close the `shani` and `avx512` loops come to the floors those costs set:
+//! `cargo run --release -p cnd-benches --example sha_costs`. It prints the CPU
+//! (model name, family and model, and the generation where it knows it) first.
+//!
+//! SHA-NI: latency (one dependent chain) and throughput (eight independent chains)
+//! of `sha256rnds2`, `sha256msg1` and `sha256msg2`, and whether rounds and message
+//! schedule share a unit; whether the schedule competes with the shuffles around it;
+//! two floors for the `shani` loop (its instruction mix without dependencies, its
+//! rounds alone in 4 chains) and the R each allows; then the backend's own cycles
+//! per nonce, at its stream count and at 2 to 4 (see `STREAMS` and `STREAMS_VL` in
+//! `shani.rs`).
+//!
+//! AVX-512 (`zmm`): latency (one chain) and throughput (12 chains) of the
+//! instructions the 16-lane `avx512` loop is made of (`vpaddd`, `vpternlogd`,
+//! `vprold`/`vprord`, `vpsrld`, `vpxord`/`vpandd`, `vpbroadcastd` and `vmovdqu64`
+//! from memory, register moves), whether rotates and adds share pipes, the floor
+//! the loop's instruction mix sets (from those throughputs, and measured with no
+//! dependencies), and the backend's own cycles per nonce beside it.
 //!
 //! Cycles are counted with `rdtsc`, scaled by a chain of dependent `add`s (one
-//! cycle each), so turbo and the TSC's own frequency cancel out. Each figure is the
-//! best of seven rounds: on a shared machine the noise only ever adds.
+//! cycle each) timed just before and after each round, so turbo, a clock that
+//! changes with the host's load and the TSC's own frequency cancel out (a round over
+//! which the clock moved is run again). Each figure is the best of seven rounds: on
+//! a shared machine the noise only ever adds. The backends' cycles per nonce are the
+//! best and the median of 20 rounds, the backends taking turns.
 
 #[cfg(target_arch = "x86_64")]
 use cnd_core::{
     cpu_model,
-    hazmat::{scan_fn, Job},
+    hazmat::{scan_fn, shani, Job, ScanFn},
     Backend, NonceBits, NonceFormat, Puzzle, DEFAULT_BLOCK,
 };
 
 /// Prints and returns the cycles one run of the `asm!` lines takes, divided by
-/// `per`; `cycle` is the TSC ticks per core cycle. The lines may use and clobber
-/// every `xmm` register the legacy SHA instructions can name, and 256 bytes of
-/// scratch memory at `{scratch}`.
+/// `per`. The lines may use and clobber every `xmm` register the legacy SHA
+/// instructions can name, and 256 bytes of scratch memory at `{scratch}`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! measure {
-    ($cycle:expr, $name:literal, $per:expr, $($line:expr),+) => {{
+    ($name:literal, $per:expr, $($line:expr),+) => {{
         let mut scratch = [0u64; 32];
         let scratch = scratch.as_mut_ptr();
         // SAFETY: the CPU has the instructions the lines use (each caller checks);
         // the lines only touch the xmm registers declared clobbered and the 256
         // bytes at `scratch`.
-        let ticks = best_ticks(|| unsafe {
+        let cycles = best_cycles(|| unsafe {
             std::arch::asm!(
                 "/* scratch memory: {scratch} */",
                 $($line,)+
@@ -42,7 +55,7 @@ macro_rules! measure {
                 options(nostack, att_syntax),
             );
         });
-        let cycles = ticks / $cycle / $per;
+        let cycles = cycles / $per;
         println!("{:<52} {:5.2} cycles", $name, cycles);
         cycles
     }};
@@ -50,17 +63,79 @@ macro_rules! measure {
 
 #[cfg(target_arch = "x86_64")]
 fn main() {
-    if !std::arch::is_x86_feature_detected!("sha") {
-        println!("this CPU has no SHA-NI");
-        return;
+    let cpu = cpu_model();
+    match generation(&cpu) {
+        Some(generation) => println!("CPU: {cpu}: {generation}"),
+        None => println!("CPU: {cpu}"),
     }
-    println!("CPU: {}", cpu_model());
-    let cycle = best_ticks(|| unsafe {
-        // SAFETY: integer adds on a scratch register.
-        std::arch::asm!(".rept 64", "add $1, {x}", ".endr", x = out(reg) _, options(nomem, nostack, att_syntax));
-    }) / 64.0;
+    if std::arch::is_x86_feature_detected!("sha") {
+        sha_ni();
+    } else {
+        println!("this CPU has no SHA-NI");
+    }
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        println!();
+        zmm_costs_and_floor(&cpu);
+    } else {
+        println!("this CPU has no AVX-512F");
+    }
+}
+
+/// The AMD generation of a [`cpu_model`] line, from its family and model numbers
+/// (AMD's own tables; `None` for other vendors and numbers not listed here).
+#[cfg(target_arch = "x86_64")]
+fn generation(cpu: &str) -> Option<&'static str> {
+    let numbers = cpu.rsplit_once("(family ")?.1.strip_suffix(')')?;
+    let (family, model) = numbers.split_once(", model ")?;
+    let (family, model): (u32, u32) = (family.parse().ok()?, model.parse().ok()?);
+    if !cpu.contains("AMD") {
+        return None;
+    }
+    match (family, model) {
+        (23, 0x00..=0x2f) => Some("Zen / Zen+"),
+        (23, _) => Some("Zen 2"),
+        (25, 0x10..=0x1f | 0x60..=0x7f | 0xa0..=0xaf) => Some("Zen 4"),
+        (25, _) => Some("Zen 3"),
+        (26, 0x00..=0x4f | 0x60..=0x7f) => Some("Zen 5"),
+        _ => None,
+    }
+}
+
+/// Core cycles per nonce of each of `scans`, one thread: the default puzzle, every
+/// nonce hashed (D = 256), in runs of 2^16 nonces as `search` hands them out. Each
+/// figure is the best and the median of 20 rounds of two runs, the scans taking
+/// turns round by round, so that a slow spell on a shared host slows all of them,
+/// not one; a median far above the best says the host was busy.
+#[cfg(target_arch = "x86_64")]
+fn cycles_per_nonce(scans: &[ScanFn]) -> Vec<(f64, f64)> {
+    let puzzle = Puzzle::new(DEFAULT_BLOCK, 256, NonceBits::B32, NonceFormat::Binary).unwrap();
+    let job = Job::new(&puzzle);
+    const RUN: u32 = 1 << 16;
+    let mut rounds = vec![Vec::new(); scans.len()];
+    for _ in 0..20 {
+        for (rounds, &scan) in rounds.iter_mut().zip(scans) {
+            let cycles = best_cycles_of(1, || {
+                for run in 0..2u64 {
+                    assert!(job.scan(scan, run << 16, RUN).is_none());
+                }
+            });
+            rounds.push(cycles / f64::from(2 * RUN));
+        }
+    }
+    rounds
+        .into_iter()
+        .map(|mut rounds| {
+            rounds.sort_by(f64::total_cmp);
+            (rounds[0], rounds[rounds.len() / 2])
+        })
+        .collect()
+}
+
+/// The SHA-NI instructions, the floors they set for the `shani` loop, and its cycles
+/// per nonce at each stream count.
+#[cfg(target_arch = "x86_64")]
+fn sha_ni() {
     let rnds2_latency = measure!(
-        cycle,
         "sha256rnds2, latency (1 chain)",
         8.0,
         ".rept 8",
@@ -68,7 +143,6 @@ fn main() {
         ".endr"
     );
     let rnds2_throughput = measure!(
-        cycle,
         "sha256rnds2, throughput (8 chains)",
         16.0,
         ".rept 2",
@@ -83,7 +157,6 @@ fn main() {
         ".endr"
     );
     measure!(
-        cycle,
         "sha256msg1, latency (1 chain)",
         8.0,
         ".rept 8",
@@ -91,7 +164,6 @@ fn main() {
         ".endr"
     );
     measure!(
-        cycle,
         "sha256msg1, throughput (8 chains)",
         8.0,
         "sha256msg1 %xmm10, %xmm1",
@@ -104,7 +176,6 @@ fn main() {
         "sha256msg1 %xmm10, %xmm8"
     );
     measure!(
-        cycle,
         "sha256msg2, latency (1 chain)",
         8.0,
         ".rept 8",
@@ -112,7 +183,6 @@ fn main() {
         ".endr"
     );
     measure!(
-        cycle,
         "sha256msg2, throughput (8 chains)",
         8.0,
         "sha256msg2 %xmm10, %xmm1",
@@ -125,7 +195,6 @@ fn main() {
         "sha256msg2 %xmm10, %xmm8"
     );
     measure!(
-        cycle,
         "8 sha256rnds2 + 3 sha256msg2 (per rnds2; 1.00 = overlap)",
         8.0,
         "sha256rnds2 %xmm0, %xmm9, %xmm1",
@@ -141,7 +210,6 @@ fn main() {
         "sha256rnds2 %xmm0, %xmm9, %xmm8"
     );
     measure!(
-        cycle,
         "8 sha256rnds2 + 3 sha256msg1 (per rnds2; 1.00 = overlap)",
         8.0,
         "sha256rnds2 %xmm0, %xmm9, %xmm1",
@@ -157,29 +225,45 @@ fn main() {
         "sha256rnds2 %xmm0, %xmm9, %xmm8"
     );
     if std::arch::is_x86_feature_detected!("avx") {
-        pipes_and_floors(cycle, rnds2_latency);
+        pipes_and_floors(rnds2_latency);
     }
-    // The shani backend itself, in the same cycles: the default puzzle, every nonce
-    // hashed (D = 256), one thread.
-    let puzzle = Puzzle::new(DEFAULT_BLOCK, 256, NonceBits::B32, NonceFormat::Binary).unwrap();
-    let job = Job::new(&puzzle);
-    let scan = scan_fn(Backend::Shani);
-    const RUN: u32 = 1 << 16;
-    let ticks = best_ticks_of(5, || {
-        for run in 0..4u64 {
-            assert!(job.scan(scan, run << 16, RUN).is_none());
-        }
-    });
-    let per_nonce = ticks / cycle / f64::from(4 * RUN);
+    // The shani backend itself, in the same cycles, and at other stream counts in the
+    // variant this CPU runs: with AVX-512VL, S streams per batch and two batches in
+    // flight (`STREAMS_VL`), else S streams (`STREAMS`).
+    let (variant, shipped) = match shani::Variant::best() {
+        shani::Variant::Vl => ("AVX-512VL", shani::STREAMS_VL),
+        shani::Variant::Sse => ("SSE", shani::STREAMS),
+    };
+    let streams: [(usize, ScanFn); 3] = [
+        (2, shani::scan_streams::<2>),
+        (3, shani::scan_streams::<3>),
+        (4, shani::scan_streams::<4>),
+    ];
+    let mut scans = vec![scan_fn(Backend::Shani)];
+    scans.extend(streams.iter().map(|&(_, scan)| scan));
+    let per_nonce = cycles_per_nonce(&scans);
+    let (best, median) = per_nonce[0];
     println!(
-        "{:<52} {:5.1} cycles",
-        "shani backend, per nonce (1 thread)", per_nonce
+        "{:<52} {best:5.1} cycles (median {median:.1})",
+        "shani backend, per nonce (1 thread)"
     );
     println!(
         "{:<52} {:5.1} cycles (63 sha256rnds2 at the throughput above)",
         "  its floor on the round unit alone",
         63.0 * rnds2_throughput
     );
+    println!("  per nonce at 2 to 4 streams ({variant} variant):");
+    for (&(count, _), &(best, median)) in streams.iter().zip(&per_nonce[1..]) {
+        let marked = if count == shipped {
+            " (the backend's)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<52} {best:5.1} cycles (median {median:.1})",
+            format!("    {count} streams{marked}")
+        );
+    }
 }
 
 /// Whether the schedule's instructions and the `pshufd` that halves each `K + W`
@@ -189,7 +273,7 @@ fn main() {
 /// chains with hand-allocated registers; and the R (see docs/performance.md)
 /// each floor would give.
 #[cfg(target_arch = "x86_64")]
-fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
+fn pipes_and_floors(rnds2_latency: f64) {
     /// `sha256rnds2` per nonce in the `shani` loop (objdump: 124 per 2 nonces).
     const NONCE_RNDS2: f64 = 62.0;
     // 3 msg1 into xmm10..12 and 3 msg2 into xmm13..15 (each register once per
@@ -207,14 +291,12 @@ fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
         };
     }
     measure!(
-        cycle,
         "4 pshufd + 3 palignr alone (per block)",
         1.0,
         shuffle_ops!()
     );
-    measure!(cycle, "3 msg1 + 3 msg2 alone (per block)", 1.0, msg_ops!());
+    measure!("3 msg1 + 3 msg2 alone (per block)", 1.0, msg_ops!());
     measure!(
-        cycle,
         "  with 4 pshufd + 3 palignr (per block)",
         1.0,
         msg_ops!(),
@@ -226,7 +308,6 @@ fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
     macro_rules! mix {
         ($name:literal, $halves:literal $(, $moves:literal)?) => {
             measure!(
-                cycle,
                 $name,
                 16.0 / NONCE_RNDS2,
                 ".rept 2",
@@ -268,7 +349,6 @@ fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
     macro_rules! rounds_alone {
         ($name:literal, $chains:literal, $($abef_cdgh:literal),+) => {
             measure!(
-                cycle,
                 $name,
                 $chains as f64 * 32.0 / NONCE_RNDS2,
                 ".macro rounds4 abef, cdgh",
@@ -311,33 +391,465 @@ fn pipes_and_floors(cycle: f64, rnds2_latency: f64) {
     );
 }
 
+/// 512 zeroed bytes on a cache line of their own, for the `zmm` loads.
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(64))]
+struct Scratch([u64; 64]);
+
+/// `measure!` for AVX-512: prints and returns the cycles one run of the `asm!` lines
+/// takes, divided by `per`. The lines run 16 times in a loop inside one `asm!` block
+/// compiled with AVX-512F; they may use and clobber every `zmm` register and `{t}`, a
+/// general register that is zero when the lines first run, and read and write the 512
+/// zeroed bytes at `{scratch}` (64-byte aligned). `name = const value` operands may
+/// follow the lines, in brackets.
+#[cfg(target_arch = "x86_64")]
+macro_rules! measure_zmm {
+    ($name:expr, $per:expr, [$($line:expr),+ $(,)?] $(, $op:ident = const $value:expr)*) => {{
+        #[target_feature(enable = "avx512f")]
+        unsafe fn body(scratch: *mut Scratch) {
+            // SAFETY: the CPU has AVX-512F (the caller checks); the lines only touch
+            // the registers declared clobbered and the 512 bytes at `scratch`.
+            unsafe {
+                std::arch::asm!(
+                    "/* scratch memory: {scratch} */",
+                    "xor {t:e}, {t:e}",
+                    "mov $16, {n:e}",
+                    "2:",
+                    $($line,)+
+                    "dec {n:e}",
+                    "jnz 2b",
+                    scratch = in(reg) scratch,
+                    t = out(reg) _,
+                    n = out(reg) _,
+                    $($op = const $value,)*
+                    out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+                    out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+                    out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+                    out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+                    out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                    out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+                    out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
+                    out("zmm28") _, out("zmm29") _, out("zmm30") _, out("zmm31") _,
+                    options(nostack, att_syntax),
+                );
+            }
+        }
+        let mut scratch = Scratch([0; 64]);
+        let scratch: *mut Scratch = &mut scratch;
+        // SAFETY: `zmm_costs_and_floor` runs only where AVX-512F was detected.
+        let cycles = best_cycles_of_calls(20_000, || unsafe { body(scratch) }) / (16.0 * $per);
+        println!("{:<52} {:5.2} cycles", $name, cycles);
+        cycles
+    }};
+}
+
+/// One op's latency (16 in one dependent chain, the lines of `.irp` register `0`) and
+/// throughput (24 in 12 chains, registers `0` to `11`): `$line` names its destination,
+/// which it also reads, `%zmm\r`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! latency_throughput {
+    ($name:literal, $line:literal) => {
+        (
+            measure_zmm!(
+                concat!($name, ", latency (1 chain)"),
+                16.0,
+                [".irp r, 0", ".rept 16", $line, ".endr", ".endr"]
+            ),
+            measure_zmm!(
+                concat!($name, ", throughput (12 chains)"),
+                24.0,
+                [
+                    ".rept 2",
+                    ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+                    $line,
+                    ".endr",
+                    ".endr"
+                ]
+            ),
+        )
+    };
+}
+
+/// The instructions one 16-nonce iteration of the `avx512` loop executes for the
+/// default puzzle (binary 32-bit nonces; in a run of 2^16 the varying bytes are all in
+/// word 4 of the block, so it is `run::<4>`): counted in `objdump -d` of the release
+/// build, the binary nonce build, the first hash from round 5 (`compress_single`) and
+/// the second (`second_h0`), the loop's compare and branch. By class, with the
+/// mnemonics counted into each:
+#[cfg(target_arch = "x86_64")]
+mod iteration {
+    /// `vprold` (the compiler's form of every `vprord` in `avx512.rs`).
+    pub const ROTATES: u32 = 1052;
+    /// `vpsrld` 161, `vpslld` 1.
+    pub const SHIFTS: u32 = 162;
+    /// `vpaddd` between registers 918, and the other ops any vector pipe runs:
+    /// `vpxord` 1, `vpcmpleud` 1, `vpbroadcastd` from a general register 2.
+    pub const ADDS: u32 = 922;
+    /// `vpaddd` of a broadcast constant from memory (`K`, `{1to16}`).
+    pub const ADDS_K: u32 = 118;
+    /// `vpaddd` of a stack slot (the chaining value and spilled words).
+    pub const ADDS_MEM: u32 = 42;
+    /// `vpternlogd` 649 (2 of them of a broadcast constant).
+    pub const TERNLOGS: u32 = 649;
+    /// `vmovdqa64` between registers (the copy before each Ch and Maj, which
+    /// overwrite an input).
+    pub const MOVES: u32 = 240;
+    /// Loads of their own: `zmm` (`vmovdqa64`, `vmovaps`) 17, `vpbroadcastd` 2,
+    /// `vmovd` 2.
+    pub const LOADS: u32 = 21;
+    /// Loads folded into ops counted above, besides `ADDS_K` and `ADDS_MEM`: the 2
+    /// `vpternlogd`, the `vpxord` and the compare.
+    pub const FOLDED_LOADS: u32 = 4;
+    /// `zmm` stores (`vmovdqa64`, `vmovaps`).
+    pub const STORES: u32 = 17;
+    /// General-register instructions (loop control, the nonce's word, the mask).
+    pub const SCALAR: u32 = 55;
+    /// Every instruction of the iteration (3279).
+    pub const ALL: u32 = ROTATES
+        + SHIFTS
+        + ADDS
+        + ADDS_K
+        + ADDS_MEM
+        + TERNLOGS
+        + MOVES
+        + LOADS
+        + STORES
+        + SCALAR
+        + 1; // the mask's `kmovw`
+    const _: () = assert!(ALL == 3279);
+}
+
+/// What the `zmm` instructions of the `avx512` backend cost, the floor they set for
+/// its loop, and the loop's own cycles per nonce beside it.
+#[cfg(target_arch = "x86_64")]
+fn zmm_costs_and_floor(cpu: &str) {
+    println!("zmm instructions on {cpu}:");
+    let (_, add) = latency_throughput!("vpaddd", "vpaddd %zmm31, %zmm\\r, %zmm\\r");
+    let (_, add_k) = latency_throughput!(
+        "vpaddd m32{1to16} (+ K)",
+        "vpaddd 64({scratch}){{1to16}}, %zmm\\r, %zmm\\r"
+    );
+    let (_, ternlog) =
+        latency_throughput!("vpternlogd", "vpternlogd $0x96, %zmm30, %zmm31, %zmm\\r");
+    let (_, rotate) = latency_throughput!("vprold", "vprold $7, %zmm\\r, %zmm\\r");
+    latency_throughput!("vprord", "vprord $7, %zmm\\r, %zmm\\r");
+    let (_, shift) = latency_throughput!("vpsrld (immediate)", "vpsrld $3, %zmm\\r, %zmm\\r");
+    latency_throughput!("vpxord", "vpxord %zmm31, %zmm\\r, %zmm\\r");
+    latency_throughput!("vpandd", "vpandd %zmm31, %zmm\\r, %zmm\\r");
+    // A register move's latency in a chain of two; its throughput from a register no
+    // instruction writes. Latency near 0 and throughput at the dispatch width (6 per
+    // cycle on Zen 4) mean the rename stage removes it, no pipe runs it.
+    measure_zmm!(
+        "vmovdqa64 zmm, zmm, latency (1 chain)",
+        16.0,
+        [
+            ".rept 8",
+            "vmovdqa64 %zmm0, %zmm1",
+            "vmovdqa64 %zmm1, %zmm0",
+            ".endr"
+        ]
+    );
+    let moves = measure_zmm!(
+        "vmovdqa64 zmm, zmm, throughput (12 registers)",
+        24.0,
+        [
+            ".rept 2",
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+            "vmovdqa64 %zmm31, %zmm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    // Loads: a chain through the address (the loaded zero moved to the address
+    // register, so each load waits for the last), and independent loads.
+    measure_zmm!(
+        "vpbroadcastd m32 + vmovd to its address (1 chain)",
+        16.0,
+        [
+            ".rept 16",
+            "vpbroadcastd ({scratch},{t},1), %zmm0",
+            "vmovd %xmm0, {t:e}",
+            ".endr"
+        ]
+    );
+    let broadcast = measure_zmm!(
+        "vpbroadcastd m32, throughput (12 registers)",
+        24.0,
+        [
+            ".rept 2",
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+            "vpbroadcastd 64({scratch}), %zmm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    measure_zmm!(
+        "vmovdqu64 m512 + vmovd to its address (1 chain)",
+        16.0,
+        [
+            ".rept 16",
+            "vmovdqu64 ({scratch},{t},1), %zmm0",
+            "vmovd %xmm0, {t:e}",
+            ".endr"
+        ]
+    );
+    let load = measure_zmm!(
+        "vmovdqu64 m512, throughput (12 registers)",
+        24.0,
+        [
+            ".rept 2",
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+            "vmovdqu64 64({scratch}), %zmm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    measure_zmm!(
+        "vmovd xmm -> r32 -> xmm, round trip (1 chain)",
+        16.0,
+        [
+            ".rept 16",
+            "vmovd %xmm0, {t:e}",
+            "vmovd {t:e}, %xmm0",
+            ".endr"
+        ]
+    );
+    // Whether rotates and the other ops share pipes: 8 rotates beside 16 adds (or
+    // ternlogs) in 12 chains. In one pool of pipes, where a rotate holds twice the
+    // pipe time of an add (half its throughput) and the adds may use every pipe, the
+    // 24 take 12 cycles; if the adds could not use the rotates' pipes, 16.
+    measure_zmm!(
+        "8 vprold + 16 vpaddd (per op; 0.50 pooled, 0.67 not)",
+        24.0,
+        [
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7",
+            "vprold $7, %zmm\\r, %zmm\\r",
+            ".endr",
+            ".rept 4",
+            ".irp r, 8, 9, 10, 11",
+            "vpaddd %zmm31, %zmm\\r, %zmm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    measure_zmm!(
+        "8 vprold + 16 vpternlogd (per op; likewise)",
+        24.0,
+        [
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7",
+            "vprold $7, %zmm\\r, %zmm\\r",
+            ".endr",
+            ".rept 4",
+            ".irp r, 8, 9, 10, 11",
+            "vpternlogd $0x96, %zmm30, %zmm31, %zmm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+
+    // The floor: one 16-nonce iteration's instructions (`iteration`), each class at
+    // its throughput above, bounded by four resources, the largest of which sets it:
+    // - the rotate and shift pipes, which nothing else needs: their ops at their
+    //   throughput;
+    // - the pool of every vector pipe: each op's share of it, its throughput for the
+    //   ops every pipe runs and half of it for rotates and shifts (they run on half
+    //   the pipes, the pair measured above);
+    // - the loads (with the K broadcasts and the stack operands) at the slower of
+    //   the two load throughputs;
+    // - dispatch: every instruction at the rate of the register moves, which the
+    //   rename stage removes, so that rate is the dispatch width.
+    use iteration::*;
+    let n = |count: u32, cycles: f64| f64::from(count) * cycles / 16.0;
+    let shift_pipes = n(ROTATES, rotate) + n(SHIFTS, shift);
+    let pool =
+        n(ADDS, add) + n(ADDS_K + ADDS_MEM, add_k) + n(TERNLOGS, ternlog) + shift_pipes / 2.0;
+    let memory = n(
+        ADDS_K + ADDS_MEM + LOADS + FOLDED_LOADS,
+        load.max(broadcast),
+    );
+    let dispatch = n(ALL, moves);
+    println!(
+        "avx512 loop, per nonce (objdump of run::<4>): {:.1} rotates, {:.1} shifts, {:.1} adds \
+         (+ {:.1} of K, + {:.1} from the stack), {:.1} ternlogs, {:.1} moves, {:.1} loads, \
+         {:.1} stores, {:.1} scalar; {:.1} instructions",
+        n(ROTATES, 1.0),
+        n(SHIFTS, 1.0),
+        n(ADDS, 1.0),
+        n(ADDS_K, 1.0),
+        n(ADDS_MEM, 1.0),
+        n(TERNLOGS, 1.0),
+        n(MOVES, 1.0),
+        n(LOADS, 1.0),
+        n(STORES, 1.0),
+        n(SCALAR, 1.0),
+        n(ALL, 1.0),
+    );
+    println!(
+        "{:<52} {:5.1} cycles",
+        "  its rotates and shifts on their pipes", shift_pipes
+    );
+    println!(
+        "{:<52} {:5.1} cycles",
+        "  every vector op on the pool of pipes", pool
+    );
+    println!(
+        "{:<52} {:5.1} cycles",
+        "  its loads at the load throughput", memory
+    );
+    println!(
+        "{:<52} {:5.1} cycles",
+        "  its instructions at the moves' rate (dispatch)", dispatch
+    );
+    let floor = shift_pipes.max(pool).max(memory).max(dispatch);
+    // The same mix run with no dependencies between its instructions, interleaved
+    // evenly (the slot `j` of ROTATES holds one rotate and, of every other class,
+    // one where `j * count / ROTATES` steps up): the floor as the CPU sees it.
+    let mix = measure_zmm!(
+        "  its mix, no dependencies (per nonce)",
+        16.0,
+        [
+            ".set cnd_j, 0",
+            ".rept {rotates}",
+            "vprold $7, %zmm30, %zmm1",
+            ".if ((cnd_j + 1) * {shifts} / {rotates}) - (cnd_j * {shifts} / {rotates})",
+            "vpsrld $3, %zmm30, %zmm2",
+            ".endif",
+            ".if ((cnd_j + 1) * {adds} / {rotates}) - (cnd_j * {adds} / {rotates})",
+            "vpaddd %zmm30, %zmm31, %zmm3",
+            ".endif",
+            ".if ((cnd_j + 1) * {adds_k} / {rotates}) - (cnd_j * {adds_k} / {rotates})",
+            "vpaddd ({scratch}){{1to16}}, %zmm30, %zmm4",
+            ".endif",
+            ".if ((cnd_j + 1) * {adds_mem} / {rotates}) - (cnd_j * {adds_mem} / {rotates})",
+            "vpaddd 64({scratch}), %zmm30, %zmm5",
+            ".endif",
+            ".if ((cnd_j + 1) * {ternlogs} / {rotates}) - (cnd_j * {ternlogs} / {rotates})",
+            "vpternlogd $0x96, %zmm30, %zmm31, %zmm1",
+            ".endif",
+            ".if ((cnd_j + 1) * {moves} / {rotates}) - (cnd_j * {moves} / {rotates})",
+            "vmovdqa64 %zmm30, %zmm6",
+            ".endif",
+            ".if ((cnd_j + 1) * {loads} / {rotates}) - (cnd_j * {loads} / {rotates})",
+            "vmovdqa64 128({scratch}), %zmm7",
+            ".endif",
+            ".if ((cnd_j + 1) * {stores} / {rotates}) - (cnd_j * {stores} / {rotates})",
+            "vmovdqa64 %zmm30, 192({scratch})",
+            ".endif",
+            ".set cnd_j, cnd_j + 1",
+            ".endr"
+        ],
+        rotates = const ROTATES,
+        shifts = const SHIFTS,
+        adds = const ADDS,
+        adds_k = const ADDS_K,
+        adds_mem = const ADDS_MEM,
+        ternlogs = const TERNLOGS,
+        moves = const MOVES,
+        loads = const LOADS,
+        stores = const STORES
+    );
+    // The backend itself.
+    let (today, median) = cycles_per_nonce(&[scan_fn(Backend::Avx512)])[0];
+    println!(
+        "{:<52} {today:5.1} cycles (median {median:.1})",
+        "avx512 backend, per nonce (1 thread)"
+    );
+    println!(
+        "  against the floor of the throughputs ({floor:.1}): {:.2}x, {:.0}% of its speed; \
+         against the mix measured ({mix:.1}): {:.2}x, {:.0}%",
+        today / floor,
+        100.0 * floor / today,
+        today / mix,
+        100.0 * mix / today
+    );
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn main() {
-    println!("SHA-NI is x86-64 only");
+    println!("SHA-NI and AVX-512 are x86-64 only");
 }
 
-/// The fewest TSC ticks one call of `body` took, over 7 rounds of 200,000 calls.
+/// The fewest core cycles one call of `body` took, over 7 rounds of 200,000 calls.
 #[cfg(target_arch = "x86_64")]
-fn best_ticks(mut body: impl FnMut()) -> f64 {
-    const CALLS: u64 = 200_000;
-    best_ticks_of(7, || {
-        for _ in 0..CALLS {
+fn best_cycles(body: impl FnMut()) -> f64 {
+    best_cycles_of_calls(200_000, body)
+}
+
+/// The fewest core cycles one call of `body` took, over 7 rounds of `calls` calls.
+#[cfg(target_arch = "x86_64")]
+fn best_cycles_of_calls(calls: u64, mut body: impl FnMut()) -> f64 {
+    best_cycles_of(7, || {
+        for _ in 0..calls {
             body();
         }
-    }) / CALLS as f64
+    }) / calls as f64
 }
 
-/// The fewest TSC ticks one call of `body` took, over `rounds` calls.
+/// The fewest core cycles one call of `body` took, over `rounds` calls: TSC ticks
+/// divided by the ticks per core cycle measured just before and just after that call.
+/// A call whose two clock readings differ by more than 1% (a clock that changed
+/// while it ran, as a shared host's boost does) is not counted, and is run again, up
+/// to 8 times as many calls in all (if none was steady, the best of them all).
 #[cfg(target_arch = "x86_64")]
-fn best_ticks_of(rounds: usize, mut body: impl FnMut()) -> f64 {
-    (0..rounds)
+fn best_cycles_of(rounds: usize, mut body: impl FnMut()) -> f64 {
+    let (mut steady, mut any) = (f64::INFINITY, f64::INFINITY);
+    let mut counted = 0;
+    for _ in 0..8 * rounds {
+        let before = ticks_per_cycle();
+        let ticks = ticks(&mut body);
+        let after = ticks_per_cycle();
+        let cycles = ticks / before.min(after);
+        any = any.min(cycles);
+        if (before - after).abs() <= 0.01 * before.min(after) {
+            steady = steady.min(cycles);
+            counted += 1;
+            if counted == rounds {
+                break;
+            }
+        }
+    }
+    if counted > 0 {
+        steady
+    } else {
+        any
+    }
+}
+
+/// TSC ticks per core cycle now: the fewest ticks of 4 chains of 4096 dependent
+/// `add`s (one cycle each), a few microseconds in all.
+#[cfg(target_arch = "x86_64")]
+fn ticks_per_cycle() -> f64 {
+    (0..4)
         .map(|_| {
-            // SAFETY: rdtsc has no preconditions on x86-64.
-            let from = unsafe { std::arch::x86_64::_rdtsc() };
-            body();
-            // SAFETY: as above.
-            let to = unsafe { std::arch::x86_64::_rdtsc() };
-            (to - from) as f64
+            ticks(|| {
+                // SAFETY: integer adds on scratch registers.
+                unsafe {
+                    std::arch::asm!(
+                        "mov $64, {n:e}",
+                        "2:",
+                        ".rept 64",
+                        "add $1, {x}",
+                        ".endr",
+                        "dec {n:e}",
+                        "jnz 2b",
+                        x = out(reg) _,
+                        n = out(reg) _,
+                        options(nomem, nostack, att_syntax),
+                    )
+                }
+            })
         })
         .fold(f64::INFINITY, f64::min)
+        / 4096.0
+}
+
+/// The TSC ticks one call of `body` took.
+#[cfg(target_arch = "x86_64")]
+fn ticks(mut body: impl FnMut()) -> f64 {
+    // SAFETY: rdtsc has no preconditions on x86-64.
+    let from = unsafe { std::arch::x86_64::_rdtsc() };
+    body();
+    // SAFETY: as above.
+    let to = unsafe { std::arch::x86_64::_rdtsc() };
+    (to - from) as f64
 }
