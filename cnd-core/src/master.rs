@@ -1280,13 +1280,33 @@ impl Run<'_> {
         match received {
             Ok(received) => {
                 self.receive_failing.reset();
-                self.absorb(received)
+                let empty = received.is_empty();
+                self.absorb(received)?;
+                if empty {
+                    self.wait_out(now + wait).await?;
+                }
+                Ok(())
             }
             Err(e) => {
                 self.on_call_failure(Call::Receive, e)?;
                 // Not a hot loop against a failing service.
                 self.back_off(Call::Receive).await
             }
+        }
+    }
+
+    /// Waits on the clock until `until`, or until the run is cut. A channel
+    /// may answer an empty receive at once (SQS long-polls whole seconds
+    /// only, so a wait under one is a short poll): the loop keeps its pace
+    /// of one receive per wait instead of spinning against the queue.
+    async fn wait_out(&mut self, until: Instant) -> Result<(), Ending> {
+        let rest = until.saturating_duration_since(self.clock.now());
+        if rest.is_zero() {
+            return Ok(());
+        }
+        match self.clock.bounded(rest, pending::<()>()).await {
+            Ok(()) | Err(Cut::TimedOut) => Ok(()),
+            Err(cut) => Err(self.cut_short(cut)),
         }
     }
 
@@ -1377,7 +1397,12 @@ impl Run<'_> {
             self.drain().await?;
         }
         match self.ready() {
-            Some(ending) => Err(ending),
+            Some(ending) => {
+                if let Ok(MasterOutcome::Found(golden)) = &ending {
+                    tracing::info!(run = %self.spec.run_id, nonce = golden.nonce, shard = golden.shard, "the smallest golden nonce: every shard below is exhausted");
+                }
+                Err(ending)
+            }
             None => Ok(()),
         }
     }
@@ -1392,7 +1417,6 @@ impl Run<'_> {
                 if !below.iter().all(|&done| done) {
                     return None;
                 }
-                tracing::info!(run = %self.spec.run_id, nonce = golden.nonce, shard, "the smallest golden nonce: every shard below is exhausted");
                 let mut golden = golden.clone();
                 golden.totals = self.tally.totals(self.elapsed());
                 return Some(Ok(MasterOutcome::Found(golden)));
@@ -3331,5 +3355,40 @@ mod tests {
             .count();
         // At 0, 250, …, 1750 ms.
         assert_eq!(polls, 8);
+    }
+
+    /// A channel whose empty receives come back at once, as SQS's short
+    /// polls do for a wait under a second.
+    struct ShortPolls {
+        receives: u32,
+    }
+
+    #[async_trait]
+    impl ResultChannel for ShortPolls {
+        fn address(&self) -> &str {
+            "short://"
+        }
+        async fn receive(&mut self, _: Duration) -> Result<Received, ChannelError> {
+            self.receives += 1;
+            Ok(Received::default())
+        }
+        async fn close(&mut self) -> Result<(), ChannelError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn empty_answers_at_once_do_not_make_the_master_spin() {
+        let spec = spec(30, None, 1);
+        let mut channel = ShortPolls { receives: 0 };
+        let mut launcher = Told::saying(WorkerStatus::default().with_running(1));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let options = MasterOptions::with_deadline(Some(deadline.into_std()))
+            .with_status_every(Duration::from_millis(250));
+        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        assert!(matches!(out, Ok(MasterOutcome::TimedOut(_))), "{out:?}");
+        assert_eq!(took, Duration::from_secs(2));
+        // One receive per 250 ms between status polls, not a busy loop.
+        assert_eq!(channel.receives, 8);
     }
 }
