@@ -5,22 +5,7 @@ mod support;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn cnd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnd-cli"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("CND_BACKEND")
-        .output()
-        .expect("cnd-cli runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{cnd, stderr_of as stderr, stdout_of as stdout};
 
 /// Exit 2 with stderr naming `needle`, and nothing on stdout.
 fn assert_bad_input(args: &[&str], needle: &str) {

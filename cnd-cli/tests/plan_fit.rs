@@ -2,27 +2,14 @@
 //! pods chosen with the overhead taken out of the deadline, and one clear
 //! sentence (exit 2) for each kind of bad input.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-fn cnd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnd-cli"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("CND_BACKEND")
-        .output()
-        .expect("cnd-cli runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{cnd, stderr_of as stderr, stdout_of as stdout};
 
 fn json_of(out: &Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(out));

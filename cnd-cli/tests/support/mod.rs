@@ -1,6 +1,9 @@
 //! What the end-to-end tests of `cnd-cli` share: the worker binary, and how
 //! a run's exit is checked.
 
+// Each test binary compiles this module, and none calls all of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -68,6 +71,21 @@ pub fn processes_where(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
             })
         })
         .collect()
+}
+
+/// `cnd-cli ARGS` to completion, without `RUST_LOG` or a forced backend.
+pub fn cnd(args: &[&str]) -> Output {
+    Command::new(CLI)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("CND_BACKEND")
+        .output()
+        .expect("cnd-cli runs")
+}
+
+/// What a run printed on stdout.
+pub fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// What a run printed on stderr.
