@@ -145,7 +145,7 @@ impl Recipe {
         command
             .envs(self.env.iter().cloned())
             .env(key_name, key)
-            .env(RunSpec::shard_env(shard).0, shard.to_string())
+            .envs(self.spec.shard_env(shard))
             .env(worker_env::WORKER_NAME, &name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -386,13 +386,13 @@ async fn watch_worker(
 
 async fn supervise(
     recipe: Recipe,
-    shards: u64,
     parallelism: u64,
     shard_retries: u32,
     state: Arc<Mutex<State>>,
     stop: watch::Receiver<bool>,
 ) {
-    let mut queue: VecDeque<(u64, u32)> = (0..shards).map(|s| (s, 0)).collect();
+    // A resumed run starts no worker for a shard searched to its end.
+    let mut queue: VecDeque<(u64, u32)> = recipe.spec.shards_to_search().map(|s| (s, 0)).collect();
     let mut running = JoinSet::new();
     loop {
         {
@@ -508,7 +508,7 @@ impl Launcher for LocalLauncher {
         *lock(&self.state) = State {
             status: {
                 let mut status = WorkerStatus::default();
-                status.pending = spec.shards;
+                status.pending = spec.shards_to_search().count() as u64;
                 status
             },
             ..State::default()
@@ -517,7 +517,6 @@ impl Launcher for LocalLauncher {
         self.stop = Some(stop_tx);
         self.supervisor = Some(tokio::spawn(supervise(
             recipe,
-            spec.shards,
             spec.parallelism.max(1),
             self.options.shard_retries,
             Arc::clone(&self.state),

@@ -118,7 +118,7 @@ async fn the_sender_sets_the_run_id_and_signature_attributes() {
     let url = create_shared_queue(&client, "cnd-results").await;
     let run_id = Uuid::new_v4();
     sender(&client, &url)
-        .send(&report(run_id, ReportKind::Progress))
+        .send(&report(run_id, ReportKind::Progress { searched: 0 }))
         .await
         .unwrap();
     let out = client
@@ -441,7 +441,7 @@ async fn a_flood_of_others_messages_cannot_hide_this_runs_report() {
     let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
     for _ in 0..60 {
         sender(&client, &url)
-            .send(&report(theirs, ReportKind::Progress))
+            .send(&report(theirs, ReportKind::Progress { searched: 0 }))
             .await
             .unwrap();
     }

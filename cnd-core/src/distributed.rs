@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::puzzle::{to_hex, Puzzle};
+use crate::resume::Searched;
 use crate::run_key::{RunKey, RunKeyError};
 use crate::shard::NonceRange;
 use crate::worker_env;
@@ -54,6 +55,9 @@ pub enum RunSpecError {
         /// Shards of the run.
         shards: u64,
     },
+    /// What earlier attempts searched does not fit the run's shards.
+    #[error("what earlier attempts searched does not fit this run: {0}")]
+    Searched(String),
     /// The range lies outside the puzzle's nonce space.
     #[error("the range {range} lies outside the {bits}-bit nonce space")]
     OutsideSpace {
@@ -107,6 +111,10 @@ pub struct RunSpec {
     /// master takes a worker whose count stops moving for
     /// [`STALL_INTERVALS`] of these as stalled.
     pub progress_every: Duration,
+    /// What earlier attempts of a resumed run searched: launchers start no
+    /// worker for a shard searched to its end and tell the others where their
+    /// shard's rest begins (`CND_SEARCHED`); the master counts it as done.
+    pub searched: Searched,
 }
 
 /// How often workers report progress unless told otherwise (`CND_PROGRESS_SECS`).
@@ -149,6 +157,7 @@ impl RunSpec {
             run_key: RunKey::generate()?,
             timeout: None,
             progress_every: DEFAULT_PROGRESS_EVERY,
+            searched: Searched::default(),
         };
         spec.check()?;
         Ok(spec)
@@ -179,6 +188,13 @@ impl RunSpec {
         self
     }
 
+    /// The same run resuming earlier attempts that searched `searched`.
+    pub fn with_searched(mut self, searched: Searched) -> Result<RunSpec, RunSpecError> {
+        self.searched = searched;
+        self.check()?;
+        Ok(self)
+    }
+
     /// The same run with a given report key (tests, and keys kept elsewhere).
     pub fn with_run_key(mut self, run_key: RunKey) -> RunSpec {
         self.run_key = run_key;
@@ -200,6 +216,25 @@ impl RunSpec {
                 nonces: self.range.len(),
             });
         }
+        let shards = self.shards;
+        let beyond = |shard: u64| shard >= shards;
+        if let Some(shard) = self.searched.done().find(|&s| beyond(s)) {
+            return Err(RunSpecError::Searched(format!(
+                "shard {shard} is not one of the run's {shards} shards"
+            )));
+        }
+        for (shard, nonces) in self.searched.prefixes() {
+            let length = self
+                .range
+                .shard(shard, shards)
+                .map_err(|e| RunSpecError::Searched(e.to_string()))?
+                .len();
+            if u128::from(nonces) >= length {
+                return Err(RunSpecError::Searched(format!(
+                    "a prefix of {nonces} nonces does not leave a rest of shard {shard} ({length} nonces)"
+                )));
+            }
+        }
         if self.parallelism == 0 || self.parallelism > self.shards {
             return Err(RunSpecError::Parallelism {
                 parallelism: self.parallelism,
@@ -207,6 +242,12 @@ impl RunSpec {
             });
         }
         Ok(())
+    }
+
+    /// The shards a launcher starts workers for: all but those earlier
+    /// attempts searched to their end ([`RunSpec::searched`]).
+    pub fn shards_to_search(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.shards).filter(|&shard| !self.searched.is_done(shard))
     }
 
     /// The short name of the run: `cnd-` and the first 8 characters of its id (SPEC §8).
@@ -290,9 +331,26 @@ impl RunSpec {
         )
     }
 
-    /// `CND_SHARD_INDEX` for workers started one per shard (not by an Indexed Job).
-    pub fn shard_env(shard: u64) -> (String, String) {
-        (worker_env::SHARD_INDEX.to_string(), shard.to_string())
+    /// `CND_SHARD_INDEX` for workers started one per shard (not by an Indexed
+    /// Job), and `CND_SEARCHED` with that shard's entry when it has one.
+    pub fn shard_env(&self, shard: u64) -> Vec<(String, String)> {
+        let mut env = vec![(worker_env::SHARD_INDEX.to_string(), shard.to_string())];
+        let searched = self.searched.for_shard(shard);
+        if !searched.is_empty() {
+            env.push((worker_env::SEARCHED.to_string(), searched.to_env()));
+        }
+        env
+    }
+
+    /// The environment of a template that serves every shard (an Indexed
+    /// Job's) beyond [`worker_env`](Self::worker_env): what earlier attempts
+    /// searched, within [`MAX_SEARCHED_ENV`](crate::resume::MAX_SEARCHED_ENV).
+    pub fn template_env(&self) -> Vec<(String, String)> {
+        let searched = self.searched.to_env_within(crate::resume::MAX_SEARCHED_ENV);
+        if searched.is_empty() {
+            return Vec::new();
+        }
+        vec![(worker_env::SEARCHED.to_string(), searched)]
     }
 }
 

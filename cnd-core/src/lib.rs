@@ -51,10 +51,12 @@ pub mod distributed;
 #[cfg(feature = "hazmat")]
 #[doc(hidden)] // Listed nowhere: not API (see its own doc).
 pub mod hazmat;
+pub mod journal;
 pub mod master;
 pub mod memory;
 pub mod puzzle;
 pub mod report;
+pub mod resume;
 pub mod run_key;
 mod search;
 pub mod shard;
@@ -83,6 +85,7 @@ pub use master::{
 };
 pub use puzzle::{NonceBits, NonceFormat, Puzzle, PuzzleError, DEFAULT_BLOCK};
 pub use report::{Report, ReportError, ReportKind};
+pub use resume::{Searched, SearchedError};
 pub use run_key::{RunKey, RunKeyError, SIGNATURE_ATTRIBUTE};
 pub use search::{
     available_threads, search, Found, SearchControl, SearchError, SearchOptions, SearchOutcome,

@@ -135,6 +135,10 @@ pub struct Progress {
     pub worker: String,
     /// Hashes that worker has tried.
     pub shard_hashes: u64,
+    /// Nonces from the shard's first one that are all tried (by this run or
+    /// the attempts it resumes), as far as the shard's own worker said: what
+    /// a journal keeps so that a resumed run skips them.
+    pub shard_searched: u64,
     /// How long that worker has searched.
     pub shard_elapsed: Duration,
     /// Hashes tried by the run so far (latest report of each shard, summed).
@@ -183,7 +187,8 @@ pub enum Ignored {
         shard: u64,
         /// The hashes it claims.
         hashes: u64,
-        /// The shard's length.
+        /// What was left of the shard to search: its length, less what earlier
+        /// attempts of a resumed run searched.
         expected: u64,
     },
     /// A `found` nonce outside the reporting shard's range.
@@ -231,7 +236,7 @@ impl fmt::Display for Ignored {
                 expected,
             } => write!(
                 f,
-                "exhausted report for shard {shard} counts {hashes} hashes, but the shard has {expected} nonces"
+                "exhausted report for shard {shard} counts {hashes} hashes, but the shard had {expected} nonces left to search"
             ),
             Ignored::Malformed(e) => write!(f, "{e}"),
             Ignored::OtherRun(id) => write!(f, "report of another run ({id})"),
@@ -260,8 +265,12 @@ impl fmt::Display for Ignored {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Totals {
-    /// Hashes tried: the latest count reported by each shard, summed.
+    /// Hashes tried: the latest count reported by each shard, summed, with
+    /// what earlier attempts of a resumed run searched.
     pub hashes: u64,
+    /// The part of `hashes` earlier attempts searched (a resumed run): this
+    /// run's own rate is of `hashes - earlier_hashes`.
+    pub earlier_hashes: u64,
     /// Time since the master started (before the launch).
     pub elapsed: Duration,
     /// Shards that reported `exhausted`.
@@ -460,6 +469,12 @@ pub struct MasterOptions {
     /// How often the launcher is asked how its workers are doing (and
     /// [`MasterEvent::Workers`] said): the resolution of start-up times.
     pub status_every: Duration,
+    /// Golden nonces earlier attempts of a resumed run found, by shard. Each
+    /// is verified again. With [`Answer::First`] a run with one is over (it
+    /// ends at once, creating nothing); with [`Answer::Smallest`] each bounds
+    /// the answer, and its shard should be done in [`RunSpec::searched`], as
+    /// its find settles it.
+    pub earlier_finds: BTreeMap<u64, u64>,
 }
 
 impl Default for MasterOptions {
@@ -477,6 +492,7 @@ impl Default for MasterOptions {
             stall_after: None,
             drain_for: Duration::from_secs(15),
             status_every: STATUS_EVERY,
+            earlier_finds: BTreeMap::new(),
         }
     }
 }
@@ -490,6 +506,13 @@ impl MasterOptions {
             deadline,
             ..MasterOptions::default()
         }
+    }
+
+    /// These options with [`earlier_finds`](MasterOptions::earlier_finds) set.
+    #[must_use]
+    pub fn with_earlier_finds(mut self, finds: BTreeMap<u64, u64>) -> MasterOptions {
+        self.earlier_finds = finds;
+        self
     }
 
     /// These options with [`retry_for`](MasterOptions::retry_for) set.
@@ -871,6 +894,13 @@ fn seconds(d: Duration) -> String {
 /// The run's state, fed by reports.
 struct Tally {
     shard_ranges: Vec<NonceRange>,
+    /// Nonces of each shard earlier attempts searched (a resumed run): its
+    /// worker searches the rest, from `first + skipped`.
+    skipped: Vec<u64>,
+    /// Hashes of earlier attempts, by shard: counted in the totals.
+    earlier: Vec<u64>,
+    /// Each shard's searched prefix, as its own worker reported it.
+    searched: Vec<u64>,
     hashes: Vec<u64>,
     /// The count of each shard's latest report: a stall is a count that stops moving.
     last_count: Vec<Option<u64>>,
@@ -906,15 +936,25 @@ impl Tally {
                 )
             })?;
         let shards = shard_ranges.len();
+        let exhausted: Vec<bool> = (0..spec.shards).map(|i| spec.searched.is_done(i)).collect();
+        let skipped: Vec<u64> = (0..spec.shards)
+            .map(|i| match spec.searched.is_done(i) {
+                true => shard_length(&shard_ranges[i as usize]),
+                false => spec.searched.prefix(i),
+            })
+            .collect();
         Ok(Tally {
             shard_ranges,
+            earlier: skipped.clone(),
+            searched: skipped.clone(),
+            skipped,
             hashes: vec![0; shards],
             last_count: vec![None; shards],
-            exhausted: vec![false; shards],
+            shards_done: exhausted.iter().filter(|&&done| done).count() as u64,
+            exhausted,
             unconfirmed: vec![false; shards],
             succeeded: vec![false; shards],
             confirmed_by_launcher: 0,
-            shards_done: 0,
             failed_reports: 0,
             failures_seen: HashSet::new(),
             ignored: 0,
@@ -946,14 +986,55 @@ impl Tally {
         confirmed.into_iter().chain(unconfirmed).min().copied()
     }
 
-    /// Hashes over every shard.
+    /// Hashes over every shard, earlier attempts' included.
     fn hashes(&self) -> u64 {
-        self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h))
+        let this_run = self.hashes.iter().fold(0u64, |a, &h| a.saturating_add(h));
+        let earlier = self.earlier.iter().fold(0u64, |a, &h| a.saturating_add(h));
+        this_run.saturating_add(earlier)
+    }
+
+    /// What is left of `shard` for this run to search, as a hash count (0
+    /// when earlier attempts searched it all).
+    fn rest_length(&self, shard: usize) -> u64 {
+        shard_length(&self.shard_ranges[shard]) - self.skipped[shard]
+    }
+
+    /// Takes a golden nonce an earlier attempt found in `shard` (verified
+    /// again): it settles that shard for [`Answer::Smallest`].
+    fn take_earlier_find(&mut self, puzzle: &crate::Puzzle, shard: u64, nonce: u64) -> bool {
+        let i = shard as usize;
+        let Some(range) = self.shard_ranges.get(i) else {
+            return false;
+        };
+        let check = verify(puzzle, nonce);
+        if !range.contains(nonce) || !check.golden {
+            return false;
+        }
+        if self.exhausted[i] {
+            // Its find settles it; it is not a shard without one.
+            self.exhausted[i] = false;
+            self.shards_done -= 1;
+        }
+        self.earlier[i] = nonce - range.first() + 1;
+        let golden = Golden {
+            nonce,
+            hash: check.hash,
+            leading_zeros: check.leading_zeros,
+            shard,
+            worker: "an earlier attempt".into(),
+            worker_elapsed: Duration::ZERO,
+            worker_hashes: self.earlier[i],
+            received_after: Duration::ZERO,
+            totals: Totals::default(),
+        };
+        keep_smaller(&mut self.finds, shard, golden);
+        true
     }
 
     fn totals(&self, elapsed: Duration) -> Totals {
         Totals {
             hashes: self.hashes(),
+            earlier_hashes: self.earlier.iter().fold(0u64, |a, &h| a.saturating_add(h)),
             elapsed,
             shards_done: self.shards_done,
             failed_reports: self.failed_reports,
@@ -1029,7 +1110,12 @@ async fn drive(
     on_event: &mut (dyn FnMut(MasterEvent) + Send),
 ) -> Ending {
     spec.check().map_err(MasterError::InvalidSpec)?;
-    let tally = Tally::new(spec)?;
+    let mut tally = Tally::new(spec)?;
+    for (&shard, &nonce) in &options.earlier_finds {
+        if !tally.take_earlier_find(&spec.puzzle, shard, nonce) {
+            tracing::warn!(run = %spec.run_id, shard, nonce, "an earlier attempt's find is not a golden nonce of its shard: ignored");
+        }
+    }
     let stall_after = options
         .stall_after
         .unwrap_or_else(|| spec.progress_every.saturating_mul(STALL_INTERVALS));
@@ -1063,8 +1149,14 @@ async fn drive(
 #[allow(clippy::result_large_err)]
 impl Run<'_> {
     async fn go(&mut self) -> Result<std::convert::Infallible, Ending> {
+        // A resumed run whose earlier attempts settled the answer creates nothing.
+        if let Some(ending) = self.ready() {
+            return Err(ending);
+        }
         self.open_channel().await?;
         self.launch().await?;
+        // An earlier attempt's find already bounds the answer.
+        self.retire().await?;
         loop {
             self.check_cut()?;
             if self.clock.now() >= self.next_status {
@@ -1411,6 +1503,15 @@ impl Run<'_> {
     /// shard exhausted, or, for [`Answer::Smallest`], a find in a shard whose
     /// lower shards are all exhausted. (A first find ends the run as it is taken.)
     fn ready(&self) -> Option<Ending> {
+        // Only an earlier attempt's find is kept for the first answer: a run
+        // that found one is over.
+        if self.options.answer == Answer::First {
+            if let Some(golden) = self.tally.finds.values().min_by_key(|g| g.nonce) {
+                let mut golden = golden.clone();
+                golden.totals = self.tally.totals(self.elapsed());
+                return Some(Ok(MasterOutcome::Found(golden)));
+            }
+        }
         if self.options.answer == Answer::Smallest {
             if let Some((&shard, golden)) = self.tally.finds.iter().next() {
                 let below = &self.tally.exhausted[..shard as usize];
@@ -1575,7 +1676,7 @@ impl Run<'_> {
         let shard = report.shard as usize;
         // Counts only grow (a retried worker starting over must not lower the total),
         // and never past the shard's length, whoever sent them.
-        let length = shard_length(&self.tally.shard_ranges[shard]);
+        let length = self.tally.rest_length(shard);
         let hashes = report.hashes.min(length);
         if self.tally.last_count[shard] != Some(hashes) {
             self.tally.last_count[shard] = Some(hashes);
@@ -1625,7 +1726,16 @@ impl Run<'_> {
                     self.tally.unconfirmed[shard] = true;
                 }
             }
-            ReportKind::Progress => {}
+            ReportKind::Progress { searched } => {
+                // Only the shard's own worker may say how far its shard is
+                // searched, and never past what it has tried.
+                let most = self.tally.skipped[shard].saturating_add(hashes);
+                let whole = shard_length(&self.tally.shard_ranges[shard]);
+                if authority == Authority::Shard && searched < whole {
+                    let searched = searched.min(most);
+                    self.tally.searched[shard] = self.tally.searched[shard].max(searched);
+                }
+            }
             ReportKind::Failed { ref error } => {
                 // Informational: the launcher retries the shard, or says it is
                 // fatal. A report delivered twice is counted once.
@@ -1645,6 +1755,7 @@ impl Run<'_> {
             shard: report.shard,
             worker: report.worker,
             shard_hashes: self.tally.hashes[shard],
+            shard_searched: self.tally.searched[shard],
             shard_elapsed: Duration::from_millis(report.elapsed_ms),
             total_hashes: self.tally.hashes(),
             shards_done: self.tally.shards_done,
@@ -1708,15 +1819,18 @@ fn check(spec: &RunSpec, tally: &Tally, message: &Message) -> Result<(Report, Au
         });
     }
     let range = &tally.shard_ranges[shard as usize];
-    if report.kind == ReportKind::Exhausted && report.hashes != shard_length(range) {
+    // A resumed run's worker searches its shard's rest only.
+    let expected = tally.rest_length(shard as usize);
+    if report.kind == ReportKind::Exhausted && report.hashes != expected {
         return Err(Ignored::ShortExhausted {
             shard: report.shard,
             hashes: report.hashes,
-            expected: shard_length(range),
+            expected,
         });
     }
     if let ReportKind::Found { nonce, hash } = report.kind {
-        if !range.contains(nonce) {
+        let skipped = tally.skipped[shard as usize];
+        if !range.contains(nonce) || nonce - range.first() < skipped {
             return Err(Ignored::OutsideShard {
                 nonce,
                 shard: report.shard,
@@ -1747,6 +1861,7 @@ mod tests {
     use crate::cancel::ThreadTimer;
     use crate::memory::{block_on, MemoryChannel, MemoryLauncher};
     use crate::puzzle::Puzzle;
+    use crate::resume::Searched;
     use async_trait::async_trait;
     use std::sync::{Arc, Mutex};
 
@@ -1762,6 +1877,7 @@ mod tests {
             run_key: crate::RunKey::generate().unwrap(),
             timeout: None,
             progress_every: crate::distributed::DEFAULT_PROGRESS_EVERY,
+            searched: Default::default(),
         }
     }
 
@@ -2011,7 +2127,7 @@ mod tests {
         let mut channel = MemoryChannel::new();
         channel.send(signed(
             &spec,
-            &report(&spec, 1, u64::MAX, ReportKind::Progress),
+            &report(&spec, 1, u64::MAX, ReportKind::Progress { searched: 0 }),
         ));
         let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
         let (out, events) = run(
@@ -3063,7 +3179,12 @@ mod tests {
             // Not a hot loop: the master receives again at once.
             std::thread::sleep(Duration::from_millis(20));
             self.hashes += 1;
-            let report = report(&self.spec, 1, self.hashes, ReportKind::Progress);
+            let report = report(
+                &self.spec,
+                1,
+                self.hashes,
+                ReportKind::Progress { searched: 0 },
+            );
             Ok(Received::new(vec![signed(&self.spec, &report)]))
         }
         async fn close(&mut self) -> Result<(), ChannelError> {
@@ -3390,5 +3511,207 @@ mod tests {
         assert_eq!(took, Duration::from_secs(2));
         // One receive per 250 ms between status polls, not a busy loop.
         assert_eq!(channel.receives, 8);
+    }
+
+    /// A run resumed from what earlier attempts searched: `searched` of a
+    /// 4-shard run over 2^15 nonces at a difficulty none of them meets.
+    fn resumed(searched: &Searched) -> RunSpec {
+        let spec = spec(40, Some(NonceRange::new(0, (1 << 15) - 1).unwrap()), 4);
+        spec.with_searched(searched.clone()).unwrap()
+    }
+
+    #[test]
+    fn a_resumed_run_searches_only_the_rest_and_counts_the_range_once() {
+        let mut searched = Searched::default();
+        searched.mark_done(1);
+        searched.add_prefix(2, 3_000);
+        let spec = resumed(&searched);
+        let mut channel = MemoryChannel::new();
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, events) = run_to_end(&mut launcher, &mut channel, &spec);
+        let Ok(MasterOutcome::Exhausted(totals)) = out else {
+            panic!("{out:?}")
+        };
+        // Earlier attempts' part and this run's, each nonce once.
+        assert_eq!((totals.hashes, totals.shards_done), (1 << 15, 4));
+        let exhausted: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::ShardExhausted { shard, .. } => Some(*shard),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            exhausted.len(),
+            3,
+            "shard 1 was not searched again: {exhausted:?}"
+        );
+        assert!(!exhausted.contains(&1), "{exhausted:?}");
+        let ignored = events
+            .iter()
+            .filter(|e| matches!(e, MasterEvent::Ignored(_)))
+            .count();
+        assert_eq!(ignored, 0, "the rest's exhausted reports count: {events:?}");
+    }
+
+    #[test]
+    fn an_exhausted_report_for_the_whole_shard_of_a_resumed_one_is_short() {
+        // Shard 2's worker was told to skip 3,000 nonces: a count of the
+        // whole shard is a worker that did not do as told (or a forger).
+        let mut searched = Searched::default();
+        searched.add_prefix(2, 3_000);
+        let spec = resumed(&searched);
+        let mut channel = MemoryChannel::new();
+        for shard in 0..4 {
+            channel.send(signed(&spec, &exhausted(&spec, shard)));
+        }
+        let mut launcher = Told::default();
+        // The launcher never says its workers ended: the deadline ends the run.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let (out, events) = run(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            Some(deadline),
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::TimedOut(totals)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(totals.shards_done, 3);
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                MasterEvent::Ignored(Ignored::ShortExhausted {
+                    shard: 2,
+                    expected: 5_192,
+                    ..
+                })
+            )),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn progress_moves_the_searched_prefix_only_for_the_shards_own_worker() {
+        let spec = resumed(&Searched::default());
+        let mut channel = MemoryChannel::new();
+        let progress = |searched| Report {
+            hashes: 5_000,
+            ..report(&spec, 1, 5_000, ReportKind::Progress { searched })
+        };
+        // Past what its count allows: held to the count.
+        channel.send(signed(&spec, &progress(7_000)));
+        channel.send(signed(&spec, &progress(4_096)));
+        for shard in 0..4 {
+            channel.send(signed(&spec, &exhausted(&spec, shard)));
+        }
+        let mut launcher = Told::default();
+        let (_, events) = run_to_end(&mut launcher, &mut channel, &spec);
+        let searched: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::Progress(p) if p.shard == 1 => Some(p.shard_searched),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(searched[..2], [5_000, 5_000], "{searched:?}");
+    }
+
+    #[test]
+    fn an_earlier_find_ends_a_first_answer_run_before_anything_is_made() {
+        let spec = spec(8, None, 4);
+        let nonce = first_golden(&spec, 2).unwrap();
+        let mut searched = Searched::default();
+        searched.mark_done(2);
+        let spec = spec.with_searched(searched).unwrap();
+        let mut channel = MemoryChannel::new();
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let options = MasterOptions::default().with_earlier_finds(BTreeMap::from([(2, nonce)]));
+        let (out, _) = run_with(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!((golden.nonce, golden.shard), (nonce, 2));
+        assert_eq!(channel.pending(), 0);
+        // A forged one (not golden) is dropped, and the run searches.
+        let options = MasterOptions::default().with_earlier_finds(BTreeMap::from([(2, nonce + 1)]));
+        let spec = spec.with_searched(Searched::default()).unwrap();
+        let (out, _) = run_with(
+            &mut launcher,
+            &mut channel,
+            &spec,
+            &options,
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        assert_ne!(golden.nonce, nonce + 1);
+    }
+
+    #[test]
+    fn a_resumed_smallest_run_keeps_an_earlier_find_and_searches_below_it() {
+        for (i, difficulty) in [9u32, 10, 11].into_iter().enumerate() {
+            let puzzle = Puzzle::new(
+                format!("cnd resumed smallest {i}").into_bytes(),
+                difficulty,
+                crate::NonceBits::B32,
+                crate::NonceFormat::Binary,
+            )
+            .unwrap();
+            let base = spec(difficulty, None, 8);
+            let spec = RunSpec {
+                puzzle,
+                range: NonceRange::new(0, (1 << 16) - 1).unwrap(),
+                ..base
+            };
+            let smallest = (0..=u64::from(u16::MAX))
+                .find(|&n| verify(&spec.puzzle, n).golden)
+                .unwrap();
+            let with_golden: Vec<u64> = (0..8)
+                .filter(|&s| first_golden(&spec, s).is_some())
+                .collect();
+            // An earlier attempt found the last shard's smallest, and searched
+            // the first shard half way.
+            let last = *with_golden.last().unwrap();
+            let mut searched = Searched::default();
+            searched.mark_done(last);
+            let first_shard = spec.range.shard(0, 8).unwrap();
+            let below_smallest = (smallest - first_shard.first()).min(4_096) / 2;
+            searched.add_prefix(0, below_smallest.max(1));
+            let spec = spec.with_searched(searched).unwrap();
+            let finds = BTreeMap::from([(last, first_golden(&spec, last).unwrap())]);
+            let options = MasterOptions::default()
+                .with_answer(Answer::Smallest)
+                .with_earlier_finds(finds);
+            let mut channel = MemoryChannel::new();
+            let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+            let (out, _) = run_with(
+                &mut launcher,
+                &mut channel,
+                &spec,
+                &options,
+                &CancelToken::new(),
+            );
+            let Ok(MasterOutcome::Found(golden)) = out else {
+                panic!("{out:?}")
+            };
+            assert_eq!(golden.nonce, smallest, "D = {difficulty}");
+            if last > 0 {
+                // At the start for the earlier find, lower once a lower one came.
+                let retired = launcher.retired_above();
+                assert!(
+                    retired.is_some_and(|r| r <= last),
+                    "D = {difficulty}: {retired:?}"
+                );
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ use crate::distributed::{
 };
 use crate::report::Report;
 use crate::search::{search, SearchControl, SearchOptions};
+use crate::shard::NonceRange;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -162,10 +163,13 @@ impl MemoryLauncher {
 #[async_trait]
 impl Launcher for MemoryLauncher {
     async fn launch(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
-        for shard in 0..spec.shards {
+        // What earlier attempts searched is not searched again.
+        for shard in spec.shards_to_search() {
             let range = spec.range.shard(shard, spec.shards).map_err(|e| {
                 LaunchError::other("the run cannot be split into shards").with_source(e)
             })?;
+            let skip = spec.searched.prefix(shard);
+            let range = NonceRange::new(range.first() + skip, range.last()).expect("a rest");
             let control = Arc::new(SearchControl::new());
             // Each worker holds its own shard's key, as a local process does.
             let (puzzle, run_id, key, channel) = (

@@ -55,7 +55,12 @@ pub enum ReportKind {
     /// The worker searched its whole shard and found nothing.
     Exhausted,
     /// The worker is still searching; `hashes` so far.
-    Progress,
+    Progress {
+        /// Nonces from its shard's first one that are all tried, by this
+        /// worker or the runs it resumes (SPEC §5): what a resumed run may
+        /// skip. 0 when the report does not say.
+        searched: u64,
+    },
     /// The worker could not search.
     Failed {
         /// Why, in one sentence.
@@ -69,7 +74,7 @@ impl ReportKind {
         match self {
             ReportKind::Found { .. } => "found",
             ReportKind::Exhausted => "exhausted",
-            ReportKind::Progress => "progress",
+            ReportKind::Progress { .. } => "progress",
             ReportKind::Failed { .. } => "failed",
         }
     }
@@ -107,6 +112,8 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hash: Option<String>,
     hashes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    searched: Option<u64>,
     elapsed_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -193,8 +200,12 @@ impl Report {
                 None,
             ),
             ReportKind::Exhausted => (WireKind::Exhausted, None, None, None),
-            ReportKind::Progress => (WireKind::Progress, None, None, None),
+            ReportKind::Progress { .. } => (WireKind::Progress, None, None, None),
             ReportKind::Failed { error } => (WireKind::Failed, None, None, Some(error.clone())),
+        };
+        let searched = match self.kind {
+            ReportKind::Progress { searched } if searched > 0 => Some(searched),
+            _ => None,
         };
         let wire = Wire {
             v: REPORT_VERSION,
@@ -205,6 +216,7 @@ impl Report {
             nonce,
             hash,
             hashes: self.hashes,
+            searched,
             elapsed_ms: self.elapsed_ms,
             error,
         };
@@ -220,6 +232,11 @@ impl Report {
             serde_json::from_str(body).map_err(|e| ReportError::Json(e.to_string()))?;
         if wire.v != REPORT_VERSION {
             return Err(ReportError::Version(wire.v));
+        }
+        if wire.searched.is_some() && !matches!(wire.kind, WireKind::Progress) {
+            return Err(ReportError::Json(
+                "`searched` belongs to progress reports only".into(),
+            ));
         }
         let kind = match wire.kind {
             WireKind::Found => {
@@ -237,7 +254,9 @@ impl Report {
                 }
             }
             WireKind::Exhausted => ReportKind::Exhausted,
-            WireKind::Progress => ReportKind::Progress,
+            WireKind::Progress => ReportKind::Progress {
+                searched: wire.searched.unwrap_or(0),
+            },
             WireKind::Failed => ReportKind::Failed {
                 error: wire.error.ok_or(ReportError::Missing {
                     kind: "failed",

@@ -63,6 +63,8 @@ pub enum SearchError {
 pub struct SearchControl {
     cancel: AtomicBool,
     hashes: AtomicU64,
+    /// Nonces from the range's first one that are all tried (see [`SearchControl::searched`]).
+    searched: AtomicU64,
 }
 
 impl SearchControl {
@@ -84,6 +86,34 @@ impl SearchControl {
     /// Hashes done so far, across all threads; may be read while the search runs.
     pub fn hashes(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)
+    }
+
+    /// How many nonces from the first of the range searched are all tried: the
+    /// prefix a later search may skip (SPEC §5 `searched`). Threads finish
+    /// chunks out of order, so this trails [`hashes`](Self::hashes) by at most
+    /// a chunk per thread; it grows only, and is the range's length once a
+    /// search is exhausted. Of the current search, since the control was made.
+    pub fn searched(&self) -> u64 {
+        self.searched.load(Ordering::Acquire)
+    }
+}
+
+/// The chunks done so far: the contiguous prefix and the ones finished past it
+/// (at most one per thread, as chunks are claimed in order).
+#[derive(Debug, Default)]
+struct Prefix {
+    chunks: u64,
+    beyond: std::collections::BTreeSet<u64>,
+}
+
+impl Prefix {
+    /// Marks `chunk` done; returns the new prefix in chunks.
+    fn done(&mut self, chunk: u64) -> u64 {
+        self.beyond.insert(chunk);
+        while self.beyond.remove(&self.chunks) {
+            self.chunks += 1;
+        }
+        self.chunks
     }
 }
 
@@ -333,6 +363,7 @@ impl Searcher {
         // The count last passed to the progress callback: calls are made under this
         // lock, so they never overlap and never go backwards.
         let reported = Mutex::new(0u64);
+        let prefix = Mutex::new(Prefix::default());
 
         let worker = || loop {
             if control.is_cancelled() {
@@ -353,6 +384,15 @@ impl Searcher {
                 found.map_or(u64::from(count), |n| n - start + 1),
                 Ordering::Relaxed,
             );
+            if found.is_none() {
+                // One short lock per chunk of 2^16 nonces (milliseconds of work).
+                let chunks_done = prefix.lock().unwrap_or_else(|e| e.into_inner()).done(chunk);
+                let searched = (u128::from(chunks_done) * u128::from(CHUNK)).min(range.len());
+                control.searched.fetch_max(
+                    u64::try_from(searched).unwrap_or(u64::MAX),
+                    Ordering::Release,
+                );
+            }
             if let Some(progress) = &options.progress {
                 let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
                 let hashes = control.hashes();

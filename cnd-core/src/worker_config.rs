@@ -17,6 +17,7 @@ use crate::distributed::Destination;
 use crate::puzzle::{
     parse_block_hex, parse_difficulty, NonceBits, NonceFormat, Puzzle, PuzzleError,
 };
+use crate::resume::Searched;
 use crate::run_key::{RunKey, RunKeyError};
 use crate::search::available_threads;
 use crate::shard::{NonceRange, RangeError};
@@ -24,7 +25,7 @@ use crate::shard::{NonceRange, RangeError};
 // The variables' names, here as before (`worker_config::RUN_ID` …).
 pub use crate::worker_env::{
     BLOCK, BLOCK_HEX, DIFFICULTY, EXPIRES, JOB_COMPLETION_INDEX, NONCE_BITS, NONCE_FORMAT,
-    QUEUE_URL, RANGE, RUN_ID, RUN_KEY, SHARD_COUNT, SHARD_INDEX, THREADS, WORKER_NAME,
+    QUEUE_URL, RANGE, RUN_ID, RUN_KEY, SEARCHED, SHARD_COUNT, SHARD_INDEX, THREADS, WORKER_NAME,
 };
 
 /// The most search threads a worker (`CND_THREADS`) or the CLI (`--threads`)
@@ -125,6 +126,14 @@ pub enum WorkerConfigError {
         /// What is wrong with it.
         reason: RangeError,
     },
+    /// `CND_SEARCHED` is malformed, or its entry for this shard leaves no rest.
+    #[error("CND_SEARCHED={value:?}: {reason}")]
+    Searched {
+        /// The value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// `CND_QUEUE_URL` is neither a queue URL, `stdout:` nor `termination-log:PATH`.
     #[error("CND_QUEUE_URL: {0}")]
     Destination(String),
@@ -186,6 +195,10 @@ pub struct WorkerConfig {
     pub shard_index: u64,
     /// This worker's nonces: shard `shard_index` of `shard_count` of `range`.
     pub shard: NonceRange,
+    /// What of `shard` earlier attempts searched (`CND_SEARCHED`): `None` when
+    /// they searched all of it (the worker reports `exhausted` at once), else
+    /// the rest to search, from the first nonce not yet tried.
+    pub rest: Option<NonceRange>,
     /// Where reports go, as given (`CND_QUEUE_URL`).
     pub queue_url: String,
     /// The same, parsed: an SQS queue, stdout, or a termination-message file.
@@ -301,6 +314,30 @@ impl WorkerConfig {
             }
         })?;
 
+        let rest = match get(SEARCHED) {
+            None => Some(shard),
+            Some(v) => {
+                let error = |reason: String| WorkerConfigError::Searched {
+                    value: v.clone(),
+                    reason,
+                };
+                let searched =
+                    Searched::parse(v.trim(), shard_count).map_err(|e| error(e.to_string()))?;
+                if searched.is_done(shard_index) {
+                    None
+                } else {
+                    let prefix = searched.prefix(shard_index);
+                    if u128::from(prefix) >= shard.len() {
+                        return Err(error(format!(
+                            "{prefix} nonces of shard {shard_index} searched, but it has {}",
+                            shard.len()
+                        )));
+                    }
+                    Some(NonceRange::new(shard.first() + prefix, shard.last()).expect("a rest"))
+                }
+            }
+        };
+
         let queue_url = required(QUEUE_URL)?.trim().to_string();
         let destination = Destination::parse(&queue_url).map_err(WorkerConfigError::Destination)?;
         let run_key = RunKey::parse_hex(&required(RUN_KEY)?).map_err(WorkerConfigError::RunKey)?;
@@ -338,6 +375,7 @@ impl WorkerConfig {
             shard_count,
             shard_index,
             shard,
+            rest,
             queue_url,
             destination,
             run_key,
@@ -444,6 +482,37 @@ mod tests {
     /// The error's message, which must name the variable and (if given) the value.
     fn message(changes: &[(&'static str, Option<&str>)]) -> String {
         with(changes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn searched_says_where_the_shards_rest_begins() {
+        let shard = Puzzle::with_default_block(12)
+            .unwrap()
+            .space()
+            .shard(2, 4)
+            .unwrap();
+        assert_eq!(parse(&base()).unwrap().rest, Some(shard));
+        let config = with(&[(SEARCHED, Some("2:4096"))]).unwrap();
+        let rest = config.rest.unwrap();
+        assert_eq!(
+            (rest.first(), rest.last()),
+            (shard.first() + 4096, shard.last())
+        );
+        // Other shards' entries (an Indexed Job's list) are not this worker's.
+        let config = with(&[(SEARCHED, Some("0-1,3,1:5"))]);
+        assert!(config.is_err(), "shard 1 named twice");
+        assert_eq!(
+            with(&[(SEARCHED, Some("0-1,3"))]).unwrap().rest,
+            Some(shard)
+        );
+        assert_eq!(with(&[(SEARCHED, Some("1-2"))]).unwrap().rest, None);
+        for bad in ["2:x", "9", "2:1073741824", "2:0", "-1"] {
+            let said = message(&[(SEARCHED, Some(bad))]);
+            assert!(
+                said.starts_with(&format!("CND_SEARCHED=\"{bad}\"")),
+                "{said}"
+            );
+        }
     }
 
     #[test]
@@ -861,6 +930,7 @@ mod tests {
                 run_key: RunKey::from_bytes([9; 32]),
                 timeout: None,
                 progress_every: crate::distributed::DEFAULT_PROGRESS_EVERY,
+                searched: Default::default(),
             };
             let mut env: HashMap<String, String> = spec.worker_env().into_iter().collect();
             prop_assert!(!env.contains_key(RUN_KEY), "the key is never in the plain environment");
@@ -868,8 +938,7 @@ mod tests {
             if indexed_job {
                 env.insert(JOB_COMPLETION_INDEX.into(), index.to_string());
             } else {
-                let (name, value) = RunSpec::shard_env(index);
-                env.insert(name, value);
+                env.extend(spec.shard_env(index));
             }
             let config = WorkerConfig::from_lookup(|name| env.get(name).cloned()).unwrap();
             prop_assert_eq!(config.run_id, spec.run_id);

@@ -35,6 +35,9 @@ pub const EXPIRES: &str = "CND_EXPIRES";
 pub const THREADS: &str = "CND_THREADS";
 /// The name reported back.
 pub const WORKER_NAME: &str = "CND_WORKER_NAME";
+/// What earlier attempts of a resumed run searched ([`Searched`](crate::Searched)'s
+/// `I`, `I-J`, `I:N` list): the worker starts after its shard's entry.
+pub const SEARCHED: &str = "CND_SEARCHED";
 /// Seconds between `progress` reports.
 pub const PROGRESS_SECS: &str = "CND_PROGRESS_SECS";
 /// A hash backend forced by name ([`Backend::from_env`](crate::Backend::from_env)).

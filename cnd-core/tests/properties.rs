@@ -3,7 +3,7 @@
 use cnd_core::puzzle::{encode_nonce, to_hex};
 use cnd_core::{
     search, verify, Backend, NonceBits, NonceFormat, NonceRange, Puzzle, Report, ReportKind,
-    SearchControl, SearchOptions, SearchOutcome,
+    SearchControl, SearchOptions, SearchOutcome, Searched,
 };
 use proptest::prelude::*;
 
@@ -73,10 +73,37 @@ proptest! {
 
     #[test]
     fn reports_round_trip_through_json(shard in any::<u64>(), hashes in any::<u64>(), nonce in any::<u64>(), hash in any::<[u8; 32]>(), worker in "[a-z0-9-]{0,40}", error in ".{0,80}") {
-        for kind in [ReportKind::Found { nonce, hash }, ReportKind::Exhausted, ReportKind::Progress, ReportKind::Failed { error: error.clone() }] {
+        for kind in [ReportKind::Found { nonce, hash }, ReportKind::Exhausted, ReportKind::Progress { searched: hashes / 2 }, ReportKind::Failed { error: error.clone() }] {
             let report = Report { run_id: uuid::Uuid::new_v4(), shard, worker: worker.clone(), hashes, elapsed_ms: hashes / 7, kind };
             prop_assert_eq!(Report::from_json(&report.to_json()).unwrap(), report);
         }
+    }
+
+    /// `CND_SEARCHED` reads back as written, cut or not, and never panics.
+    #[test]
+    fn searched_lists_round_trip(
+        shards in 1u64..200,
+        done in proptest::collection::vec(any::<u64>(), 0..40),
+        prefixes in proptest::collection::vec((any::<u64>(), 1u64..u64::MAX), 0..20),
+        limit in 0usize..120,
+        junk in "[0-9:,-]{0,30}",
+    ) {
+        let mut searched = Searched::default();
+        for shard in done {
+            searched.mark_done(shard % shards);
+        }
+        for (shard, nonces) in prefixes {
+            searched.add_prefix(shard % shards, nonces);
+        }
+        prop_assert_eq!(&Searched::parse(&searched.to_env(), shards).unwrap(), &searched);
+        // A cut list says less, never something else.
+        let cut = Searched::parse(&searched.to_env_within(limit), shards).unwrap();
+        prop_assert!(searched.to_env_within(limit).len() <= limit);
+        for shard in 0..shards {
+            prop_assert!(!cut.is_done(shard) || searched.is_done(shard));
+            prop_assert!(cut.prefix(shard) == 0 || cut.prefix(shard) == searched.prefix(shard));
+        }
+        let _ = Searched::parse(&junk, shards);
     }
 
     #[test]

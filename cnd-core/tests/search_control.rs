@@ -174,3 +174,42 @@ fn a_searcher_keeps_its_threads_for_many_searches() {
         Err(SearchError::NoThreads)
     ));
 }
+
+#[test]
+fn the_searched_prefix_is_whole_chunks_below_the_count_and_the_range_when_exhausted() {
+    // Cancelled mid-search: the prefix is whole chunks, never past the count,
+    // and every nonce in it was tried (chunks are claimed in order).
+    let puzzle = impossible();
+    let control = Arc::new(SearchControl::new());
+    let options = SearchOptions::all_cores()
+        .with_threads(3)
+        .with_backend(Backend::best());
+    let runner = {
+        let control = Arc::clone(&control);
+        std::thread::spawn(move || search(&puzzle, puzzle.space(), &options, &control))
+    };
+    while control.searched() < 4 * u64::from(cnd_core::CHUNK) {
+        assert!(!runner.is_finished(), "a 2^64 search cannot end on its own");
+        std::thread::yield_now();
+    }
+    control.cancel();
+    runner.join().unwrap().unwrap();
+    let (searched, hashes) = (control.searched(), control.hashes());
+    assert_eq!(searched % u64::from(cnd_core::CHUNK), 0, "{searched}");
+    assert!(searched <= hashes, "{searched} > {hashes}");
+    assert!(
+        hashes - searched <= 3 * u64::from(cnd_core::CHUNK),
+        "{hashes} - {searched}"
+    );
+
+    // Exhausted: the prefix is the whole range, a part chunk at its end included.
+    let range = NonceRange::new(1_000, 1_000 + 3 * u64::from(cnd_core::CHUNK) + 16).unwrap();
+    let control = SearchControl::new();
+    let options = SearchOptions::all_cores().with_threads(2);
+    let outcome = search(&impossible(), range, &options, &control).unwrap();
+    assert!(
+        matches!(outcome, SearchOutcome::Exhausted { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(u128::from(control.searched()), range.len());
+}

@@ -239,8 +239,24 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
 
     let control = Arc::new(SearchControl::new());
     let started = Instant::now();
+    let Some(rest) = config.rest else {
+        // Earlier attempts of the run searched the whole shard (CND_SEARCHED).
+        info!("earlier attempts searched this whole shard");
+        let report = Report {
+            run_id: config.run_id,
+            shard: config.shard_index,
+            worker: config.worker_name.clone(),
+            hashes: 0,
+            elapsed_ms: 0,
+            kind: ReportKind::Exhausted,
+        };
+        return deliver_final(&reporter, &report, &mut signals).await;
+    };
+    if rest != config.shard {
+        info!(rest = %rest, "earlier attempts searched the start of this shard");
+    }
     let mut search_task = tokio::task::spawn_blocking({
-        let (puzzle, shard, control) = (config.puzzle.clone(), config.shard, Arc::clone(&control));
+        let (puzzle, shard, control) = (config.puzzle.clone(), rest, Arc::clone(&control));
         let options = SearchOptions::all_cores()
             .with_threads(config.threads)
             .with_backend(backend)
@@ -310,14 +326,22 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             failed(error)
         }
     };
-    // The worker did its job when it can say found or exhausted.
+    deliver_final(&reporter, &final_report, &mut signals).await
+}
+
+/// Sends the final report; the exit code says whether the worker did its job
+/// (found or exhausted, delivered).
+async fn deliver_final(
+    reporter: &Reporter,
+    final_report: &Report,
+    signals: &mut Signals,
+) -> anyhow::Result<ExitCode> {
     let success = matches!(
         final_report.kind,
         ReportKind::Found { .. } | ReportKind::Exhausted
     );
-
     tokio::select! {
-        sent = reporter.send(&final_report) => match sent {
+        sent = reporter.send(final_report) => match sent {
             Ok(()) => {
                 info!(kind = final_report.kind.name(), "report delivered");
                 Ok(ExitCode::from(if success { 0 } else { 1 }))
@@ -498,6 +522,9 @@ async fn send_progress(
         return;
     }
     let reporter = reporter.brief(every);
+    let skipped = config
+        .rest
+        .map_or(0, |rest| rest.first() - config.shard.first());
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -508,7 +535,10 @@ async fn send_progress(
             worker: config.worker_name.clone(),
             hashes: control.hashes(),
             elapsed_ms: millis(started.elapsed()),
-            kind: ReportKind::Progress,
+            kind: ReportKind::Progress {
+                // Counted from the shard's first nonce, earlier attempts' part included.
+                searched: skipped.saturating_add(control.searched()),
+            },
         };
         match reporter.send(&report).await {
             Ok(()) => tracing::debug!(hashes = report.hashes, "progress reported"),

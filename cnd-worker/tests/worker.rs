@@ -93,7 +93,7 @@ async fn final_report(channel: &mut SqsChannel, patience: Duration) -> Report {
             .messages
         {
             let report = signed_report(&message);
-            if report.kind != ReportKind::Progress {
+            if !matches!(report.kind, ReportKind::Progress { .. }) {
                 return report;
             }
         }
@@ -268,7 +268,7 @@ async fn stops_a_long_search_promptly(signal: &str, code: i32) {
         if let Some(report) = bodies
             .iter()
             .map(signed_report)
-            .find(|r| r.kind == ReportKind::Progress && r.hashes > 0)
+            .find(|r| matches!(r.kind, ReportKind::Progress { .. }) && r.hashes > 0)
         {
             break report;
         }
@@ -410,7 +410,9 @@ fn reports_go_to_stdout_as_one_signed_envelope_per_line() {
         .map(|line| signed_report(&Message::from_envelope(line).expect("an envelope")))
         .collect();
     let (last, progress) = reports.split_last().expect("at least the final report");
-    assert!(progress.iter().all(|r| r.kind == ReportKind::Progress));
+    assert!(progress
+        .iter()
+        .all(|r| matches!(r.kind, ReportKind::Progress { .. })));
     let ReportKind::Found { nonce, .. } = last.kind else {
         panic!("expected found last, got {last:?}");
     };
@@ -645,4 +647,54 @@ fn a_malformed_destination_is_named_before_any_work() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("CND_QUEUE_URL"), "{stderr}");
+}
+
+/// The reports a worker wrote to its stdout, signatures checked.
+fn stdout_reports(out: &Output) -> Vec<Report> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| signed_report(&Message::from_envelope(line).expect("an envelope")))
+        .collect()
+}
+
+#[test]
+fn a_resumed_worker_searches_only_its_shards_rest() {
+    // Shard 2 of 4 of 0..2^24 at D = 40 (no golden nonce): 4,194,304 nonces.
+    let shard_len: u64 = 1 << 22;
+    let mut env = queueless_env("stdout:", 40);
+    env.push(("CND_RANGE", format!("0..{}", 4 * shard_len)));
+    env.push(("CND_PROGRESS_SECS", "0.05".into()));
+    env.push(("CND_SEARCHED", "0-1,2:3000000".into()));
+    let out = output(&env);
+    assert_exit(&out, 0);
+    let reports = stdout_reports(&out);
+    let (last, progress) = reports.split_last().expect("the final report");
+    assert_eq!(last.kind, ReportKind::Exhausted);
+    assert_eq!(
+        last.hashes,
+        shard_len - 3_000_000,
+        "the rest, and only the rest"
+    );
+    // Progress counts from the shard's first nonce, the earlier part included.
+    for report in progress {
+        let ReportKind::Progress { searched } = report.kind else {
+            panic!("{report:?}")
+        };
+        assert!(
+            searched >= 3_000_000 && searched <= 3_000_000 + report.hashes,
+            "{report:?}"
+        );
+    }
+
+    // Searched to its end by earlier attempts: exhausted at once, 0 hashes.
+    env.retain(|(name, _)| *name != "CND_SEARCHED");
+    env.push(("CND_SEARCHED", "1-3".into()));
+    let out = output(&env);
+    assert_exit(&out, 0);
+    let reports = stdout_reports(&out);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(
+        (&reports[0].kind, reports[0].hashes),
+        (&ReportKind::Exhausted, 0)
+    );
 }

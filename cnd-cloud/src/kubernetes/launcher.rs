@@ -201,7 +201,7 @@ impl KubeLauncher {
         self.may_have_pods = true;
         let (api, options, ns) = (self.pod_api(), &self.options, &self.options.namespace);
         let issued = AtomicU64::new(0);
-        let mut calls = futures::stream::iter(0..spec.shards)
+        let mut calls = futures::stream::iter(spec.shards_to_search())
             .map(|shard| {
                 issued.fetch_add(1, Ordering::Relaxed);
                 let (api, pod) = (api.clone(), pod_manifest(spec, options, shard));

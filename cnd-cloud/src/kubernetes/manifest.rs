@@ -29,7 +29,10 @@ fn pod_spec(spec: &RunSpec, options: &KubeOptions, shard: Option<u64>) -> PodSpe
     let mut env: Vec<EnvVar> = spec
         .worker_env()
         .into_iter()
-        .chain(shard.map(RunSpec::shard_env))
+        .chain(match shard {
+            Some(shard) => spec.shard_env(shard),
+            None => spec.template_env(),
+        })
         .chain(options.extra_env.iter().cloned())
         .map(|(name, value)| EnvVar {
             name,
@@ -220,7 +223,8 @@ pub fn manifests(spec: &RunSpec, options: &KubeOptions) -> Vec<serde_json::Value
     let secret = to_value(serde_json::to_value(secret_manifest(spec, options)));
     let workers: Vec<serde_json::Value> = match options.workload {
         Workload::Job => vec![to_value(serde_json::to_value(job_manifest(spec, options)))],
-        Workload::Pods => (0..spec.shards)
+        Workload::Pods => spec
+            .shards_to_search()
             .map(|shard| to_value(serde_json::to_value(pod_manifest(spec, options, shard))))
             .collect(),
     };

@@ -786,6 +786,32 @@ fn manifests_serialize_to_yaml_documents() {
 }
 
 #[test]
+fn a_resumed_run_makes_no_pod_for_a_searched_shard_and_tells_the_rest_where_to_start() {
+    let mut searched = cnd_core::Searched::default();
+    searched.mark_done(0);
+    searched.mark_done(1);
+    searched.add_prefix(3, 65_536);
+    let spec = spec(4, 4).with_searched(searched).unwrap();
+    let pods = manifests(&spec, &options(Workload::Pods));
+    // The Secret, then the pods of shards 2 and 3 only.
+    let shards: Vec<String> = pods[1..]
+        .iter()
+        .map(|p| env_of(&p["spec"]["containers"][0])["CND_SHARD_INDEX"].to_string())
+        .collect();
+    assert_eq!(shards, ["\"2\"", "\"3\""]);
+    let env = env_of(&pods[2]["spec"]["containers"][0]);
+    assert_eq!(
+        env["CND_SEARCHED"], "3:65536",
+        "a pod is told its own shard's part"
+    );
+    assert!(!env_of(&pods[1]["spec"]["containers"][0]).contains_key("CND_SEARCHED"));
+    // One template serves every index: it carries the whole list.
+    let job = &manifests(&spec, &options(Workload::Job))[1];
+    let env = env_of(&job["spec"]["template"]["spec"]["containers"][0]);
+    assert_eq!(env["CND_SEARCHED"], "0-1,3:65536");
+}
+
+#[test]
 fn a_service_account_keeps_its_token_for_irsa() {
     let spec = spec(1, 1);
     let with_sa = KubeOptions {
