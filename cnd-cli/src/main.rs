@@ -26,6 +26,7 @@ mod cmd;
 mod console;
 mod exit;
 mod human;
+mod journal;
 mod logging;
 mod machine;
 mod signals;

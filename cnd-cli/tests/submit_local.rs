@@ -38,6 +38,11 @@ fn submit(moto: &MotoServer, args: &[&str]) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("CND_PROGRESS_SECS", "1")
+        // Journals of these runs stay out of the user's state directory.
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("cnd-test-state"),
+        )
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("RUST_LOG")
@@ -1090,5 +1095,285 @@ fn submit_smallest_gives_runs_answer_whatever_finds_first() {
             "block {block} D = {difficulty}: {by_submit} vs {by_run}"
         );
     }
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+/// The journal lines of `kind` in `text`, as JSON.
+fn journal_lines<'a>(text: &'a str, kind: &'a str) -> impl Iterator<Item = Value> + 'a {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(move |v| v["kind"] == kind)
+}
+
+#[test]
+fn a_run_killed_by_sigkill_resumes_and_searches_only_what_was_left() {
+    // D = 60 holds no golden nonce in 2^28 nonces (odds 2^-32): the run ends
+    // exhausted, and every nonce must be counted exactly once over both attempts.
+    let home = temp_home("resume");
+    let run = Uuid::new_v4();
+    let range_len: u64 = 1 << 28;
+    let range = format!("0..{range_len}");
+    let args = [
+        "submit",
+        "--launcher",
+        "local",
+        "--channel",
+        "stdout",
+        "--json",
+        "-d",
+        "60",
+        "--range",
+        &range,
+        "--pods",
+        "2",
+        "--shards",
+        "8",
+        "--progress-every",
+        "200ms",
+        "--run-id",
+        &run.to_string(),
+    ];
+    let mut child = bare_cli(&args, &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = home.join(format!(".local/state/cnd/runs/{run}.jsonl"));
+    // Killed once the journal holds an exhausted shard and a prefix of another.
+    let started = Instant::now();
+    let before = loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        let done: Vec<u64> = journal_lines(&text, "exhausted")
+            .map(|v| v["shard"].as_u64().unwrap())
+            .collect();
+        let partial =
+            journal_lines(&text, "searched").any(|v| !done.contains(&v["shard"].as_u64().unwrap()));
+        if !done.is_empty() && partial {
+            break text;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed: {text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "{text}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while !processes_of(run).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "workers outlive their master"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after_kill = std::fs::read_to_string(&journal).unwrap();
+    assert!(after_kill.starts_with(&before), "a journal only grows");
+    let done_before: Vec<u64> = journal_lines(&after_kill, "exhausted")
+        .map(|v| v["shard"].as_u64().unwrap())
+        .collect();
+
+    // Resumed by its id: nothing about the puzzle is given again.
+    let resumed = bare_cli(
+        &[
+            "submit",
+            "--resume",
+            &run.to_string(),
+            "--launcher",
+            "local",
+            "--channel",
+            "stdout",
+            "--json",
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_exit(&resumed, 3);
+    let result = json_of(&resumed);
+    assert_eq!(result["outcome"], "exhausted", "{result}");
+    assert_eq!(
+        result["hashes"], range_len,
+        "the whole range, counted once: {result}"
+    );
+    let carried = result["resumed_hashes"].as_u64().unwrap();
+    let shard_len = range_len / 8;
+    assert!(
+        carried >= done_before.len() as u64 * shard_len && carried < range_len,
+        "carried over {carried} with {} shards done: {result}",
+        done_before.len()
+    );
+    assert!(
+        result["resumed_shards"].as_u64().unwrap() > done_before.len() as u64,
+        "{result}"
+    );
+    assert_ne!(
+        result["run_id"],
+        run.to_string(),
+        "a new attempt, with a new id and key"
+    );
+    // No shard was searched to its end twice.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut exhausted: Vec<u64> = journal_lines(&text, "exhausted")
+        .map(|v| v["shard"].as_u64().unwrap())
+        .collect();
+    let all = exhausted.len();
+    exhausted.sort_unstable();
+    exhausted.dedup();
+    assert_eq!((all, exhausted), (8, (0..8).collect::<Vec<_>>()), "{text}");
+    assert_eq!(journal_lines(&text, "attempt").count(), 2, "{text}");
+    assert_eq!(journal_lines(&text, "ended").count(), 1, "{text}");
+
+    // Resumed again, the ended run creates nothing and says the same.
+    let again = bare_cli(
+        &[
+            "submit",
+            "--resume",
+            journal.to_str().unwrap(),
+            "--launcher",
+            "local",
+            "--json",
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_exit(&again, 3);
+    assert_eq!(json_of(&again)["hashes"], range_len);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn a_corrupt_or_foreign_journal_is_refused_in_one_sentence() {
+    let home = temp_home("bad-journal");
+    let resume = |path: &Path| {
+        bare_cli(
+            &[
+                "submit",
+                "--resume",
+                path.to_str().unwrap(),
+                "--launcher",
+                "local",
+            ],
+            &home,
+        )
+        .output()
+        .unwrap()
+    };
+    let foreign = home.join("notes.txt");
+    std::fs::write(&foreign, "shopping list\n").unwrap();
+    let output = resume(&foreign);
+    assert_exit(&output, 2);
+    let said = stderr_of(&output);
+    assert!(said.contains("is not a cnd run journal"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+
+    // A real journal, then a line that is not an entry in the middle.
+    let journal = home.join("run.jsonl");
+    let run = Uuid::new_v4();
+    let made = bare_cli(
+        &[
+            "submit",
+            "--launcher",
+            "local",
+            "-d",
+            "8",
+            "--pods",
+            "1",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--run-id",
+            &run.to_string(),
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_exit(&made, 0);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(2, r#"{"kind":"exhausted","shard":"one"}"#);
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let output = resume(&journal);
+    assert_exit(&output, 2);
+    let said = stderr_of(&output);
+    assert!(said.contains("is corrupt at line 3"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    // And nothing was run: no queue, no worker, no new attempt.
+    assert_eq!(
+        journal_lines(&std::fs::read_to_string(&journal).unwrap(), "attempt").count(),
+        1
+    );
+    // A journal cut short by a crash mid-line is read up to that line.
+    std::fs::write(&journal, lines[..2].join("\n") + "\n{\"kind\":\"exha").unwrap();
+    let output = resume(&journal);
+    assert_exit(&output, 0);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn cleanup_lists_resumable_journals_and_removes_those_of_runs_long_ended() {
+    let home = temp_home("journals");
+    let runs = home.join(".local/state/cnd/runs");
+    let (ended, open) = (Uuid::new_v4(), Uuid::new_v4());
+    let made = bare_cli(
+        &[
+            "submit",
+            "--launcher",
+            "local",
+            "-d",
+            "8",
+            "--pods",
+            "1",
+            "--run-id",
+            &ended.to_string(),
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_exit(&made, 0);
+    let text = std::fs::read_to_string(runs.join(format!("{ended}.jsonl"))).unwrap();
+    assert_eq!(journal_lines(&text, "ended").count(), 1, "{text}");
+    // A run that never ended: the same journal without its end.
+    let unfinished: String = text
+        .lines()
+        .filter(|l| !l.contains("\"ended\""))
+        .map(|l| format!("{}\n", l.replace(&ended.to_string(), &open.to_string())))
+        .collect();
+    std::fs::write(runs.join(format!("{open}.jsonl")), unfinished).unwrap();
+    let cleanup = || {
+        let output = bare_cli(&["cleanup", "--all"], &home).output().unwrap();
+        assert_exit(&output, 0);
+        support::stdout_of(&output)
+    };
+    // Both are a minute old: both kept, the open one said resumable.
+    let said = cleanup();
+    assert!(
+        said.contains(&format!("kept journal {ended}: run ended (found)")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("kept journal {open}: resumable")),
+        "{said}"
+    );
+    assert!(said.contains(&format!("submit --resume {open}")), "{said}");
+    // Ended two days ago: removed; the resumable one stays, whatever its age.
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    for id in [ended, open] {
+        let file = std::fs::File::options()
+            .append(true)
+            .open(runs.join(format!("{id}.jsonl")))
+            .unwrap();
+        file.set_modified(two_days_ago).unwrap();
+    }
+    let said = cleanup();
+    assert!(said.contains(&format!("removed journal {ended}")), "{said}");
+    assert!(!runs.join(format!("{ended}.jsonl")).exists());
+    assert!(
+        said.contains(&format!("kept journal {open}: resumable")),
+        "{said}"
+    );
     std::fs::remove_dir_all(&home).unwrap();
 }

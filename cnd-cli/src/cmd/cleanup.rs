@@ -23,6 +23,10 @@ use crate::human;
 /// run in progress is never broken; --force removes them too. --run removes
 /// the run it names whether or not it is still in progress (it is what a
 /// stopped or killed submit says to run), so --force does not go with it.
+///
+/// Run journals ($XDG_STATE_HOME/cnd/runs) are listed: those of runs that can
+/// be resumed are kept (--all --force removes them too); --all removes those of
+/// runs that ended a day ago or more.
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The run to clean up (its id, as `submit` printed it), in progress or not.
@@ -103,6 +107,10 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<Exit> {
                 human::duration(HALF_TIMEOUT)
             )),
         }
+    }
+    // Local files only: never bounded by a network.
+    for line in crate::journal::cleanup_journals(args.run, args.all, args.force) {
+        println!("{line}");
     }
     match failures.len() {
         0 => Ok(Exit::Success),

@@ -21,16 +21,18 @@ use cnd_core::{stats, LaunchError, Launcher, ResultChannel, RunSpec, RunSpecErro
 use uuid::Uuid;
 
 use crate::args::{
-    parse_count, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_duration, parse_image,
-    parse_memory, parse_positive, parse_probability, parse_progress_every, parse_queue_name,
-    parse_queue_url, parse_status_every, range_for, OutputArgs, PuzzleArgs,
+    parse_count, parse_cpu, parse_difficulty, parse_dns_label, parse_dns_subdomain, parse_duration,
+    parse_image, parse_memory, parse_positive, parse_probability, parse_progress_every,
+    parse_queue_name, parse_queue_url, parse_status_every, range_for, OutputArgs, PuzzleShape,
 };
 use crate::cluster::{cpu_cores, kube_client, worker_bin, LauncherKind, WorkloadKind};
 use crate::console;
 use crate::exit::{usage, Exit};
 use crate::human;
+use crate::journal::Recorder;
 use crate::signals::StopSignal;
 use crate::startup::StartupTimes;
+use cnd_core::journal::{Journal, JournalHeader, Replay};
 
 mod live;
 pub(crate) mod output;
@@ -67,6 +69,15 @@ impl ChannelKind {
 ///   cnd-cli submit -d 20 --pods 3 --launcher local
 ///   cnd-cli submit -d 30 --pods 4 --channel pod-status
 ///   cnd-cli submit -d 30 --pods 4 --dry-run > run.yaml
+///   cnd-cli submit --resume 5f0c3f7e-…   (a run cut short: search what is left)
+///
+/// Every run keeps a journal of what its workers searched (verified reports
+/// only) in $XDG_STATE_HOME/cnd/runs/RUN_ID.jsonl (else
+/// ~/.local/state/cnd/runs), or --journal FILE. If the run is cut short (Ctrl-C,
+/// --timeout, a lost cluster, this process killed), `submit --resume ID` runs
+/// it again with the same puzzle, range, shards and answer, and searches only
+/// what is not yet searched: exhausted shards are skipped, others start where
+/// their last progress report said (at most one --progress-every is redone).
 ///
 /// How reports come back (--channel):
 ///   stdout      local workers write them to their stdout (the default for
@@ -85,11 +96,27 @@ impl ChannelKind {
 #[command(verbatim_doc_comment)]
 pub struct SubmitArgs {
     #[command(flatten)]
-    puzzle: PuzzleArgs,
+    shape: PuzzleShape,
 
-    /// Workers that run at once (pods). Required unless --within picks them.
-    #[arg(long, value_name = "P", value_parser = parse_count, required_unless_present = "within", conflicts_with_all = ["within", "confidence"])]
+    /// D: the leading zero bits a golden hash needs (0..=256). Expected work is
+    /// 2^D hashes; 32-bit nonces give out around D = 32 (see `cnd-cli plan`).
+    #[arg(short = 'd', long, value_name = "D", value_parser = parse_difficulty, required_unless_present = "resume")]
+    difficulty: Option<u32>,
+
+    /// Workers that run at once (pods). Required unless --within picks them
+    /// (or --resume, which keeps the run's).
+    #[arg(long, value_name = "P", value_parser = parse_count, required_unless_present_any = ["within", "resume"], conflicts_with_all = ["within", "confidence"])]
     pods: Option<u64>,
+
+    /// Resume the run whose journal this is (a run id, as submit printed it, or
+    /// the journal's file): same puzzle, range, shards and answer, a new key,
+    /// and only what earlier attempts did not search.
+    #[arg(long, value_name = "ID|FILE", conflicts_with_all = ["difficulty", "block", "block_hex", "nonce_bits", "nonce_format", "range", "shards", "smallest", "within", "run_id", "dry_run"])]
+    resume: Option<String>,
+
+    /// Where to keep the run's journal. [default: $XDG_STATE_HOME/cnd/runs/RUN_ID.jsonl]
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    journal: Option<std::path::PathBuf>,
 
     /// Pick the pods to find a nonce within this time (with --confidence), e.g. 10m.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "confidence")]
@@ -205,6 +232,11 @@ pub struct SubmitArgs {
 /// What the flags say to do, validated.
 struct Plan {
     spec: RunSpec,
+    /// Which golden nonce the run returns.
+    answer: Answer,
+    /// The journal to append to, and what it held (a resumed run).
+    journal: Option<std::path::PathBuf>,
+    resumed: Option<Replay>,
     kube: KubeOptions,
     channel: ChannelKind,
     /// Why that channel, when it was not asked for.
@@ -285,8 +317,31 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
 }
 
 fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
-    let puzzle = args.puzzle.puzzle()?;
-    let range = range_for(&puzzle, args.range.as_deref())?;
+    let resumed = match &args.resume {
+        Some(name) => {
+            let path = crate::journal::locate(name)?;
+            // A corrupt or foreign file is bad input: one sentence, exit 2.
+            let replay = Replay::read(&path).map_err(|e| usage(e.to_string()))?;
+            Some((path, replay))
+        }
+        None => None,
+    };
+    let (puzzle, range, answer) = match &resumed {
+        Some((_, replay)) => replay.run(),
+        None => {
+            let difficulty = args
+                .difficulty
+                .ok_or_else(|| usage("give -d D (or --resume ID)"))?;
+            let puzzle = args.shape.puzzle(difficulty)?;
+            let range = range_for(&puzzle, args.range.as_deref())?;
+            let answer = if args.smallest {
+                Answer::Smallest
+            } else {
+                Answer::First
+            };
+            (puzzle, range, answer)
+        }
+    };
     if args.dry_run && args.launcher != LauncherKind::Kubernetes {
         return Err(usage(
             "--dry-run prints Kubernetes manifests, so it needs --launcher kubernetes",
@@ -294,6 +349,10 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
     }
     let pods = match (args.pods, args.within, args.confidence) {
         (Some(pods), _, _) => pods,
+        (None, None, _) if resumed.is_some() => {
+            let header = &resumed.as_ref().expect("matched").1.header;
+            header.parallelism
+        }
         (None, Some(within), Some(confidence)) => {
             let mhs = match args.rate {
                 Some(rate) => rate,
@@ -317,7 +376,10 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         }
         _ => return Err(usage("give --pods P, or --within DUR with --confidence P")),
     };
-    let shards = args.shards.unwrap_or(pods);
+    let shards = match &resumed {
+        Some((_, replay)) => replay.header.shards,
+        None => args.shards.unwrap_or(pods),
+    };
     if shards < pods {
         return Err(usage(format!(
             "--shards {shards} is fewer than the {pods} pods: each pod searches at least one shard"
@@ -342,6 +404,19 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
     let spec = match args.run_id {
         Some(id) => spec.with_run_id(id),
         None => spec,
+    };
+    let spec = match &resumed {
+        Some((path, replay)) => spec
+            .with_searched(replay.searched.clone())
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?,
+        None => spec,
+    };
+    let journal = match &resumed {
+        Some((path, _)) => Some(path.clone()),
+        None => args
+            .journal
+            .clone()
+            .or_else(|| crate::journal::default_path(spec.run_id)),
     };
     let (channel, channel_reason) = choose_channel(args)?;
     let queue_url = match (channel, &args.queue_url) {
@@ -380,6 +455,9 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
     };
     Ok(Plan {
         spec,
+        answer,
+        journal,
+        resumed: resumed.map(|(_, replay)| replay),
         kube,
         channel,
         channel_reason,
@@ -453,15 +531,18 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             human::plural(spec.shards, "shard"),
         );
     }
-    let answer = if args.smallest {
-        Answer::Smallest
-    } else {
-        Answer::First
-    };
+    let answer = plan.answer;
+    let mut recorder = open_journal(&plan, &args)?;
+    let earlier_finds = plan
+        .resumed
+        .as_ref()
+        .map(|r| r.finds.clone())
+        .unwrap_or_default();
     let options = MasterOptions::with_deadline(deadline)
         .with_retry_for(args.retry_for)
         .with_answer(answer)
-        .with_status_every(args.status_every);
+        .with_status_every(args.status_every)
+        .with_earlier_finds(earlier_finds);
     let pending_means = match args.launcher {
         LauncherKind::Kubernetes => "waiting for a node",
         LauncherKind::Local => "queued",
@@ -482,13 +563,47 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         cancel,
         |event| {
             startup.on(&event);
+            recorder.on(&event);
             live.on(event)
         },
     )
     .await;
     live.finish();
-    let outcome = outcome.map_err(|e| explain(e, api_server.as_deref()))?;
-    output::print_outcome(&outcome, spec, answer, &startup, args.output.json);
+    if let Ok(outcome) = &outcome {
+        recorder.ended(outcome);
+    }
+    let resume_hint = |recorder: &Recorder| {
+        if !recorder.has_work() {
+            return;
+        }
+        if let (Some(path), Some(id)) = (recorder.path(), journal_id(&plan)) {
+            let name = match crate::journal::default_path(id) {
+                Some(default) if default == path => id.to_string(),
+                _ => path.display().to_string(),
+            };
+            console::say(format!(
+                "what was searched is kept: `cnd-cli submit --resume {name}` searches the rest"
+            ));
+        }
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            resume_hint(&recorder);
+            return Err(explain(e, api_server.as_deref()));
+        }
+    };
+    let about = output::RunNotes {
+        journal: recorder.path().map(|p| p.display().to_string()),
+        resumed_shards: plan.resumed.as_ref().map_or(0, Replay::resumed_shards),
+    };
+    output::print_outcome(&outcome, spec, answer, &startup, &about, args.output.json);
+    if matches!(
+        outcome,
+        MasterOutcome::TimedOut(_) | MasterOutcome::Interrupted(_)
+    ) {
+        resume_hint(&recorder);
+    }
     Ok(match outcome {
         MasterOutcome::Found(_) => Exit::Success,
         MasterOutcome::Exhausted(_) => Exit::Exhausted,
@@ -496,6 +611,59 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         MasterOutcome::Interrupted(_) => Exit::Interrupted,
         _ => Exit::Error,
     })
+}
+
+/// The run's journal id: its first attempt's run id.
+fn journal_id(plan: &Plan) -> Option<Uuid> {
+    match &plan.resumed {
+        Some(replay) => Some(replay.header.journal),
+        None => Some(plan.spec.run_id),
+    }
+}
+
+/// Opens the run's journal (made for a new run, appended to for a resumed
+/// one) and records this attempt. A journal asked for by --journal or
+/// --resume must open; the default one only warns when it cannot.
+fn open_journal(plan: &Plan, args: &SubmitArgs) -> anyhow::Result<Recorder> {
+    let Some(path) = &plan.journal else {
+        console::say("warning: no journal (neither XDG_STATE_HOME nor HOME is set): this run cannot be resumed");
+        return Ok(Recorder::new(None));
+    };
+    let opened = match &plan.resumed {
+        Some(_) => Journal::append(path),
+        None => Journal::create(path, &JournalHeader::of(&plan.spec, plan.answer)),
+    };
+    let earlier_work = plan
+        .resumed
+        .as_ref()
+        .is_some_and(|r| r.resumed_shards() > 0);
+    let mut recorder = match opened {
+        Ok(journal) => Recorder::new(Some(journal)).with_earlier_work(earlier_work),
+        Err(e) if args.journal.is_none() && plan.resumed.is_none() => {
+            console::say(format!(
+                "warning: no journal ({e}): this run cannot be resumed"
+            ));
+            Recorder::new(None)
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("opening the run's journal")),
+    };
+    recorder.attempt(plan.spec.run_id);
+    if let Some(replay) = &plan.resumed {
+        console::say(format!(
+            "resuming run {} (attempt {}): {} of {} shards carried over{}",
+            replay.header.journal,
+            replay.attempts.len() + 1,
+            replay.resumed_shards(),
+            plan.spec.shards,
+            match replay.attempts.last() {
+                Some(last) => format!(
+                    "; `cnd-cli cleanup --run {last}` removes what the last attempt may have left"
+                ),
+                None => String::new(),
+            }
+        ));
+    }
+    Ok(recorder)
 }
 
 /// The run's SQS channel, to be opened by the master: the shared queue given

@@ -30,6 +30,8 @@ pub(crate) struct SubmitJson {
     pub hash: Option<String>,
     pub hashes: Option<u64>,
     pub ignored_messages: Option<u64>,
+    /// The run's journal file (for `--resume`); null when none is kept.
+    pub journal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leading_zeros: Option<u32>,
     pub mhs: Option<f64>,
@@ -42,6 +44,10 @@ pub(crate) struct SubmitJson {
     pub pods: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_after_ms: Option<u64>,
+    /// Of `hashes`, those earlier attempts searched: 0 unless `--resume`.
+    pub resumed_hashes: Option<u64>,
+    /// Shards whose work earlier attempts did: 0 unless `--resume`.
+    pub resumed_shards: Option<u64>,
     pub run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<u64>,
@@ -75,10 +81,12 @@ impl SubmitJson {
             failed_reports: Some(totals.failed_reports),
             first_running_ms: startup.first_running().map(ms),
             hash: golden.map(|g| to_hex(&g.hash)),
+            journal: None,
             hashes: Some(totals.hashes),
             ignored_messages: Some(totals.ignored),
             leading_zeros: golden.map(|g| g.leading_zeros),
-            mhs: Some(human::per_sec(totals.hashes, totals.elapsed) / 1e6),
+            // This attempt's own rate: earlier attempts' hashes took other time.
+            mhs: Some(human::per_sec(totals.hashes - totals.earlier_hashes, totals.elapsed) / 1e6),
             nonce: golden.map(|g| g.nonce.to_string()),
             outcome: Some(
                 match outcome {
@@ -93,6 +101,8 @@ impl SubmitJson {
             pending_ms: Some(ms(startup.pending())),
             pods: Some(spec.parallelism),
             received_after_ms: golden.map(|g| ms(g.received_after)),
+            resumed_hashes: Some(totals.earlier_hashes),
+            resumed_shards: Some(0),
             run_id: Some(spec.run_id.to_string()),
             shard: golden.map(|g| g.shard),
             shards: Some(spec.shards),
@@ -103,17 +113,29 @@ impl SubmitJson {
     }
 }
 
+/// What a run's result says beyond the master's outcome.
+#[derive(Debug, Clone, Default)]
+pub struct RunNotes {
+    /// The journal's file, if one is kept.
+    pub journal: Option<String>,
+    /// Shards whose work earlier attempts did (a resumed run).
+    pub resumed_shards: u64,
+}
+
 /// Prints how the run ended on stdout.
 pub fn print_outcome(
     outcome: &MasterOutcome,
     spec: &RunSpec,
     answer: Answer,
     startup: &StartupTimes,
+    notes: &RunNotes,
     json: bool,
 ) {
     let difficulty = spec.puzzle.difficulty();
     if json {
-        let value = SubmitJson::new(outcome, spec, answer, startup);
+        let mut value = SubmitJson::new(outcome, spec, answer, startup);
+        value.journal = notes.journal.clone();
+        value.resumed_shards = Some(notes.resumed_shards);
         println!(
             "{}",
             serde_json::to_string(&value).expect("SubmitJson serializes")
@@ -253,7 +275,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                r#"{{"answer":"smallest","difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":null,"hashes":4000000,"ignored_messages":1,"mhs":2.0,"outcome":"timed_out","pending_ms":0,"pods":4,"run_id":"{}","shards":8}}"#,
+                r#"{{"answer":"smallest","difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":null,"hashes":4000000,"ignored_messages":1,"journal":null,"mhs":2.0,"outcome":"timed_out","pending_ms":0,"pods":4,"resumed_hashes":0,"resumed_shards":0,"run_id":"{}","shards":8}}"#,
                 spec.run_id
             )
         );
@@ -276,7 +298,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                r#"{{"answer":"smallest","difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":150,"hash":"00ab","hashes":4000000,"ignored_messages":1,"leading_zeros":24,"mhs":2.0,"nonce":"123","outcome":"found","pending_ms":0,"pods":4,"received_after_ms":1900,"run_id":"{}","shard":3,"shards":8,"worker":"local-3","worker_elapsed_ms":1500,"worker_hashes":900}}"#,
+                r#"{{"answer":"smallest","difficulty":22,"elapsed_ms":2000,"failed_reports":0,"first_running_ms":150,"hash":"00ab","hashes":4000000,"ignored_messages":1,"journal":null,"leading_zeros":24,"mhs":2.0,"nonce":"123","outcome":"found","pending_ms":0,"pods":4,"received_after_ms":1900,"resumed_hashes":0,"resumed_shards":0,"run_id":"{}","shard":3,"shards":8,"worker":"local-3","worker_elapsed_ms":1500,"worker_hashes":900}}"#,
                 spec.run_id
             )
         );
