@@ -1098,6 +1098,13 @@ fn submit_smallest_gives_runs_answer_whatever_finds_first() {
     std::fs::remove_dir_all(&home).unwrap();
 }
 
+/// A local run that finds at once (D = 8, one worker), with `extra` flags.
+fn quick_local_run(home: &Path, extra: &[&str]) {
+    let mut args = vec!["submit", "--launcher", "local", "-d", "8", "--pods", "1"];
+    args.extend(extra);
+    assert_exit(&bare_cli(&args, home).output().unwrap(), 0);
+}
+
 /// The journal lines of `kind` in `text`, as JSON.
 fn journal_lines<'a>(text: &'a str, kind: &'a str) -> impl Iterator<Item = Value> + 'a {
     text.lines()
@@ -1272,25 +1279,15 @@ fn a_corrupt_or_foreign_journal_is_refused_in_one_sentence() {
     // A real journal, then a line that is not an entry in the middle.
     let journal = home.join("run.jsonl");
     let run = Uuid::new_v4();
-    let made = bare_cli(
+    quick_local_run(
+        &home,
         &[
-            "submit",
-            "--launcher",
-            "local",
-            "-d",
-            "8",
-            "--pods",
-            "1",
             "--journal",
             journal.to_str().unwrap(),
             "--run-id",
             &run.to_string(),
         ],
-        &home,
-    )
-    .output()
-    .unwrap();
-    assert_exit(&made, 0);
+    );
     let text = std::fs::read_to_string(&journal).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.insert(2, r#"{"kind":"exhausted","shard":"one"}"#);
@@ -1317,23 +1314,7 @@ fn cleanup_lists_resumable_journals_and_removes_those_of_runs_long_ended() {
     let home = temp_home("journals");
     let runs = home.join(".local/state/cnd/runs");
     let (ended, open) = (Uuid::new_v4(), Uuid::new_v4());
-    let made = bare_cli(
-        &[
-            "submit",
-            "--launcher",
-            "local",
-            "-d",
-            "8",
-            "--pods",
-            "1",
-            "--run-id",
-            &ended.to_string(),
-        ],
-        &home,
-    )
-    .output()
-    .unwrap();
-    assert_exit(&made, 0);
+    quick_local_run(&home, &["--run-id", &ended.to_string()]);
     let text = std::fs::read_to_string(runs.join(format!("{ended}.jsonl"))).unwrap();
     assert_eq!(journal_lines(&text, "ended").count(), 1, "{text}");
     // A run that never ended: the same journal without its end.

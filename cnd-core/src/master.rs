@@ -3297,19 +3297,8 @@ mod tests {
             let smallest = (range.first()..=range.last())
                 .find(|&n| verify(&spec.puzzle, n).golden)
                 .expect("2^15 nonces hold a golden one at D <= 12");
-            let mut channel = MemoryChannel::new();
-            let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
             let options = MasterOptions::default().with_answer(Answer::Smallest);
-            let (out, _) = run_with(
-                &mut launcher,
-                &mut channel,
-                &spec,
-                &options,
-                &CancelToken::new(),
-            );
-            let Ok(MasterOutcome::Found(golden)) = out else {
-                panic!("{out:?}")
-            };
+            let (golden, launcher, channel) = found_by_real_search(&spec, &options);
             assert_eq!(golden.nonce, smallest, "puzzle {i}");
             assert!(range
                 .shard(golden.shard, shards)
@@ -3513,6 +3502,26 @@ mod tests {
         assert_eq!(channel.receives, 8);
     }
 
+    /// Runs `spec` with real one-thread searches to its end, which must be a find.
+    fn found_by_real_search(
+        spec: &RunSpec,
+        options: &MasterOptions,
+    ) -> (Golden, MemoryLauncher, MemoryChannel) {
+        let mut channel = MemoryChannel::new();
+        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let (out, _) = run_with(
+            &mut launcher,
+            &mut channel,
+            spec,
+            options,
+            &CancelToken::new(),
+        );
+        let Ok(MasterOutcome::Found(golden)) = out else {
+            panic!("{out:?}")
+        };
+        (golden, launcher, channel)
+    }
+
     /// A run resumed from what earlier attempts searched: `searched` of a
     /// 4-shard run over 2^15 nonces at a difficulty none of them meets.
     fn resumed(searched: &Searched) -> RunSpec {
@@ -3624,36 +3633,18 @@ mod tests {
         let nonce = first_golden(&spec, 2).unwrap();
         let mut searched = Searched::default();
         searched.mark_done(2);
-        let spec = spec.with_searched(searched).unwrap();
-        let mut channel = MemoryChannel::new();
-        let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
+        let resumed = spec.clone().with_searched(searched).unwrap();
         let options = MasterOptions::default().with_earlier_finds(BTreeMap::from([(2, nonce)]));
-        let (out, _) = run_with(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            &options,
-            &CancelToken::new(),
-        );
-        let Ok(MasterOutcome::Found(golden)) = out else {
-            panic!("{out:?}")
-        };
+        let (golden, ..) = found_by_real_search(&resumed, &options);
+        // The journal's find, verified again, not a worker's.
         assert_eq!((golden.nonce, golden.shard), (nonce, 2));
-        assert_eq!(channel.pending(), 0);
+        assert_eq!(golden.worker, "an earlier attempt");
+        assert_eq!(golden.hash, verify(&spec.puzzle, nonce).hash);
         // A forged one (not golden) is dropped, and the run searches.
         let options = MasterOptions::default().with_earlier_finds(BTreeMap::from([(2, nonce + 1)]));
-        let spec = spec.with_searched(Searched::default()).unwrap();
-        let (out, _) = run_with(
-            &mut launcher,
-            &mut channel,
-            &spec,
-            &options,
-            &CancelToken::new(),
-        );
-        let Ok(MasterOutcome::Found(golden)) = out else {
-            panic!("{out:?}")
-        };
+        let (golden, ..) = found_by_real_search(&spec, &options);
         assert_ne!(golden.nonce, nonce + 1);
+        assert!(golden.worker.starts_with("memory-"), "{golden:?}");
     }
 
     #[test]
@@ -3691,18 +3682,7 @@ mod tests {
             let options = MasterOptions::default()
                 .with_answer(Answer::Smallest)
                 .with_earlier_finds(finds);
-            let mut channel = MemoryChannel::new();
-            let mut launcher = MemoryLauncher::new(channel.clone(), Backend::Scalar);
-            let (out, _) = run_with(
-                &mut launcher,
-                &mut channel,
-                &spec,
-                &options,
-                &CancelToken::new(),
-            );
-            let Ok(MasterOutcome::Found(golden)) = out else {
-                panic!("{out:?}")
-            };
+            let (golden, launcher, _) = found_by_real_search(&spec, &options);
             assert_eq!(golden.nonce, smallest, "D = {difficulty}");
             if last > 0 {
                 // At the start for the earlier find, lower once a lower one came.
