@@ -18,8 +18,8 @@
 //! the loop's instruction mix sets (from those throughputs, and measured with no
 //! dependencies), and the backend's own cycles per nonce beside it.
 //!
-//! Cycles are counted with `rdtsc`, scaled by a chain of dependent `add`s (one
-//! cycle each) timed just before and after each round, so turbo, a clock that
+//! Cycles are counted with `rdtsc`, scaled by a chain of dependent register
+//! `add`s (one cycle each) timed just before and after each round, so turbo, a clock that
 //! changes with the host's load and the TSC's own frequency cancel out (a round over
 //! which the clock moved is run again). Each figure is the best of seven rounds: on
 //! a shared machine the noise only ever adds. The backends' cycles per nonce are the
@@ -816,7 +816,9 @@ fn best_cycles_of(rounds: usize, mut body: impl FnMut()) -> f64 {
 }
 
 /// TSC ticks per core cycle now: the fewest ticks of 4 chains of 4096 dependent
-/// `add`s (one cycle each), a few microseconds in all.
+/// register-to-register `add`s (one cycle each), a few microseconds in all. Not
+/// `add $1`: Intel's Golden Cove renamer folds chains of immediate adds, which then
+/// run several a cycle (every figure read 5.3x too high on a Xeon of that core).
 #[cfg(target_arch = "x86_64")]
 fn ticks_per_cycle() -> f64 {
     (0..4)
@@ -826,13 +828,15 @@ fn ticks_per_cycle() -> f64 {
                 unsafe {
                     std::arch::asm!(
                         "mov $64, {n:e}",
+                        "mov $1, {one}",
                         "2:",
                         ".rept 64",
-                        "add $1, {x}",
+                        "add {one}, {x}",
                         ".endr",
                         "dec {n:e}",
                         "jnz 2b",
                         x = out(reg) _,
+                        one = out(reg) _,
                         n = out(reg) _,
                         options(nomem, nostack, att_syntax),
                     )
