@@ -96,9 +96,15 @@ impl Recorder {
             MasterEvent::ShardExhausted { shard, .. } if self.exhausted.insert(*shard) => {
                 Entry::Exhausted { shard: *shard }
             }
-            MasterEvent::Found { nonce, shard, .. } => Entry::Found {
+            MasterEvent::Found {
+                nonce,
+                shard,
+                settled,
+                ..
+            } => Entry::Found {
                 shard: *shard,
                 nonce: nonce.to_string(),
+                settled: *settled,
             },
             MasterEvent::Progress(p) if !self.exhausted.contains(&p.shard) => {
                 let last = self.searched.entry(p.shard).or_insert(0);

@@ -120,6 +120,7 @@ mod tests {
             nonce: 7,
             shard: 0,
             worker: "w".into(),
+            settled: true,
         };
         times.on_at(&found, t0 + Duration::from_millis(300));
         times.on_at(&workers(0, 2), t0 + Duration::from_millis(900));

@@ -156,6 +156,10 @@ pub enum Entry {
         shard: u64,
         /// The nonce, in decimal (a u64 does not fit a JSON double).
         nonce: String,
+        /// Whether it is the shard's smallest on good authority
+        /// ([`MasterEvent::Found`](crate::MasterEvent::Found)'s `settled`):
+        /// only a settled find is taken when the run is resumed.
+        settled: bool,
     },
     /// The run ended with its answer (`found` or `exhausted`).
     Ended {
@@ -425,7 +429,11 @@ impl Replay {
                     let prefix = prefixes.entry(shard).or_insert(0);
                     *prefix = (*prefix).max(nonces);
                 }
-                Entry::Found { shard, nonce } => {
+                Entry::Found {
+                    shard,
+                    nonce,
+                    settled,
+                } => {
                     let shard = shard_of(shard)?;
                     let nonce: u64 = nonce
                         .parse()
@@ -437,8 +445,11 @@ impl Replay {
                             format!("nonce {nonce} is outside shard {shard}"),
                         ));
                     }
-                    let kept = replay.finds.entry(shard).or_insert(nonce);
-                    *kept = (*kept).min(nonce);
+                    // A find any pod could have sent bounds nothing on resume.
+                    if settled {
+                        let kept = replay.finds.entry(shard).or_insert(nonce);
+                        *kept = (*kept).min(nonce);
+                    }
                 }
                 Entry::Ended { outcome } => replay.ended = Some(outcome),
             }
@@ -471,5 +482,85 @@ impl Replay {
     /// Shards with work carried over from earlier attempts (done, or a prefix).
     pub fn resumed_shards(&self) -> u64 {
         (self.searched.done().count() + self.searched.prefixes().count()) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(shards: u64) -> String {
+        let puzzle = Puzzle::with_default_block(20).unwrap();
+        let spec = RunSpec::new(puzzle.clone(), puzzle.space(), shards, 1).unwrap();
+        serde_json::to_string(&JournalHeader::of(&spec, Answer::Smallest)).unwrap()
+    }
+
+    fn replay(lines: &[&str]) -> Result<Replay, JournalError> {
+        let text = lines.join("\n");
+        Replay::parse(Path::new("run.jsonl"), text.as_bytes())
+    }
+
+    #[test]
+    fn only_settled_finds_count_and_a_torn_last_line_is_dropped() {
+        let shard_1 = Puzzle::with_default_block(20)
+            .unwrap()
+            .space()
+            .shard(1, 4)
+            .unwrap();
+        let (a, b) = (shard_1.first() + 5, shard_1.first() + 9);
+        let attempt = format!(r#"{{"kind":"attempt","run_id":"{}"}}"#, Uuid::new_v4());
+        let found = |n: u64, settled: bool| {
+            format!(r#"{{"kind":"found","shard":1,"nonce":"{n}","settled":{settled}}}"#)
+        };
+        let lines = [
+            header(4),
+            attempt,
+            found(a, false),
+            found(b, true),
+            r#"{"kind":"searched","shard":2,"nonces":70000}"#.to_string(),
+            r#"{"kind":"exhaus"#.to_string(),
+        ];
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let replay = replay(&lines).unwrap();
+        assert_eq!(replay.finds, BTreeMap::from([(1, b)]));
+        assert!(replay.searched.is_done(1));
+        assert_eq!(replay.searched.prefix(2), 70_000);
+        assert_eq!(replay.entries, 4);
+        // Unsettled only: the shard is searched again.
+        let replay = self::replay(&lines[..3]).unwrap();
+        assert!(replay.finds.is_empty() && !replay.searched.is_done(1));
+    }
+
+    #[test]
+    fn what_does_not_fit_the_header_is_refused_naming_the_line() {
+        let h = header(4);
+        let attempt = format!(r#"{{"kind":"attempt","run_id":"{}"}}"#, Uuid::new_v4());
+        for (line, want) in [
+            (
+                r#"{"kind":"exhausted","shard":4}"#,
+                "line 3: shard 4 is not one of the run's 4",
+            ),
+            (
+                r#"{"kind":"searched","shard":0,"nonces":1073741824}"#,
+                "line 3: 1073741824 nonces searched of shard 0",
+            ),
+            (
+                r#"{"kind":"found","shard":0,"nonce":"4294967295","settled":true}"#,
+                "line 3: nonce 4294967295 is outside shard 0",
+            ),
+            (r#"{"kind":"shrug"}"#, "line 3: unknown variant"),
+        ] {
+            let err = replay(&[&h, &attempt, line, ""]).unwrap_err().to_string();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+        let err = replay(&["{\"journal\":1}", ""]).unwrap_err().to_string();
+        assert!(err.contains("is not a cnd run journal"), "{err}");
+        let err = replay(&["shopping", ""]).unwrap_err().to_string();
+        assert!(err.contains("is not a cnd run journal"), "{err}");
+        let newer = h.replacen("\"v\":1", "\"v\":2", 1);
+        let err = replay(&[&newer, &attempt, ""]).unwrap_err().to_string();
+        assert!(err.contains("format version 2"), "{err}");
+        let err = replay(&[&h, ""]).unwrap_err().to_string();
+        assert!(err.contains("no attempt"), "{err}");
     }
 }

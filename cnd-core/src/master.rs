@@ -91,6 +91,12 @@ pub enum MasterEvent {
         shard: u64,
         /// The worker that found it.
         worker: String,
+        /// Whether it is its shard's smallest on good authority: from the
+        /// shard's own worker, or, under the shared key, once the launcher
+        /// says that shard's worker succeeded (said again then, settled). A
+        /// find any pod could have sent only bounds the answer; a journal
+        /// keeps only settled ones.
+        settled: bool,
     },
     /// A call failed and is being retried within [`MasterOptions::retry_for`].
     Retrying {
@@ -1591,6 +1597,12 @@ impl Run<'_> {
             self.tally.succeeded[i] = true;
             if let Some(golden) = self.tally.unconfirmed_finds.remove(&shard) {
                 self.tally.confirmed_by_launcher += 1;
+                (self.on_event)(MasterEvent::Found {
+                    nonce: golden.nonce,
+                    shard,
+                    worker: golden.worker.clone(),
+                    settled: true,
+                });
                 keep_smaller(&mut self.tally.finds, shard, golden);
             }
             if self.tally.unconfirmed[i] {
@@ -1688,10 +1700,14 @@ impl Run<'_> {
         match report.kind {
             ReportKind::Found { nonce, hash } => {
                 tracing::info!(run = %self.spec.run_id, nonce, shard, worker = %report.worker, "golden nonce verified");
+                let settled = self.options.answer == Answer::First
+                    || authority == Authority::Shard
+                    || self.tally.succeeded[shard];
                 (self.on_event)(MasterEvent::Found {
                     nonce,
                     shard: report.shard,
                     worker: report.worker.clone(),
+                    settled,
                 });
                 let golden = Golden {
                     nonce,
@@ -3435,11 +3451,24 @@ mod tests {
                 .with_succeeded_shards(vec![0]);
         });
         let options = MasterOptions::default().with_answer(Answer::Smallest);
-        let (out, _, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
+        let (out, events, took) = run_virtual(&mut launcher, &mut channel, &spec, &options).await;
         let Ok(MasterOutcome::Found(golden)) = out else {
             panic!("{out:?}")
         };
         assert_eq!((golden.shard, golden.nonce), (0, goldens[0]));
+        // Neither find settles shard 0 when it comes; the smaller one does at
+        // the launcher's word (a journal keeps only that one).
+        let finds: Vec<(u64, bool)> = events
+            .iter()
+            .filter_map(|e| match e {
+                MasterEvent::Found { nonce, settled, .. } => Some((*nonce, *settled)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            finds,
+            [(goldens[1], false), (goldens[0], false), (goldens[0], true)]
+        );
         // Confirmed at the status poll at 4 s (every 2 s), after a drain.
         assert!(took >= Duration::from_secs(4), "{took:?}");
         assert_eq!(*launcher.retired.lock().unwrap(), vec![0]);
