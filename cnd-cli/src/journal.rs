@@ -84,9 +84,13 @@ impl Recorder {
         self.worked
     }
 
-    /// Says that earlier attempts recorded work (a resumed run).
-    pub fn with_earlier_work(mut self, worked: bool) -> Recorder {
-        self.worked |= worked;
+    /// Knows what earlier attempts recorded (a resumed run), so that it is
+    /// not written again when this attempt's master says it once more (a
+    /// Job's pod of a done index exits at once, and the launcher confirms it).
+    pub fn resuming(mut self, replay: &cnd_core::journal::Replay) -> Recorder {
+        self.worked |= replay.resumed_shards() > 0;
+        self.exhausted.extend(replay.searched.done());
+        self.searched.extend(replay.searched.prefixes());
         self
     }
 

@@ -8,9 +8,9 @@
 //! prefix grown, golden nonce verified, and the run's end. [`Replay::read`]
 //! reads it back into the [`Searched`] and the finds a resumed
 //! [`RunSpec`] and [`MasterOptions`](crate::MasterOptions)
-//! carry. Lines are written whole and synced (a prefix line at most once a
-//! second): a crash loses at most the last second of progress, and a line cut
-//! short by one is dropped on reading. Anything else malformed is refused, never
+//! carry. Lines are written whole; shard lines are synced at most once a
+//! second, the others at once (see [`Journal::record`]), and a line cut short
+//! by a crash is dropped on reading. Anything else malformed is refused, never
 //! guessed at.
 //!
 //! ```
@@ -265,11 +265,18 @@ impl Journal {
         &self.path
     }
 
-    /// Appends `entry` as one line; synced at once, except a prefix, which is
-    /// synced at most once a second (and by [`sync`](Self::sync)).
+    /// Appends `entry` as one line. An attempt, a find and the end are synced
+    /// at once; the many shard lines (exhausted, prefixes) at most once a
+    /// second, and by [`sync`](Self::sync) or drop: a fsync per shard would
+    /// hold the master's loop for seconds at 10,000 shards. A line written
+    /// survives the master's death at once; only the host's crash can take
+    /// the last second of them, which costs a search again, never an answer.
     pub fn record(&mut self, entry: &Entry) -> Result<(), JournalError> {
         let line = serde_json::to_string(entry).expect("an entry serializes");
-        let now = !matches!(entry, Entry::Searched { .. });
+        let now = matches!(
+            entry,
+            Entry::Attempt { .. } | Entry::Found { .. } | Entry::Ended { .. }
+        );
         self.write_line(&line, now)
     }
 

@@ -999,6 +999,14 @@ impl Tally {
         this_run.saturating_add(earlier)
     }
 
+    /// What is left of a shard earlier attempts did not search to its end:
+    /// the nonces no one has searched yet.
+    fn rest(&self, shard: usize) -> NonceRange {
+        let range = self.shard_ranges[shard];
+        let skipped = self.skipped[shard].min(shard_length(&range) - 1);
+        NonceRange::new(range.first() + skipped, range.last()).expect("a rest of the shard")
+    }
+
     /// What is left of `shard` for this run to search, as a hash count (0
     /// when earlier attempts searched it all).
     fn rest_length(&self, shard: usize) -> u64 {
@@ -1574,7 +1582,7 @@ impl Run<'_> {
             .tally
             .unfinished(self.options.answer)
             .take(8)
-            .map(|shard| (shard, self.tally.shard_ranges[shard as usize]))
+            .map(|shard| (shard, self.tally.rest(shard as usize)))
             .collect();
         MasterError::WorkersGone {
             unfinished: self.tally.unfinished(self.options.answer).count() as u64,
@@ -3603,20 +3611,28 @@ mod tests {
         for shard in 0..4 {
             channel.send(signed(&spec, &exhausted(&spec, shard)));
         }
-        let mut launcher = Told::default();
-        // The launcher never says its workers ended: the deadline ends the run.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let (out, events) = run(
+        // Every worker ended: after two idle status polls and a drain, the
+        // run ends naming the shard that was not searched, and only its rest.
+        let mut launcher = Told::saying(WorkerStatus::default().with_succeeded(4));
+        let options = MasterOptions::default().with_status_every(Duration::from_millis(50));
+        let (out, events) = run_with(
             &mut launcher,
             &mut channel,
             &spec,
-            Some(deadline),
+            &options,
             &CancelToken::new(),
         );
-        let Ok(MasterOutcome::TimedOut(totals)) = out else {
+        let Err(MasterError::WorkersGone {
+            unfinished,
+            missing,
+            ..
+        }) = out
+        else {
             panic!("{out:?}")
         };
-        assert_eq!(totals.shards_done, 3);
+        let shard = spec.range.shard(2, 4).unwrap();
+        let rest = NonceRange::new(shard.first() + 3_000, shard.last()).unwrap();
+        assert_eq!((unfinished, missing), (1, vec![(2, rest)]));
         assert!(
             events.iter().any(|e| matches!(
                 e,

@@ -576,7 +576,8 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         if !recorder.has_work() {
             return;
         }
-        if let (Some(path), Some(id)) = (recorder.path(), journal_id(&plan)) {
+        if let Some(path) = recorder.path() {
+            let id = journal_id(&plan);
             let name = match crate::journal::default_path(id) {
                 Some(default) if default == path => id.to_string(),
                 _ => path.display().to_string(),
@@ -614,11 +615,10 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
 }
 
 /// The run's journal id: its first attempt's run id.
-fn journal_id(plan: &Plan) -> Option<Uuid> {
-    match &plan.resumed {
-        Some(replay) => Some(replay.header.journal),
-        None => Some(plan.spec.run_id),
-    }
+fn journal_id(plan: &Plan) -> Uuid {
+    plan.resumed
+        .as_ref()
+        .map_or(plan.spec.run_id, |replay| replay.header.journal)
 }
 
 /// Opens the run's journal (made for a new run, appended to for a resumed
@@ -633,12 +633,11 @@ fn open_journal(plan: &Plan, args: &SubmitArgs) -> anyhow::Result<Recorder> {
         Some(_) => Journal::append(path),
         None => Journal::create(path, &JournalHeader::of(&plan.spec, plan.answer)),
     };
-    let earlier_work = plan
-        .resumed
-        .as_ref()
-        .is_some_and(|r| r.resumed_shards() > 0);
     let mut recorder = match opened {
-        Ok(journal) => Recorder::new(Some(journal)).with_earlier_work(earlier_work),
+        Ok(journal) => match &plan.resumed {
+            Some(replay) => Recorder::new(Some(journal)).resuming(replay),
+            None => Recorder::new(Some(journal)),
+        },
         Err(e) if args.journal.is_none() && plan.resumed.is_none() => {
             console::say(format!(
                 "warning: no journal ({e}): this run cannot be resumed"
