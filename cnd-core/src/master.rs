@@ -2575,11 +2575,21 @@ mod tests {
         token
     }
 
-    /// A channel that fails every receive at once, transiently, or answers
-    /// nothing after the whole wait on tokio's clock; it counts the calls.
+    /// A channel that counts its receives, each answered as `answer` says.
     struct Counted {
-        fail: bool,
+        answer: Receives,
         receives: u32,
+    }
+
+    /// How [`Counted`] answers a receive.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Receives {
+        /// Fails at once, transiently.
+        Fail,
+        /// Nothing, after the whole wait on tokio's clock.
+        AfterWait,
+        /// Nothing, at once, as SQS's short polls for a wait under a second.
+        AtOnce,
     }
 
     #[async_trait]
@@ -2589,10 +2599,11 @@ mod tests {
         }
         async fn receive(&mut self, wait: Duration) -> Result<Received, ChannelError> {
             self.receives += 1;
-            if self.fail {
-                return Err(unreachable());
+            match self.answer {
+                Receives::Fail => return Err(unreachable()),
+                Receives::AfterWait => tokio::time::sleep(wait).await,
+                Receives::AtOnce => {}
             }
-            tokio::time::sleep(wait).await;
             Ok(Received::new(Vec::new()))
         }
         async fn close(&mut self) -> Result<(), ChannelError> {
@@ -2606,7 +2617,7 @@ mod tests {
         // last wait cut to the budget's end: a fifth at 2 s, and the run ends.
         let spec = spec(60, None, 2);
         let mut channel = Counted {
-            fail: true,
+            answer: Receives::Fail,
             receives: 0,
         };
         let options = MasterOptions::default().with_retry_for(Duration::from_secs(2));
@@ -2638,7 +2649,7 @@ mod tests {
     async fn an_idle_run_ends_at_its_deadline_exactly_with_one_receive_a_second() {
         let spec = spec(60, None, 2);
         let mut channel = Counted {
-            fail: false,
+            answer: Receives::AfterWait,
             receives: 0,
         };
         let hour = Duration::from_secs(3600);
@@ -2661,7 +2672,7 @@ mod tests {
         let mut spec = spec(60, None, 4);
         spec.parallelism = 2;
         let mut channel = Counted {
-            fail: false,
+            answer: Receives::AfterWait,
             receives: 0,
         };
         // A launcher running 3 workers where 2 may run, polled every 2 s for 5 s.
@@ -3486,7 +3497,7 @@ mod tests {
     async fn status_polls_come_as_often_as_asked() {
         let spec = spec(30, None, 1);
         let mut channel = Counted {
-            fail: false,
+            answer: Receives::AfterWait,
             receives: 0,
         };
         let mut launcher = Told::saying(WorkerStatus::default().with_running(1));
@@ -3504,30 +3515,13 @@ mod tests {
         assert_eq!(polls, 8);
     }
 
-    /// A channel whose empty receives come back at once, as SQS's short
-    /// polls do for a wait under a second.
-    struct ShortPolls {
-        receives: u32,
-    }
-
-    #[async_trait]
-    impl ResultChannel for ShortPolls {
-        fn address(&self) -> &str {
-            "short://"
-        }
-        async fn receive(&mut self, _: Duration) -> Result<Received, ChannelError> {
-            self.receives += 1;
-            Ok(Received::default())
-        }
-        async fn close(&mut self) -> Result<(), ChannelError> {
-            Ok(())
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn empty_answers_at_once_do_not_make_the_master_spin() {
         let spec = spec(30, None, 1);
-        let mut channel = ShortPolls { receives: 0 };
+        let mut channel = Counted {
+            answer: Receives::AtOnce,
+            receives: 0,
+        };
         let mut launcher = Told::saying(WorkerStatus::default().with_running(1));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         let options = MasterOptions::with_deadline(Some(deadline.into_std()))
