@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use cnd_core::journal::{Entry, Journal};
+use cnd_core::journal::{Entry, Journal, JournalError};
 use cnd_core::{MasterEvent, MasterOutcome};
 use uuid::Uuid;
 
@@ -196,7 +196,20 @@ pub fn cleanup_journals(run: Option<Uuid>, remove: bool, force: bool) -> Vec<Str
             .ok()
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
-        let replay = match cnd_core::journal::Replay::read(&path) {
+        // Held while it is judged and removed: a run going on is never
+        // listed as resumable, nor its journal taken from under it.
+        let held = match Journal::append(&path) {
+            Ok(held) => held,
+            Err(JournalError::InUse { .. }) => {
+                lines.push(format!("kept journal {name}: in use by a cnd run going on"));
+                continue;
+            }
+            Err(e) => {
+                lines.push(format!("kept {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let replay = match held.replay() {
             Ok(replay) => replay,
             Err(e) => {
                 lines.push(format!("kept {}: {e}", path.display()));

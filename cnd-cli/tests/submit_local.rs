@@ -570,6 +570,49 @@ fn workers_die_with_a_master_killed_by_sigkill() {
 }
 
 #[test]
+fn a_resumed_run_first_removes_the_queue_its_killed_attempt_left() {
+    let moto = MotoServer::start();
+    let run = Uuid::new_v4();
+    let home = temp_home("resume-queue");
+    let journal = home.join("run.jsonl");
+    let journal = journal.to_str().unwrap();
+    let mut first = submit(
+        &moto,
+        &[
+            "-d",
+            "60",
+            "--pods",
+            "1",
+            "--run-id",
+            &run.to_string(),
+            "--journal",
+            journal,
+        ],
+    );
+    let mut child = start_endless_run(&mut first, run, 1);
+    child.kill().unwrap(); // SIGKILL: its queue stays
+    child.wait().unwrap();
+    assert!(run_queue_exists(&moto, run));
+    // The resumed attempt (still endless: cut short by its own --timeout)
+    // deletes the dead attempt's queue before it makes its own.
+    let resumed = submit(&moto, &["--resume", journal, "--timeout", "3s", "--json"])
+        .output()
+        .unwrap();
+    assert_exit(&resumed, 4);
+    let said = stderr_of(&resumed);
+    assert!(said.contains(&format!("left by attempt {run}")), "{said}");
+    assert!(!run_queue_exists(&moto, run), "{said}");
+    let second: Uuid = json_of(&resumed)["run_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(second, run);
+    assert_nothing_left(&moto, second);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
 fn cleanup_all_never_removes_the_queue_of_a_run_in_progress() {
     let moto = MotoServer::start();
     let run = Uuid::new_v4();
@@ -1169,6 +1212,37 @@ fn a_run_killed_by_sigkill_resumes_and_searches_only_what_was_left() {
         assert!(started.elapsed() < Duration::from_secs(120), "{text}");
         std::thread::sleep(Duration::from_millis(5));
     };
+    // While it runs its journal is its own: a second resume is refused, and
+    // cleanup neither offers it as resumable nor removes it. Frozen first, so
+    // that the run cannot end while they are tried.
+    // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGSTOP);
+    }
+    let twice = bare_cli(
+        &[
+            "submit",
+            "--resume",
+            &run.to_string(),
+            "--launcher",
+            "local",
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_exit(&twice, 2);
+    let said = stderr_of(&twice);
+    assert!(said.contains("is in use by another cnd process"), "{said}");
+    let cleaned = bare_cli(&["cleanup", "--all", "--force"], &home)
+        .output()
+        .unwrap();
+    let said = support::stdout_of(&cleaned);
+    assert!(
+        said.contains(&format!("kept journal {run}: in use")),
+        "{said}"
+    );
+    assert!(journal.exists());
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = Instant::now();

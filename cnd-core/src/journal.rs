@@ -204,6 +204,13 @@ pub enum JournalError {
         /// Its version.
         version: u32,
     },
+    /// Another process holds the journal open for writing: the run, or a
+    /// resume of it, is still going.
+    #[error("journal {} is in use by another cnd process (the run, or a resume of it, is still going)", path.display())]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
     /// A line after the header is malformed or does not fit the run.
     #[error("journal {} is corrupt at line {line}: {reason}", path.display())]
     Corrupt {
@@ -232,6 +239,7 @@ impl Journal {
             .create_new(true)
             .open(path)
             .map_err(io)?;
+        hold(&file, path)?;
         let mut journal = Journal {
             path: path.to_path_buf(),
             file,
@@ -243,7 +251,9 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Opens an existing journal to append to it (a resumed run's).
+    /// Opens an existing journal to append to it (a resumed run's). Read it
+    /// with [`replay`](Self::replay) after this, not before: what it holds
+    /// then cannot change under the caller.
     pub fn append(path: &Path) -> Result<Journal, JournalError> {
         let file = OpenOptions::new()
             .append(true)
@@ -252,6 +262,7 @@ impl Journal {
                 path: path.to_path_buf(),
                 source,
             })?;
+        hold(&file, path)?;
         Ok(Journal {
             path: path.to_path_buf(),
             file,
@@ -263,6 +274,11 @@ impl Journal {
     /// Where it is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads back what the journal holds.
+    pub fn replay(&self) -> Result<Replay, JournalError> {
+        Replay::read(&self.path)
     }
 
     /// Appends `entry` as one line. An attempt, a find and the end are synced
@@ -310,6 +326,26 @@ impl Journal {
             self.sync()?;
         }
         Ok(())
+    }
+}
+
+/// Takes the journal's exclusive lock for as long as `file` is open (the
+/// kernel drops it when the process dies, even by SIGKILL), so that two
+/// attempts never append to one journal at once: both would search the same
+/// rest, and each would resume from a file the other is changing. A file
+/// system without locks (`Unsupported`, some network mounts) goes unlocked
+/// rather than unjournaled.
+fn hold(file: &File, path: &Path) -> Result<(), JournalError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -569,5 +605,29 @@ mod tests {
         assert!(err.contains("format version 2"), "{err}");
         let err = replay(&[&h, ""]).unwrap_err().to_string();
         assert!(err.contains("no attempt"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_in_use_is_refused_until_its_holder_closes_it() {
+        let dir = std::env::temp_dir().join(format!("cnd-journal-{}", Uuid::new_v4()));
+        let path = dir.join("run.jsonl");
+        let puzzle = Puzzle::with_default_block(20).unwrap();
+        let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 4, 1).unwrap();
+        let mut first = Journal::create(&path, &JournalHeader::of(&spec, Answer::First)).unwrap();
+        first
+            .record(&Entry::Attempt {
+                run_id: spec.run_id,
+            })
+            .unwrap();
+        let err = Journal::append(&path).unwrap_err();
+        assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        // Reading is not writing: the holder's own view, and anyone's.
+        assert_eq!(first.replay().unwrap().attempts, vec![spec.run_id]);
+        drop(first);
+        let second = Journal::append(&path).unwrap();
+        assert_eq!(second.replay().unwrap().attempts, vec![spec.run_id]);
+        drop(second);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -34,6 +34,7 @@ use crate::signals::StopSignal;
 use crate::startup::StartupTimes;
 use cnd_core::journal::{Journal, JournalHeader, Replay};
 
+mod earlier;
 mod live;
 pub(crate) mod output;
 
@@ -237,6 +238,8 @@ struct Plan {
     /// The journal to append to, and what it held (a resumed run).
     journal: Option<std::path::PathBuf>,
     resumed: Option<Replay>,
+    /// A resumed run's journal, open (and locked) since it was read.
+    held: Option<Journal>,
     kube: KubeOptions,
     channel: ChannelKind,
     /// Why that channel, when it was not asked for.
@@ -320,14 +323,17 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
     let resumed = match &args.resume {
         Some(name) => {
             let path = crate::journal::locate(name)?;
-            // A corrupt or foreign file is bad input: one sentence, exit 2.
-            let replay = Replay::read(&path).map_err(|e| usage(e.to_string()))?;
-            Some((path, replay))
+            // Held from before it is read to the attempt's end: a second
+            // resume of a run still going is refused, not run twice. That,
+            // and a corrupt or foreign file, is bad input: one sentence, exit 2.
+            let held = Journal::append(&path).map_err(|e| usage(e.to_string()))?;
+            let replay = held.replay().map_err(|e| usage(e.to_string()))?;
+            Some((path, replay, held))
         }
         None => None,
     };
     let (puzzle, range, answer) = match &resumed {
-        Some((_, replay)) => replay.run(),
+        Some((_, replay, _)) => replay.run(),
         None => {
             let difficulty = args
                 .difficulty
@@ -377,7 +383,7 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         _ => return Err(usage("give --pods P, or --within DUR with --confidence P")),
     };
     let shards = match &resumed {
-        Some((_, replay)) => replay.header.shards,
+        Some((_, replay, _)) => replay.header.shards,
         None => args.shards.unwrap_or(pods),
     };
     if shards < pods {
@@ -406,13 +412,13 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         None => spec,
     };
     let spec = match &resumed {
-        Some((path, replay)) => spec
+        Some((path, replay, _)) => spec
             .with_searched(replay.searched.clone())
             .map_err(|e| usage(format!("{}: {e}", path.display())))?,
         None => spec,
     };
     let journal = match &resumed {
-        Some((path, _)) => Some(path.clone()),
+        Some((path, _, _)) => Some(path.clone()),
         None => args
             .journal
             .clone()
@@ -453,11 +459,16 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
         },
         ..KubeOptions::default()
     };
+    let (resumed, held) = match resumed {
+        Some((_, replay, held)) => (Some(replay), Some(held)),
+        None => (None, None),
+    };
     Ok(Plan {
         spec,
         answer,
         journal,
-        resumed: resumed.map(|(_, replay)| replay),
+        held,
+        resumed,
         kube,
         channel,
         channel_reason,
@@ -475,6 +486,8 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
     let deadline = plan.spec.timeout.map(|t| Instant::now() + t);
     // Where the Kubernetes API server is, to name it if it does not answer.
     let mut api_server = None;
+    // The cluster, for removing what a resumed run's earlier attempts left.
+    let mut cluster = None;
     let (mut launcher, mut channel): (Box<dyn Launcher>, Box<dyn ResultChannel>) =
         match plan.channel {
             ChannelKind::Sqs => {
@@ -485,6 +498,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
                     LauncherKind::Kubernetes => {
                         let (client, server) = kube_client(&mut plan.kube).await?;
                         api_server = Some(server);
+                        cluster = Some(client.clone());
                         Box::new(KubeLauncher::new(client, plan.kube.clone()))
                     }
                     LauncherKind::Local => Box::new(local_launcher(&args)?),
@@ -499,6 +513,7 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
             ChannelKind::PodStatus => {
                 let (client, server) = kube_client(&mut plan.kube).await?;
                 api_server = Some(server);
+                cluster = Some(client.clone());
                 let channel =
                     PodStatusChannel::new(client.clone(), &plan.kube.namespace, plan.spec.run_id);
                 (
@@ -532,7 +547,18 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
         );
     }
     let answer = plan.answer;
-    let mut recorder = open_journal(&plan, &args)?;
+    let held = plan.held.take();
+    let mut recorder = open_journal(&plan, held, &args)?;
+    if let Some(replay) = &plan.resumed {
+        let leftovers = earlier::Leftovers {
+            attempts: &replay.attempts,
+            kube: cluster.as_ref().map(|c| (c, plan.kube.namespace.as_str())),
+            queues: plan.channel == ChannelKind::Sqs
+                && args.queue_url.is_none()
+                && args.queue_name.is_none(),
+        };
+        earlier::remove(leftovers, cancel).await;
+    }
     let earlier_finds = plan
         .resumed
         .as_ref()
@@ -624,13 +650,13 @@ fn journal_id(plan: &Plan) -> Uuid {
 /// Opens the run's journal (made for a new run, appended to for a resumed
 /// one) and records this attempt. A journal asked for by --journal or
 /// --resume must open; the default one only warns when it cannot.
-fn open_journal(plan: &Plan, args: &SubmitArgs) -> anyhow::Result<Recorder> {
+fn open_journal(plan: &Plan, held: Option<Journal>, args: &SubmitArgs) -> anyhow::Result<Recorder> {
     let Some(path) = &plan.journal else {
         console::say("warning: no journal (neither XDG_STATE_HOME nor HOME is set): this run cannot be resumed");
         return Ok(Recorder::new(None));
     };
     let opened = match &plan.resumed {
-        Some(_) => Journal::append(path),
+        Some(_) => held.map_or_else(|| Journal::append(path), Ok),
         None => Journal::create(path, &JournalHeader::of(&plan.spec, plan.answer)),
     };
     let mut recorder = match opened {
@@ -649,17 +675,11 @@ fn open_journal(plan: &Plan, args: &SubmitArgs) -> anyhow::Result<Recorder> {
     recorder.attempt(plan.spec.run_id);
     if let Some(replay) = &plan.resumed {
         console::say(format!(
-            "resuming run {} (attempt {}): {} of {} shards carried over{}",
+            "resuming run {} (attempt {}): {} of {} shards carried over",
             replay.header.journal,
             replay.attempts.len() + 1,
             replay.resumed_shards(),
             plan.spec.shards,
-            match replay.attempts.last() {
-                Some(last) => format!(
-                    "; `cnd-cli cleanup --run {last}` removes what the last attempt may have left"
-                ),
-                None => String::new(),
-            }
         ));
     }
     Ok(recorder)
