@@ -145,9 +145,9 @@ impl Recorder {
         });
     }
 
-    /// Records an attempt's start.
-    pub fn attempt(&mut self, run_id: Uuid) {
-        self.record(&Entry::Attempt { run_id });
+    /// Records an attempt's start, and how it was launched.
+    pub fn attempt(&mut self, run_id: Uuid, launch: std::collections::BTreeMap<String, String>) {
+        self.record(&Entry::Attempt { run_id, launch });
     }
 
     fn record(&mut self, entry: &Entry) {

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// `eprintln!` for all of this crate (it shadows std's in every module below):
 /// a line on stderr whose write errors are ignored. std's panics when the write
@@ -86,14 +86,22 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<Exit> {
-    let cli = Cli::parse();
+    // As `Cli::parse()` does, keeping the matches: `submit --resume` asks them
+    // which flags were given rather than defaulted.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)
+        .map_err(|e| e.format(&mut Cli::command()))
+        .unwrap_or_else(|e| e.exit());
     logging::init(cli.verbose);
     match cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Bench(args) => cmd::bench::run(args),
-        Command::Submit(args) => cmd::submit::run(*args),
+        Command::Submit(args) => {
+            let matches = matches.subcommand_matches("submit");
+            cmd::submit::run(*args, matches.expect("submit was parsed from its matches"))
+        }
         Command::Cleanup(args) => cmd::cleanup::run(args),
         Command::Sweep(args) => cmd::sweep::run(*args),
     }

@@ -1259,23 +1259,17 @@ fn a_run_killed_by_sigkill_resumes_and_searches_only_what_was_left() {
         .map(|v| v["shard"].as_u64().unwrap())
         .collect();
 
-    // Resumed by its id: nothing about the puzzle is given again.
-    let resumed = bare_cli(
-        &[
-            "submit",
-            "--resume",
-            &run.to_string(),
-            "--launcher",
-            "local",
-            "--channel",
-            "stdout",
-            "--json",
-        ],
-        &home,
-    )
-    .output()
-    .unwrap();
+    // Resumed by its id: nothing about the puzzle, nor how it ran, is given
+    // again (without the journal's --launcher local it would look for a cluster).
+    let resumed = bare_cli(&["submit", "--resume", &run.to_string(), "--json"], &home)
+        .output()
+        .unwrap();
     assert_exit(&resumed, 3);
+    let said = stderr_of(&resumed);
+    assert!(
+        said.contains("as the last attempt ran: --launcher local --channel stdout --threads 1\n"),
+        "{said}"
+    );
     let result = json_of(&resumed);
     assert_eq!(result["outcome"], "exhausted", "{result}");
     assert_eq!(
@@ -1384,6 +1378,36 @@ fn a_corrupt_or_foreign_journal_is_refused_in_one_sentence() {
     std::fs::write(&journal, lines[..2].join("\n") + "\n{\"kind\":\"exha").unwrap();
     let output = resume(&journal);
     assert_exit(&output, 0);
+    // A launch setting no flag would take is refused as the flag would be,
+    // unless the command line gives that flag itself.
+    let attempt = format!(
+        r#"{{"kind":"attempt","run_id":"{}","launch":{{"launcher":"local","threads":"0"}}}}"#,
+        Uuid::new_v4()
+    );
+    std::fs::write(&journal, format!("{}\n{attempt}\n", lines[0])).unwrap();
+    let output = resume(&journal);
+    assert_exit(&output, 2);
+    let said = stderr_of(&output);
+    assert!(said.contains("its last attempt's --threads `0`"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    let output = bare_cli(
+        &[
+            "submit",
+            "--resume",
+            journal.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_exit(&output, 0);
+    let said = stderr_of(&output);
+    assert!(
+        said.contains("as the last attempt ran: --launcher local\n"),
+        "{said}"
+    );
     std::fs::remove_dir_all(&home).unwrap();
 }
 

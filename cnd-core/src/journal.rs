@@ -22,7 +22,7 @@
 //! let puzzle = Puzzle::with_default_block(20)?;
 //! let spec = RunSpec::new(puzzle.clone(), puzzle.space(), 4, 2)?;
 //! let mut journal = Journal::create(&path, &JournalHeader::of(&spec, Answer::Smallest))?;
-//! journal.record(&Entry::Attempt { run_id: spec.run_id })?;
+//! journal.record(&Entry::Attempt { run_id: spec.run_id, launch: Default::default() })?;
 //! journal.record(&Entry::Exhausted { shard: 0 })?;
 //! journal.record(&Entry::Searched { shard: 1, nonces: 65_536 })?;
 //! drop(journal);
@@ -137,6 +137,11 @@ pub enum Entry {
     Attempt {
         /// The attempt's run id.
         run_id: Uuid,
+        /// How it was launched, as the program that wrote the journal names
+        /// its settings (`cnd-cli`: its `submit` flags, `--image` and the
+        /// like): kept for the next attempt, never read by this library.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        launch: BTreeMap<String, String>,
     },
     /// A shard was searched to its end without a golden nonce.
     Exhausted {
@@ -363,6 +368,8 @@ pub struct Replay {
     pub header: JournalHeader,
     /// The run ids of its attempts, oldest first.
     pub attempts: Vec<Uuid>,
+    /// How the last attempt was launched ([`Entry::Attempt`]'s `launch`).
+    pub launch: BTreeMap<String, String>,
     /// What its attempts searched: shards exhausted or settled by a find are
     /// done, others may have a prefix.
     pub searched: Searched,
@@ -431,6 +438,7 @@ impl Replay {
         let mut replay = Replay {
             header,
             attempts: Vec::new(),
+            launch: BTreeMap::new(),
             searched: Searched::default(),
             finds: BTreeMap::new(),
             ended: None,
@@ -453,7 +461,10 @@ impl Replay {
                 }
             };
             match entry {
-                Entry::Attempt { run_id } => replay.attempts.push(run_id),
+                Entry::Attempt { run_id, launch } => {
+                    replay.attempts.push(run_id);
+                    replay.launch = launch;
+                }
                 Entry::Exhausted { shard } => replay.searched.mark_done(shard_of(shard)?),
                 Entry::Searched { shard, nonces } => {
                     let shard = shard_of(shard)?;
@@ -608,6 +619,32 @@ mod tests {
     }
 
     #[test]
+    fn the_last_attempts_launch_settings_are_kept_and_an_attempt_may_have_none() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = format!(
+            r#"{{"kind":"attempt","run_id":"{a}","launch":{{"image":"reg/cnd:1","pods-of":"x"}}}}"#
+        );
+        let second =
+            format!(r#"{{"kind":"attempt","run_id":"{b}","launch":{{"image":"reg/cnd:2"}}}}"#);
+        let got = replay(&[&header(4), &first, &second, ""]).unwrap();
+        assert_eq!(got.attempts, vec![a, b]);
+        assert_eq!(
+            got.launch,
+            BTreeMap::from([("image".to_string(), "reg/cnd:2".to_string())])
+        );
+        // Written before attempts said how they were launched: none.
+        let bare = format!(r#"{{"kind":"attempt","run_id":"{a}"}}"#);
+        assert!(replay(&[&header(4), &bare, ""]).unwrap().launch.is_empty());
+        // And an attempt without settings writes none.
+        let line = serde_json::to_string(&Entry::Attempt {
+            run_id: a,
+            launch: BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(line, bare);
+    }
+
+    #[test]
     fn a_journal_in_use_is_refused_until_its_holder_closes_it() {
         let dir = std::env::temp_dir().join(format!("cnd-journal-{}", Uuid::new_v4()));
         let path = dir.join("run.jsonl");
@@ -617,6 +654,7 @@ mod tests {
         first
             .record(&Entry::Attempt {
                 run_id: spec.run_id,
+                launch: BTreeMap::new(),
             })
             .unwrap();
         let err = Journal::append(&path).unwrap_err();

@@ -35,6 +35,7 @@ use crate::startup::StartupTimes;
 use cnd_core::journal::{Journal, JournalHeader, Replay};
 
 mod earlier;
+mod launch;
 mod live;
 pub(crate) mod output;
 
@@ -76,9 +77,10 @@ impl ChannelKind {
 /// only) in $XDG_STATE_HOME/cnd/runs/RUN_ID.jsonl (else
 /// ~/.local/state/cnd/runs), or --journal FILE. If the run is cut short (Ctrl-C,
 /// --timeout, a lost cluster, this process killed), `submit --resume ID` runs
-/// it again with the same puzzle, range, shards and answer, and searches only
-/// what is not yet searched: exhausted shards are skipped, others start where
-/// their last progress report said (at most one --progress-every is redone).
+/// it again with the same puzzle, range, shards and answer, and the same launch
+/// flags unless given again, and searches only what is not yet searched:
+/// exhausted shards are skipped, others start where their last progress
+/// report said (at most one --progress-every is redone).
 ///
 /// How reports come back (--channel):
 ///   stdout      local workers write them to their stdout (the default for
@@ -111,7 +113,8 @@ pub struct SubmitArgs {
 
     /// Resume the run whose journal this is (a run id, as submit printed it, or
     /// the journal's file): same puzzle, range, shards and answer, a new key,
-    /// and only what earlier attempts did not search.
+    /// and only what earlier attempts did not search; launched as the last
+    /// attempt was (--launcher, --image, ...) except for the flags given here.
     #[arg(long, value_name = "ID|FILE", conflicts_with_all = ["difficulty", "block", "block_hex", "nonce_bits", "nonce_format", "range", "shards", "smallest", "within", "run_id", "dry_run"])]
     resume: Option<String>,
 
@@ -277,8 +280,11 @@ fn choose_channel(args: &SubmitArgs) -> anyhow::Result<(ChannelKind, &'static st
 }
 
 /// Runs `cnd-cli submit`.
-pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
-    let plan = plan(&args)?;
+/// Runs `cnd-cli submit`; `matches` are its own (to tell a flag given from
+/// its default, for `--resume`).
+pub fn run(mut args: SubmitArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let plan = plan(&mut args, given)?;
     if args.dry_run {
         print!(
             "{}",
@@ -319,7 +325,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<Exit> {
     })
 }
 
-fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
+fn plan(args: &mut SubmitArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<Plan> {
     let resumed = match &args.resume {
         Some(name) => {
             let path = crate::journal::locate(name)?;
@@ -328,10 +334,17 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<Plan> {
             // and a corrupt or foreign file, is bad input: one sentence, exit 2.
             let held = Journal::append(&path).map_err(|e| usage(e.to_string()))?;
             let replay = held.replay().map_err(|e| usage(e.to_string()))?;
+            // Launched as its last attempt was, unless told otherwise.
+            let taken = launch::take(args, &replay.launch, given)
+                .map_err(|e| usage(format!("journal {}: {e}", path.display())))?;
+            if !taken.is_empty() {
+                console::say(format!("as the last attempt ran: {}", taken.join(" ")));
+            }
             Some((path, replay, held))
         }
         None => None,
     };
+    let args = &*args;
     let (puzzle, range, answer) = match &resumed {
         Some((_, replay, _)) => replay.run(),
         None => {
@@ -672,7 +685,10 @@ fn open_journal(plan: &Plan, held: Option<Journal>, args: &SubmitArgs) -> anyhow
         }
         Err(e) => return Err(anyhow::Error::new(e).context("opening the run's journal")),
     };
-    recorder.attempt(plan.spec.run_id);
+    recorder.attempt(
+        plan.spec.run_id,
+        launch::settings(args, &plan.kube.namespace),
+    );
     if let Some(replay) = &plan.resumed {
         console::say(format!(
             "resuming run {} (attempt {}): {} of {} shards carried over",
