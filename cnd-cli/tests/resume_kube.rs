@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use support::{assert_exit, stderr_of, worker_bin, CLI};
+use support::{assert_exit, stderr_of, without_aws, worker_bin, CLI};
 use uuid::Uuid;
 
 const NAMESPACE: &str = "cnd-test";
@@ -142,11 +142,7 @@ fn cli(args: &[&str], home: &Path) -> Command {
         .env("CND_WORKER_BIN", worker_bin())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(&name);
-        }
-    }
+    without_aws(&mut command);
     command
 }
 

@@ -15,7 +15,7 @@ use cnd_cloud::sqs;
 use cnd_cloud::sqs::testing::{Fault, FaultProxy, MotoServer};
 use cnd_core::{verify, Puzzle, Report, ReportKind};
 use serde_json::Value;
-use support::{assert_exit, processes_where, stderr_of, worker_bin, CLI};
+use support::{assert_exit, processes_where, stderr_of, without_aws, worker_bin, CLI};
 use uuid::Uuid;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -793,11 +793,7 @@ fn a_slow_queue_delays_the_answer_but_never_changes_it() {
 fn bare_cli(args: &[&str], home: &Path) -> Command {
     let mut command = Command::new(CLI);
     command.args(args).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(&name);
-        }
-    }
+    without_aws(&mut command);
     command
         .env("HOME", home)
         .env("PATH", "/usr/bin:/bin")

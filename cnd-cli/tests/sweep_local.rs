@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cnd_core::{verify, NonceBits, NonceFormat, Puzzle};
 use serde_json::Value;
-use support::{assert_exit, processes_where, stderr_of, worker_bin, CLI};
+use support::{assert_exit, processes_where, stderr_of, without_aws, worker_bin, CLI};
 
 /// `cnd-cli sweep --launcher local ARGS`, with no AWS settings at all.
 fn sweep(args: &[&str]) -> Command {
@@ -22,11 +22,7 @@ fn sweep(args: &[&str]) -> Command {
         .env("CND_PROGRESS_SECS", "1")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(&name);
-        }
-    }
+    without_aws(&mut command);
     command
 }
 

@@ -73,6 +73,17 @@ pub fn processes_where(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
         .collect()
 }
 
+/// `command` with every `AWS_` variable of this process removed: a test's run
+/// must not reach a real account, whatever the developer's shell holds.
+pub fn without_aws(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
+
 /// `cnd-cli ARGS` to completion, without `RUST_LOG` or a forced backend.
 pub fn cnd(args: &[&str]) -> Output {
     Command::new(CLI)
