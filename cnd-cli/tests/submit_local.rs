@@ -1263,7 +1263,9 @@ fn a_run_killed_by_sigkill_resumes_and_searches_only_what_was_left() {
     assert_exit(&resumed, 3);
     let said = stderr_of(&resumed);
     assert!(
-        said.contains("as the last attempt ran: --launcher local --channel stdout --threads 1\n"),
+        said.contains(
+            "as the last attempt ran: --pods 2 --launcher local --channel stdout --threads 1\n"
+        ),
         "{said}"
     );
     let result = json_of(&resumed);

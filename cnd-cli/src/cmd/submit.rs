@@ -687,7 +687,7 @@ fn open_journal(plan: &Plan, held: Option<Journal>, args: &SubmitArgs) -> anyhow
     };
     recorder.attempt(
         plan.spec.run_id,
-        launch::settings(args, &plan.kube.namespace),
+        launch::settings(args, plan.spec.parallelism, &plan.kube.namespace),
     );
     if let Some(replay) = &plan.resumed {
         console::say(format!(

@@ -13,14 +13,15 @@ use clap::ValueEnum;
 
 use super::{ChannelKind, SubmitArgs};
 use crate::args::{
-    parse_cpu, parse_dns_label, parse_dns_subdomain, parse_image, parse_memory, parse_queue_name,
-    parse_queue_url, parse_threads,
+    parse_count, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_image, parse_memory,
+    parse_queue_name, parse_queue_url, parse_threads,
 };
 use crate::cluster::{LauncherKind, WorkloadKind};
 
 /// The flags kept, as a journal names them (their long names) beside the ids
 /// clap knows them by (the fields of [`SubmitArgs`]).
-const FLAGS: [(&str, &str); 12] = [
+const FLAGS: [(&str, &str); 13] = [
+    ("pods", "pods"),
     ("launcher", "launcher"),
     ("channel", "channel"),
     ("queue-url", "queue_url"),
@@ -47,15 +48,17 @@ fn name<T: ValueEnum>(value: &T) -> String {
         .to_string()
 }
 
-/// The settings of an attempt run with `args` in `namespace` (the one it
-/// resolved: the kubeconfig's when --namespace was not given).
-pub fn settings(args: &SubmitArgs, namespace: &str) -> BTreeMap<String, String> {
+/// The settings of an attempt run with `args`, `pods` at once (as given or
+/// as --within picked them), in `namespace` (the one it resolved: the
+/// kubeconfig's when --namespace was not given).
+pub fn settings(args: &SubmitArgs, pods: u64, namespace: &str) -> BTreeMap<String, String> {
     let mut kept = BTreeMap::new();
     let mut keep = |flag: &str, value: Option<String>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             kept.insert(flag.to_string(), value);
         }
     };
+    keep("pods", Some(pods.to_string()));
     keep("launcher", Some(name(&args.launcher)));
     keep("channel", args.channel.as_ref().map(name));
     keep("queue-url", args.queue_url.clone());
@@ -106,6 +109,7 @@ pub fn take(
         let bad = |e: String| format!("its last attempt's --{flag} `{value}`: {e}");
         let enum_value = |what: &str| format!("not a {what}");
         match flag {
+            "pods" => args.pods = Some(parse_count(value).map_err(bad)?),
             "launcher" => {
                 args.launcher =
                     LauncherKind::from_str(value, false).map_err(|_| bad(enum_value("launcher")))?
@@ -183,7 +187,8 @@ mod tests {
             "--cpu",
             "2",
         ]);
-        let kept = settings(&first, "cnd");
+        let kept = settings(&first, 4, "cnd");
+        assert_eq!(kept["pods"], "4");
         assert_eq!(kept["launcher"], "kubernetes");
         assert_eq!(kept["image"], "reg/cnd:1");
         assert_eq!(kept["queue-url"], url);
@@ -200,7 +205,8 @@ mod tests {
         assert_eq!(args.queue_url.as_deref(), Some(url));
         assert_eq!(args.namespace.as_deref(), Some("cnd"));
         assert_eq!(args.cpu, "2");
-        assert_eq!(taken[0], "--launcher kubernetes");
+        assert_eq!(args.pods, Some(4));
+        assert_eq!(taken[..2], ["--pods 4", "--launcher kubernetes"]);
         assert!(taken.contains(&format!("--queue-url {url}")), "{taken:?}");
 
         // A flag given wins, and is not said as taken.
