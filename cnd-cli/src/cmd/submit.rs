@@ -160,7 +160,7 @@ pub struct SubmitArgs {
     image: String,
 
     /// Kubernetes: imagePullPolicy (IfNotPresent, Always, Never).
-    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always", "Never"])]
+    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent", value_parser = PULL_POLICIES)]
     image_pull_policy: String,
 
     /// Kubernetes: the namespace. [default: the kubeconfig's, else "default"]
@@ -232,6 +232,9 @@ pub struct SubmitArgs {
     #[command(flatten)]
     output: OutputArgs,
 }
+
+/// The imagePullPolicy values --image-pull-policy takes.
+const PULL_POLICIES: [&str; 3] = ["IfNotPresent", "Always", "Never"];
 
 /// What the flags say to do, validated.
 struct Plan {

@@ -7,6 +7,7 @@
 //! holds the journal's lock, which a live master never gives up), so this
 //! removes them before anything new is created.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use cnd_cloud::{kubernetes, sqs};
@@ -19,9 +20,6 @@ use crate::console;
 /// is a courtesy to the cluster, and the run must not wait on a stalled
 /// endpoint for it.
 const WITHIN: Duration = Duration::from_secs(30);
-
-/// How often a stop is looked for while it runs.
-const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Where the earlier attempts' leftovers may be.
 pub struct Leftovers<'a> {
@@ -46,24 +44,23 @@ pub async fn remove(leftovers: Leftovers<'_>, cancel: &CancelToken) {
     if leftovers.attempts.is_empty() || (leftovers.kube.is_none() && !leftovers.queues) {
         return;
     }
-    let stopped = async {
-        while !cancel.is_cancelled() {
-            tokio::time::sleep(STOP_POLL).await;
-        }
-    };
+    // Attempts done with, so that a cut-short removal names only the rest.
+    let done = Cell::new(0);
     let why = tokio::select! {
-        () = remove_all(&leftovers) => return,
-        () = stopped => "was stopped".to_string(),
+        () = remove_all(&leftovers, &done) => return,
+        () = cancel.cancelled() => "was stopped".to_string(),
         () = tokio::time::sleep(WITHIN) => format!("took over {}", crate::human::duration(WITHIN)),
     };
-    for attempt in leftovers.attempts {
+    for attempt in &leftovers.attempts[done.get()..] {
         console::say(format!(
             "warning: removing what attempt {attempt} left {why}; `cnd-cli cleanup --run {attempt}` finishes it"
         ));
     }
 }
 
-async fn remove_all(leftovers: &Leftovers<'_>) {
+async fn remove_all(leftovers: &Leftovers<'_>, done: &Cell<usize>) {
+    // One SQS client for every attempt's queue, made when the first is due.
+    let mut queues = None;
     for &attempt in leftovers.attempts {
         if let Some((client, namespace)) = leftovers.kube {
             match kubernetes::cleanup(client, namespace, Some(attempt), false).await {
@@ -84,21 +81,97 @@ async fn remove_all(leftovers: &Leftovers<'_>) {
             }
         }
         if leftovers.queues {
-            if let Err(e) = remove_queue(attempt).await {
+            if queues.is_none() {
+                queues = Some(sqs::client().await);
+            }
+            let removed = match queues.as_ref().expect("made above") {
+                Ok(client) => remove_queue(client, attempt).await,
+                Err(e) => Err(anyhow::anyhow!("setting up the SQS client: {e}")),
+            };
+            if let Err(e) = removed {
                 console::say(format!(
                     "warning: could not remove attempt {attempt}'s queue ({e}); `cnd-cli cleanup --run {attempt} --queues-only` retries it"
                 ));
             }
         }
+        done.set(done.get() + 1);
     }
 }
 
 /// Deletes the queue attempt `attempt` made for itself, if it is still there.
-async fn remove_queue(attempt: Uuid) -> anyhow::Result<()> {
-    let client = sqs::client().await?;
-    if let Some(url) = sqs::queue_url_for_name(&client, &sqs::queue_name(attempt)).await? {
-        sqs::delete_queue(&client, &url).await?;
+async fn remove_queue(client: &sqs::Client, attempt: Uuid) -> anyhow::Result<()> {
+    if let Some(url) = sqs::queue_url_for_name(client, &sqs::queue_name(attempt)).await? {
+        sqs::delete_queue(client, &url).await?;
         console::say(format!("deleted queue {url}, left by attempt {attempt}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tokio::time::Instant;
+
+    /// An API server that takes every request and never answers (its handle,
+    /// kept alive, holds them).
+    fn silent_cluster() -> (
+        kube::Client,
+        tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    ) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (kube::Client::new(service, "cnd-test"), handle)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_api_server_holds_the_removal_no_longer_than_its_bound() {
+        let (client, _held) = silent_cluster();
+        let attempts = [Uuid::new_v4(), Uuid::new_v4()];
+        let leftovers = Leftovers {
+            attempts: &attempts,
+            kube: Some((&client, "cnd-test")),
+            queues: false,
+        };
+        let started = Instant::now();
+        // Bounded here too, so that a removal without its bound fails this
+        // test rather than hanging it.
+        let cancel = CancelToken::new();
+        let bounded = tokio::time::timeout(2 * WITHIN, remove(leftovers, &cancel));
+        assert!(
+            bounded.await.is_ok(),
+            "still removing after {:?}",
+            2 * WITHIN
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= WITHIN && took < WITHIN + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_removal_at_once() {
+        let (client, _held) = silent_cluster();
+        let attempts = [Uuid::new_v4()];
+        let leftovers = Leftovers {
+            attempts: &attempts,
+            kube: Some((&client, "cnd-test")),
+            queues: false,
+        };
+        let cancel = CancelToken::new();
+        let stopper = cancel.clone();
+        let stop_after = Duration::from_millis(300);
+        tokio::spawn(async move {
+            tokio::time::sleep(stop_after).await;
+            stopper.cancel();
+        });
+        let started = Instant::now();
+        remove(leftovers, &cancel).await;
+        let took = started.elapsed();
+        assert!(
+            took >= stop_after && took < stop_after + Duration::from_millis(100),
+            "{took:?}"
+        );
+    }
 }

@@ -11,29 +11,29 @@ use std::collections::BTreeMap;
 
 use clap::ValueEnum;
 
-use super::{ChannelKind, SubmitArgs};
+use super::{ChannelKind, SubmitArgs, PULL_POLICIES};
 use crate::args::{
     parse_count, parse_cpu, parse_dns_label, parse_dns_subdomain, parse_image, parse_memory,
     parse_queue_name, parse_queue_url, parse_threads,
 };
 use crate::cluster::{LauncherKind, WorkloadKind};
 
-/// The flags kept, as a journal names them (their long names) beside the ids
-/// clap knows them by (the fields of [`SubmitArgs`]).
-const FLAGS: [(&str, &str); 13] = [
-    ("pods", "pods"),
-    ("launcher", "launcher"),
-    ("channel", "channel"),
-    ("queue-url", "queue_url"),
-    ("queue-name", "queue_name"),
-    ("workload", "workload"),
-    ("image", "image"),
-    ("image-pull-policy", "image_pull_policy"),
-    ("namespace", "namespace"),
-    ("cpu", "cpu"),
-    ("memory", "memory"),
-    ("service-account", "service_account"),
-    ("threads", "threads"),
+/// The flags kept, by their long names; clap knows each by the same name
+/// with `_` for `-` (the fields of [`SubmitArgs`]).
+const FLAGS: [&str; 13] = [
+    "pods",
+    "launcher",
+    "channel",
+    "queue-url",
+    "queue-name",
+    "workload",
+    "image",
+    "image-pull-policy",
+    "namespace",
+    "cpu",
+    "memory",
+    "service-account",
+    "threads",
 ];
 
 /// How reports came back: given together or not at all, since the default
@@ -87,19 +87,14 @@ pub fn take(
     kept: &BTreeMap<String, String>,
     given: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, String> {
-    let given_flag = |flag: &str| {
-        FLAGS
-            .iter()
-            .find(|(f, _)| *f == flag)
-            .is_some_and(|(_, id)| given(id))
-    };
+    let given_flag = |flag: &str| given(&flag.replace('-', "_"));
     let launcher_changed = given_flag("launcher")
         && kept
             .get("launcher")
             .is_some_and(|l| *l != name(&args.launcher));
     let reports_given = launcher_changed || REPORTS.iter().any(|f| given_flag(f));
     let mut taken = Vec::new();
-    for (flag, _) in FLAGS {
+    for flag in FLAGS {
         let Some(value) = kept.get(flag) else {
             continue;
         };
@@ -126,10 +121,12 @@ pub fn take(
                     WorkloadKind::from_str(value, false).map_err(|_| bad(enum_value("workload")))?
             }
             "image" => args.image = parse_image(value).map_err(bad)?,
-            "image-pull-policy" => match value.as_str() {
-                "IfNotPresent" | "Always" | "Never" => args.image_pull_policy = value.clone(),
-                _ => return Err(bad("not IfNotPresent, Always or Never".into())),
-            },
+            "image-pull-policy" if PULL_POLICIES.contains(&value.as_str()) => {
+                args.image_pull_policy = value.clone()
+            }
+            "image-pull-policy" => {
+                return Err(bad(format!("not one of {}", PULL_POLICIES.join(", "))))
+            }
             "namespace" => args.namespace = Some(parse_dns_label(value).map_err(bad)?),
             "cpu" => args.cpu = parse_cpu(value).map_err(bad)?,
             "memory" => args.memory = parse_memory(value).map_err(bad)?,
