@@ -1210,7 +1210,8 @@ fn a_run_killed_by_sigkill_resumes_and_searches_only_what_was_left() {
     };
     // While it runs its journal is its own: a second resume is refused, and
     // cleanup neither offers it as resumable nor removes it. Frozen first, so
-    // that the run cannot end while they are tried.
+    // that the run cannot end while they are tried; killed before anything is
+    // asserted, so that a failure leaves no frozen run behind.
     // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGSTOP);
@@ -1225,23 +1226,22 @@ fn a_run_killed_by_sigkill_resumes_and_searches_only_what_was_left() {
         ],
         &home,
     )
-    .output()
-    .unwrap();
+    .output();
+    let cleaned = bare_cli(&["cleanup", "--all", "--force"], &home).output();
+    let journal_kept = journal.exists();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    let (twice, cleaned) = (twice.unwrap(), cleaned.unwrap());
     assert_exit(&twice, 2);
     let said = stderr_of(&twice);
     assert!(said.contains("is in use by another cnd process"), "{said}");
-    let cleaned = bare_cli(&["cleanup", "--all", "--force"], &home)
-        .output()
-        .unwrap();
     let said = support::stdout_of(&cleaned);
     assert!(
         said.contains(&format!("kept journal {run}: in use")),
         "{said}"
     );
-    assert!(journal.exists());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let killed = Instant::now();
+    assert!(journal_kept);
     while !processes_of(run).is_empty() {
         assert!(
             killed.elapsed() < Duration::from_secs(5),
