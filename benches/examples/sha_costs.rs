@@ -1,12 +1,15 @@
 //! What the SIMD instructions the hash loops use cost on this CPU, in core cycles,
-//! and how close the `shani` and `avx512` loops come to the floors those costs set:
+//! and how close the `shani`, `avx512` and `avx2` loops come to the floors those
+//! costs set:
 //! `cargo run --release -p cnd-benches --example sha_costs`. It prints the CPU
 //! (model name, family and model, and the generation where it knows it) first.
 //!
 //! SHA-NI: latency (one dependent chain) and throughput (eight independent chains)
-//! of `sha256rnds2`, `sha256msg1` and `sha256msg2`, and whether rounds and message
-//! schedule share a unit; whether the schedule competes with the shuffles around it;
-//! two floors for the `shani` loop (its instruction mix without dependencies, its
+//! of `sha256rnds2`, `sha256msg1` and `sha256msg2`, whether rounds and message
+//! schedule share a unit (and what each `msg2` then adds to the rounds' time), and
+//! whether plain vector shifts and logic do; whether the schedule competes with the
+//! shuffles around it; floors for the `shani` loop (the AVX-512VL loop's instruction
+//! mix and the SSE loop's, loads and stores included, without dependencies; its
 //! rounds alone in 4 chains) and the R each allows; then the backend's own cycles
 //! per nonce, at its stream count and at 2 to 4 (see `STREAMS` and `STREAMS_VL` in
 //! `shani.rs`).
@@ -17,6 +20,12 @@
 //! from memory, register moves), whether rotates and adds share pipes, the floor
 //! the loop's instruction mix sets (from those throughputs, and measured with no
 //! dependencies), and the backend's own cycles per nonce beside it.
+//!
+//! AVX2 (`ymm`), on every CPU that has it: the same for the 8-lane `avx2` loop
+//! (`vpaddd`, `vpor`/`vpxor`/`vpandn`, `vpsrld`/`vpslld`, loads, stores, broadcasts),
+//! and its mix measured at full size and at an eighth of it: where the full size is
+//! slower, the loop's code is too big for the front end (Zen 3's op cache holds 4K
+//! ops; the loop's iteration is 6425 instructions).
 //!
 //! Cycles are counted with `rdtsc`, scaled by a chain of dependent register
 //! `add`s (one cycle each) timed just before and after each round, so turbo, a clock that
@@ -78,6 +87,12 @@ fn main() {
         zmm_costs_and_floor(&cpu);
     } else {
         println!("this CPU has no AVX-512F");
+    }
+    if std::arch::is_x86_feature_detected!("avx2") {
+        println!();
+        ymm_costs_and_floor(&cpu);
+    } else {
+        println!("this CPU has no AVX2");
     }
 }
 
@@ -194,7 +209,7 @@ fn sha_ni() {
         "sha256msg2 %xmm10, %xmm7",
         "sha256msg2 %xmm10, %xmm8"
     );
-    measure!(
+    let with_msg2 = measure!(
         "8 sha256rnds2 + 3 sha256msg2 (per rnds2; 1.00 = overlap)",
         8.0,
         "sha256rnds2 %xmm0, %xmm9, %xmm1",
@@ -224,9 +239,31 @@ fn sha_ni() {
         "sha256rnds2 %xmm0, %xmm9, %xmm7",
         "sha256rnds2 %xmm0, %xmm9, %xmm8"
     );
-    if std::arch::is_x86_feature_detected!("avx") {
-        pipes_and_floors(rnds2_latency);
-    }
+    // Where the two do not overlap (Zen 3), what each msg2 adds to the round unit's
+    // time, and the floor that sets for the loop: its 62 rnds2 and 24 msg2 per nonce
+    // (objdump: 186 and 72 per 3 nonces in the SSE loop, 124 and 48 per 2 in the
+    // AVX-512VL one).
+    let msg2_hold = ((8.0 * with_msg2 - 8.0 * rnds2_throughput) / 3.0).max(0.0);
+    println!(
+        "{:<52} {msg2_hold:5.2} cycles",
+        "  each msg2's time on the round unit"
+    );
+    let sha_unit = 62.0 * rnds2_throughput + 24.0 * msg2_hold;
+    println!(
+        "{:<52} {sha_unit:5.1} cycles (R {:.2})",
+        "  the round unit's floor: 62 rnds2 + 24 msg2 (per nonce)",
+        64.0 * rnds2_latency / sha_unit
+    );
+    measure!(
+        "8 sha256rnds2 + 8 psrld + 8 pxor (per rnds2; 1.00 = overlap)",
+        8.0,
+        ".irp r, 1, 2, 3, 4, 5, 6, 7, 8",
+        "sha256rnds2 %xmm0, %xmm9, %xmm\\r",
+        "psrld $7, %xmm11",
+        "pxor %xmm9, %xmm12",
+        ".endr"
+    );
+    let mixes = std::arch::is_x86_feature_detected!("avx").then(|| pipes_and_floors(rnds2_latency));
     // The shani backend itself, in the same cycles, and at other stream counts in the
     // variant this CPU runs: with AVX-512VL, S streams per batch and two batches in
     // flight (`STREAMS_VL`), else S streams (`STREAMS`).
@@ -252,6 +289,17 @@ fn sha_ni() {
         "  its floor on the round unit alone",
         63.0 * rnds2_throughput
     );
+    if let Some((vl_mix, sse_mix)) = mixes {
+        let mix = match shani::Variant::best() {
+            shani::Variant::Vl => vl_mix,
+            shani::Variant::Sse => sse_mix,
+        };
+        println!(
+            "  against the mix of the {variant} loop ({mix:.1}): {:.2}x, {:.0}% of its speed",
+            best / mix,
+            100.0 * mix / best
+        );
+    }
     println!("  per nonce at 2 to 4 streams ({variant} variant):");
     for (&(count, _), &(best, median)) in streams.iter().zip(&per_nonce[1..]) {
         let marked = if count == shipped {
@@ -271,9 +319,10 @@ fn sha_ni() {
 /// than the slowest part), then two floors for the `shani` loop: its instruction
 /// mix with no dependencies at all, and its rounds alone (no schedule) in four
 /// chains with hand-allocated registers; and the R (see docs/performance.md)
-/// each floor would give.
+/// each floor would give. Returns the two loops' mixes, the AVX-512VL loop's and
+/// the SSE loop's, in cycles per nonce.
 #[cfg(target_arch = "x86_64")]
-fn pipes_and_floors(rnds2_latency: f64) {
+fn pipes_and_floors(rnds2_latency: f64) -> (f64, f64) {
     /// `sha256rnds2` per nonce in the `shani` loop (objdump: 124 per 2 nonces).
     const NONCE_RNDS2: f64 = 62.0;
     // 3 msg1 into xmm10..12 and 3 msg2 into xmm13..15 (each register once per
@@ -337,6 +386,47 @@ fn pipes_and_floors(rnds2_latency: f64) {
         ".rept 7\nvpshufd $0x0e, %xmm9, %xmm7\n.endr",
         ".rept 36\nvmovdqa %xmm9, %xmm7\n.endr"
     );
+    // The SSE loop's own mix (objdump of its instance for the default puzzle, 3
+    // streams, per 3 nonces): 186 rnds2, 69 msg1, 72 msg2, 99 pshufd, 70 palignr,
+    // 105 paddd between registers and 54 of memory, 244 register moves, and, its 16
+    // registers short of 3 streams' states and schedules, 150 loads and 153 stores of
+    // its own; without its 100 or so scalar instructions. Interleaved evenly over
+    // the rnds2 (slot `j` holds `(j + 1) * count / 186 - j * count / 186` of each
+    // class), which rotate over 6 registers.
+    let sse_mix = measure!(
+        "the SSE loop's mix, loads and stores too (per nonce)",
+        3.0,
+        ".set cnd_j, 0",
+        ".macro cnd_slot count, line:vararg",
+        ".rept ((cnd_j + 1) * \\count / 186) - (cnd_j * \\count / 186)",
+        "\\line",
+        ".endr",
+        ".endm",
+        ".rept 31",
+        ".irp r, 1, 2, 3, 4, 5, 6",
+        "sha256rnds2 %xmm0, %xmm9, %xmm\\r",
+        ".if (cnd_j * 69 / 186) % 2",
+        "cnd_slot 69, sha256msg1 %xmm9, %xmm10",
+        ".else",
+        "cnd_slot 69, sha256msg1 %xmm9, %xmm11",
+        ".endif",
+        ".if (cnd_j * 72 / 186) % 2",
+        "cnd_slot 72, sha256msg2 %xmm9, %xmm12",
+        ".else",
+        "cnd_slot 72, sha256msg2 %xmm9, %xmm13",
+        ".endif",
+        "cnd_slot 99, pshufd $0x0e, %xmm9, %xmm7",
+        "cnd_slot 70, palignr $4, %xmm9, %xmm8",
+        "cnd_slot 105, paddd %xmm9, %xmm14",
+        "cnd_slot 54, paddd 16({scratch}), %xmm15",
+        "cnd_slot 244, movdqa %xmm9, %xmm7",
+        "cnd_slot 150, movdqa 32({scratch}), %xmm7",
+        "cnd_slot 153, movdqa %xmm9, 128({scratch})",
+        ".set cnd_j, cnd_j + 1",
+        ".endr",
+        ".endr",
+        ".purgem cnd_slot"
+    );
     // The second half of each `K + W` stored and reloaded (load and store ports)
     // instead of shuffled.
     let stored = mix!(
@@ -384,11 +474,14 @@ fn pipes_and_floors(rnds2_latency: f64) {
     // OpenSSL hashes one chain: 2 blocks of 32 dependent sha256rnds2 per 128 bytes.
     let openssl = 64.0 * rnds2_latency;
     println!(
-        "R at those floors (OpenSSL: 64 dependent sha256rnds2 = {openssl:.0} cycles per 128 bytes): {:.2}, {:.2} and {:.2}",
+        "R at those floors (OpenSSL: 64 dependent sha256rnds2 = {openssl:.0} cycles per 128 bytes): \
+         {:.2} (VL mix), {:.2} (SSE mix), {:.2} (stored halves) and {:.2} (rounds alone)",
         openssl / mix,
+        openssl / sse_mix,
         openssl / stored,
         openssl / rounds
     );
+    (mix, sse_mix)
 }
 
 /// 512 zeroed bytes on a cache line of their own, for the `zmm` loads.
@@ -396,19 +489,21 @@ fn pipes_and_floors(rnds2_latency: f64) {
 #[repr(C, align(64))]
 struct Scratch([u64; 64]);
 
-/// `measure!` for AVX-512: prints and returns the cycles one run of the `asm!` lines
-/// takes, divided by `per`. The lines run 16 times in a loop inside one `asm!` block
-/// compiled with AVX-512F; they may use and clobber every `zmm` register and `{t}`, a
-/// general register that is zero when the lines first run, and read and write the 512
-/// zeroed bytes at `{scratch}` (64-byte aligned). `name = const value` operands may
-/// follow the lines, in brackets.
+/// `measure!` for wider registers: prints and returns the cycles one run of the `asm!`
+/// lines takes, divided by `per`. The lines run 16 times in a loop inside one `asm!`
+/// block compiled with `$feature`; they may use and clobber every register listed, and
+/// `{t}`, a general register that is zero when the lines first run, and read and write
+/// the 512 zeroed bytes at `{scratch}` (64-byte aligned). `name = const value` operands
+/// may follow the lines, in brackets. `measure_zmm!` and `measure_ymm!` name the two
+/// register sets.
 #[cfg(target_arch = "x86_64")]
-macro_rules! measure_zmm {
-    ($name:expr, $per:expr, [$($line:expr),+ $(,)?] $(, $op:ident = const $value:expr)*) => {{
-        #[target_feature(enable = "avx512f")]
+macro_rules! measure_simd {
+    ($feature:tt, [$($reg:tt),+], $name:expr, $per:expr, [$($line:expr),+ $(,)?]
+     $(, $op:ident = const $value:expr)*) => {{
+        #[target_feature(enable = $feature)]
         unsafe fn body(scratch: *mut Scratch) {
-            // SAFETY: the CPU has AVX-512F (the caller checks); the lines only touch
-            // the registers declared clobbered and the 512 bytes at `scratch`.
+            // SAFETY: the CPU has the feature (the caller checks); the lines only
+            // touch the registers declared clobbered and the 512 bytes at `scratch`.
             unsafe {
                 std::arch::asm!(
                     "/* scratch memory: {scratch} */",
@@ -422,40 +517,66 @@ macro_rules! measure_zmm {
                     t = out(reg) _,
                     n = out(reg) _,
                     $($op = const $value,)*
-                    out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
-                    out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
-                    out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
-                    out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
-                    out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
-                    out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
-                    out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
-                    out("zmm28") _, out("zmm29") _, out("zmm30") _, out("zmm31") _,
+                    $(out($reg) _,)+
                     options(nostack, att_syntax),
                 );
             }
         }
         let mut scratch = Scratch([0; 64]);
         let scratch: *mut Scratch = &mut scratch;
-        // SAFETY: `zmm_costs_and_floor` runs only where AVX-512F was detected.
+        // SAFETY: the caller runs this only where the feature was detected.
         let cycles = best_cycles_of_calls(20_000, || unsafe { body(scratch) }) / (16.0 * $per);
         println!("{:<52} {:5.2} cycles", $name, cycles);
         cycles
     }};
 }
 
+/// [`measure_simd!`] with AVX-512F and every `zmm` register.
+#[cfg(target_arch = "x86_64")]
+macro_rules! measure_zmm {
+    ($($args:tt)+) => {
+        measure_simd!(
+            "avx512f",
+            [
+                "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm6", "zmm7", "zmm8",
+                "zmm9", "zmm10", "zmm11", "zmm12", "zmm13", "zmm14", "zmm15", "zmm16",
+                "zmm17", "zmm18", "zmm19", "zmm20", "zmm21", "zmm22", "zmm23", "zmm24",
+                "zmm25", "zmm26", "zmm27", "zmm28", "zmm29", "zmm30", "zmm31"
+            ],
+            $($args)+
+        )
+    };
+}
+
+/// [`measure_simd!`] with AVX2 and every `ymm` register.
+#[cfg(target_arch = "x86_64")]
+macro_rules! measure_ymm {
+    ($($args:tt)+) => {
+        measure_simd!(
+            "avx2",
+            [
+                "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8",
+                "ymm9", "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15"
+            ],
+            $($args)+
+        )
+    };
+}
+
 /// One op's latency (16 in one dependent chain, the lines of `.irp` register `0`) and
-/// throughput (24 in 12 chains, registers `0` to `11`): `$line` names its destination,
-/// which it also reads, `%zmm\r`.
+/// throughput (24 in 12 chains, registers `0` to `11`), measured by `$measure`
+/// (`measure_zmm` or `measure_ymm`): `$line` names its destination, which it also
+/// reads, as register `\r` (`%zmm\r`, `%ymm\r`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! latency_throughput {
-    ($name:literal, $line:literal) => {
+    ($measure:ident, $name:literal, $line:literal) => {
         (
-            measure_zmm!(
+            $measure!(
                 concat!($name, ", latency (1 chain)"),
                 16.0,
                 [".irp r, 0", ".rept 16", $line, ".endr", ".endr"]
             ),
-            measure_zmm!(
+            $measure!(
                 concat!($name, ", throughput (12 chains)"),
                 24.0,
                 [
@@ -524,18 +645,26 @@ mod iteration {
 #[cfg(target_arch = "x86_64")]
 fn zmm_costs_and_floor(cpu: &str) {
     println!("zmm instructions on {cpu}:");
-    let (_, add) = latency_throughput!("vpaddd", "vpaddd %zmm31, %zmm\\r, %zmm\\r");
+    let (_, add) = latency_throughput!(measure_zmm, "vpaddd", "vpaddd %zmm31, %zmm\\r, %zmm\\r");
     let (_, add_k) = latency_throughput!(
+        measure_zmm,
         "vpaddd m32{1to16} (+ K)",
         "vpaddd 64({scratch}){{1to16}}, %zmm\\r, %zmm\\r"
     );
-    let (_, ternlog) =
-        latency_throughput!("vpternlogd", "vpternlogd $0x96, %zmm30, %zmm31, %zmm\\r");
-    let (_, rotate) = latency_throughput!("vprold", "vprold $7, %zmm\\r, %zmm\\r");
-    latency_throughput!("vprord", "vprord $7, %zmm\\r, %zmm\\r");
-    let (_, shift) = latency_throughput!("vpsrld (immediate)", "vpsrld $3, %zmm\\r, %zmm\\r");
-    latency_throughput!("vpxord", "vpxord %zmm31, %zmm\\r, %zmm\\r");
-    latency_throughput!("vpandd", "vpandd %zmm31, %zmm\\r, %zmm\\r");
+    let (_, ternlog) = latency_throughput!(
+        measure_zmm,
+        "vpternlogd",
+        "vpternlogd $0x96, %zmm30, %zmm31, %zmm\\r"
+    );
+    let (_, rotate) = latency_throughput!(measure_zmm, "vprold", "vprold $7, %zmm\\r, %zmm\\r");
+    latency_throughput!(measure_zmm, "vprord", "vprord $7, %zmm\\r, %zmm\\r");
+    let (_, shift) = latency_throughput!(
+        measure_zmm,
+        "vpsrld (immediate)",
+        "vpsrld $3, %zmm\\r, %zmm\\r"
+    );
+    latency_throughput!(measure_zmm, "vpxord", "vpxord %zmm31, %zmm\\r, %zmm\\r");
+    latency_throughput!(measure_zmm, "vpandd", "vpandd %zmm31, %zmm\\r, %zmm\\r");
     // A register move's latency in a chain of two; its throughput from a register no
     // instruction writes. Latency near 0 and throughput at the dispatch width (6 per
     // cycle on Zen 4) mean the rename stage removes it, no pipe runs it.
@@ -761,6 +890,236 @@ fn zmm_costs_and_floor(cpu: &str) {
         100.0 * floor / today,
         today / mix,
         100.0 * mix / today
+    );
+}
+
+/// The instructions one 8-nonce iteration of the `avx2` loop executes for the default
+/// puzzle, counted as for [`iteration`]: in `objdump -d` of the release build, the
+/// blocks of `cnd_core::backend::avx2::RUNS::run` that a `perf record` of `cnd-cli
+/// bench --backend avx2 --threads 1` samples (the loop head, the nonce's word,
+/// `compress_single`, `second_h0`, the compare and the branch back; the branch over
+/// `compress_const` is not taken). By class:
+#[cfg(target_arch = "x86_64")]
+mod iteration_avx2 {
+    /// `vpsrld` 1213 and `vpslld` 1053 (AVX2 has no rotate: each is two shifts and
+    /// an `or`; 2 of them shift by a count from memory).
+    pub const SHIFTS: u32 = 2266;
+    /// The ops any vector pipe runs, between registers: `vpor` 1417, `vpaddd` 913,
+    /// `vpxor` 810, `vpand` 365, `vpandn` 121, `vpcmpeqd` 1, `vpminud` 1.
+    pub const OPS: u32 = 3628;
+    /// `vpaddd` of a memory operand (`K`, splat once per call, and spilled words).
+    pub const ADDS_MEM: u32 = 165;
+    /// `vpbroadcastd` from memory (the message's constant words).
+    pub const BROADCASTS: u32 = 81;
+    /// `vpbroadcastd` from an `xmm` register (the nonce's word).
+    pub const SHUFFLES: u32 = 2;
+    /// Loads of their own: `vmovdqa` 82, `vmovaps` 17, `vmovd` 1.
+    pub const LOADS: u32 = 100;
+    /// `ymm` stores: `vmovdqa` 131, `vmovaps` 17 (16 registers hold less than a
+    /// state, its message and its schedule).
+    pub const STORES: u32 = 148;
+    /// Register moves: `vmovdqa` 11, `vmovd` 1, `vmovmskps` 1.
+    pub const MOVES: u32 = 13;
+    /// General-register instructions (loop control, the nonce's word, the mask).
+    pub const SCALAR: u32 = 22;
+    /// Every instruction of the iteration (6425).
+    pub const ALL: u32 =
+        SHIFTS + OPS + ADDS_MEM + BROADCASTS + SHUFFLES + LOADS + STORES + MOVES + SCALAR;
+    const _: () = assert!(ALL == 6425);
+}
+
+/// What the `ymm` instructions of the `avx2` backend cost, the floor they set for its
+/// loop, and the loop's own cycles per nonce beside it: the same model as
+/// [`zmm_costs_and_floor`], for 8 lanes and rotates made of shifts.
+#[cfg(target_arch = "x86_64")]
+fn ymm_costs_and_floor(cpu: &str) {
+    println!("ymm instructions on {cpu}:");
+    let (_, add) = latency_throughput!(measure_ymm, "vpaddd", "vpaddd %ymm15, %ymm\\r, %ymm\\r");
+    let (_, add_mem) = latency_throughput!(
+        measure_ymm,
+        "vpaddd m256",
+        "vpaddd 64({scratch}), %ymm\\r, %ymm\\r"
+    );
+    let (_, or) = latency_throughput!(measure_ymm, "vpor", "vpor %ymm15, %ymm\\r, %ymm\\r");
+    latency_throughput!(measure_ymm, "vpxor", "vpxor %ymm15, %ymm\\r, %ymm\\r");
+    latency_throughput!(measure_ymm, "vpandn", "vpandn %ymm15, %ymm\\r, %ymm\\r");
+    let (_, shift) = latency_throughput!(
+        measure_ymm,
+        "vpsrld (immediate)",
+        "vpsrld $3, %ymm\\r, %ymm\\r"
+    );
+    latency_throughput!(
+        measure_ymm,
+        "vpslld (immediate)",
+        "vpslld $3, %ymm\\r, %ymm\\r"
+    );
+    let moves = measure_ymm!(
+        "vmovdqa ymm, ymm, throughput (12 registers)",
+        24.0,
+        [
+            ".rept 2",
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+            "vmovdqa %ymm15, %ymm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    let broadcast = measure_ymm!(
+        "vpbroadcastd m32, throughput (12 registers)",
+        24.0,
+        [
+            ".rept 2",
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+            "vpbroadcastd 64({scratch}), %ymm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    let load = measure_ymm!(
+        "vmovdqa m256, throughput (12 registers)",
+        24.0,
+        [
+            ".rept 2",
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+            "vmovdqa 64({scratch}), %ymm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+    let store = measure_ymm!(
+        "vmovdqa ymm -> m256, throughput (8 addresses)",
+        24.0,
+        [
+            ".rept 3",
+            ".irp off, 0, 32, 64, 96, 128, 160, 192, 224",
+            "vmovdqa %ymm15, \\off({scratch})",
+            ".endr",
+            ".endr"
+        ]
+    );
+    // Whether shifts and the other ops share pipes, as for zmm: 8 shifts beside 16
+    // adds in 12 chains. In one pool of pipes, where a shift holds the share of it
+    // that its throughput says (half the add's rate: half the pipes), the 24 take
+    // 8 shifts' half-time plus 16 adds' time; if the adds could not use the shifts'
+    // pipes, the longer of the shifts' time and the adds' on what is left.
+    let pooled = (8.0 * shift / 2.0 + 16.0 * add) / 24.0;
+    let apart = (8.0 * shift).max(16.0 * add * shift / (shift - add).max(add)) / 24.0;
+    measure_ymm!(
+        format!("8 vpsrld + 16 vpaddd (per op; {pooled:.2} pooled, {apart:.2} not)"),
+        24.0,
+        [
+            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7",
+            "vpsrld $7, %ymm\\r, %ymm\\r",
+            ".endr",
+            ".rept 4",
+            ".irp r, 8, 9, 10, 11",
+            "vpaddd %ymm15, %ymm\\r, %ymm\\r",
+            ".endr",
+            ".endr"
+        ]
+    );
+
+    // The floor, as for zmm: the shift pipes alone, the pool of every vector pipe
+    // (each shift at half its throughput), the loads and stores, dispatch.
+    use iteration_avx2::*;
+    let n = |count: u32, cycles: f64| f64::from(count) * cycles / 8.0;
+    let shift_pipes = n(SHIFTS, shift);
+    let pool = n(OPS + SHUFFLES, add.max(or)) + n(ADDS_MEM, add_mem) + shift_pipes / 2.0;
+    let loads = n(ADDS_MEM + LOADS, load) + n(BROADCASTS, broadcast);
+    let stores = n(STORES, store);
+    let dispatch = n(ALL, moves);
+    println!(
+        "avx2 loop, per nonce (objdump of run): {:.1} shifts, {:.1} adds and logic ops \
+         (+ {:.1} from memory), {:.1} broadcasts, {:.1} loads, {:.1} stores, {:.1} moves, \
+         {:.1} scalar; {:.1} instructions",
+        n(SHIFTS, 1.0),
+        n(OPS, 1.0),
+        n(ADDS_MEM, 1.0),
+        n(BROADCASTS, 1.0),
+        n(LOADS, 1.0),
+        n(STORES, 1.0),
+        n(MOVES, 1.0),
+        n(SCALAR, 1.0),
+        n(ALL, 1.0),
+    );
+    for (what, cycles) in [
+        ("  its shifts on their pipes", shift_pipes),
+        ("  every vector op on the pool of pipes", pool),
+        ("  its loads at the load throughput", loads),
+        ("  its stores at the store throughput", stores),
+        ("  its instructions at the moves' rate (dispatch)", dispatch),
+    ] {
+        println!("{what:<52} {cycles:5.1} cycles");
+    }
+    let floor = shift_pipes.max(pool).max(loads).max(stores).max(dispatch);
+    // The mix with no dependencies, interleaved evenly (slot `j` of the shifts holds
+    // one shift and `(j + 1) * count / SHIFTS - j * count / SHIFTS` of each other
+    // class), in several registers per class so no chain is long: at full size (6425
+    // instructions, 32 KiB of code, as the loop's iteration), and the same
+    // proportions at an eighth of it, which fits an op cache of 4K ops (Zen 3's).
+    macro_rules! mix {
+        ($name:literal, $eighths:literal) => {
+            measure_ymm!(
+                $name,
+                $eighths as f64,
+                [
+                    ".set cnd_j, 0",
+                    ".rept {shifts} / 2",
+                    ".irp r, 0, 1",
+                    "vpsrld $7, %ymm15, %ymm\\r",
+                    ".endr",
+                    ".irp r, 2, 3, 4",
+                    ".rept ((cnd_j + 2) * {ops} / {shifts}) - (cnd_j * {ops} / {shifts})",
+                    "vpor %ymm14, %ymm15, %ymm\\r",
+                    ".endr",
+                    ".endr",
+                    ".rept ((cnd_j + 2) * {adds_mem} / {shifts}) - (cnd_j * {adds_mem} / {shifts})",
+                    "vpaddd 64({scratch}), %ymm15, %ymm5",
+                    ".endr",
+                    ".rept ((cnd_j + 2) * {broadcasts} / {shifts}) - (cnd_j * {broadcasts} / {shifts})",
+                    "vpbroadcastd 128({scratch}), %ymm6",
+                    ".endr",
+                    ".rept ((cnd_j + 2) * {loads} / {shifts}) - (cnd_j * {loads} / {shifts})",
+                    "vmovdqa 192({scratch}), %ymm7",
+                    ".endr",
+                    ".rept ((cnd_j + 2) * {stores} / {shifts}) - (cnd_j * {stores} / {shifts})",
+                    "vmovdqa %ymm15, 256({scratch})",
+                    ".endr",
+                    ".rept ((cnd_j + 2) * {moves} / {shifts}) - (cnd_j * {moves} / {shifts})",
+                    "vmovdqa %ymm15, %ymm8",
+                    ".endr",
+                    ".set cnd_j, cnd_j + 2",
+                    ".endr"
+                ],
+                shifts = const SHIFTS * $eighths / 8,
+                ops = const OPS * $eighths / 24,
+                adds_mem = const ADDS_MEM * $eighths / 8,
+                broadcasts = const BROADCASTS * $eighths / 8,
+                loads = const LOADS * $eighths / 8,
+                stores = const STORES * $eighths / 8,
+                moves = const MOVES * $eighths / 8
+            )
+        };
+    }
+    let mix = mix!("  its mix, no dependencies (per nonce)", 8);
+    let small = mix!("  the same at 1/8 of its size (per nonce)", 1);
+    let (today, median) = cycles_per_nonce(&[scan_fn(Backend::Avx2)])[0];
+    println!(
+        "{:<52} {today:5.1} cycles (median {median:.1})",
+        "avx2 backend, per nonce (1 thread)"
+    );
+    println!(
+        "  against the floor of the throughputs ({floor:.1}): {:.2}x, {:.0}% of its speed; \
+         against the mix measured ({mix:.1}): {:.2}x, {:.0}%",
+        today / floor,
+        100.0 * floor / today,
+        today / mix,
+        100.0 * mix / today
+    );
+    println!(
+        "  the mix at full size takes {:.2}x its eighth: above 1, the iteration is too \
+         big for the front end",
+        mix / small
     );
 }
 
