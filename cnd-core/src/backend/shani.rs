@@ -63,6 +63,12 @@ use crate::puzzle::NonceFormat;
 /// one batch at a time 28.0, 2 streams with two batches in flight 28.2, 3 with two
 /// in flight 26.4 (3 runs): without the extra registers, interleaving the batches
 /// does not pay.
+///
+/// Again on Zen 3 (family 25, model 1) on 2026-12-04, core cycles per nonce from
+/// `sha_costs` (best of 20 rounds, the quiet runs of 11): 2 streams 135.8, 3 streams
+/// 131.1, 4 streams 224.2, so 3 stays, the count Zen 4 gives this variant too. The
+/// same loop compiled with AVX as well (the compiler's adds, shuffles and copies in
+/// VEX three-operand form, fewer moves) took 136–137 cycles against 131–135, 0.96×.
 pub const STREAMS: usize = 3;
 
 /// Streams per thread where AVX-512VL is present (see [`Variant::Vl`]): two sets of
