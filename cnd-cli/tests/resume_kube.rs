@@ -1,6 +1,7 @@
-//! `submit --resume` on Kubernetes, against a fake API server on 127.0.0.1:
-//! what the killed attempt left in the cluster is deleted before the new
-//! attempt creates anything.
+//! `submit --resume` of an attempt that ran on Kubernetes, against a fake API
+//! server on 127.0.0.1: what the killed attempt left in the cluster is deleted
+//! before the new attempt creates anything, whether the resume runs on
+//! Kubernetes again or on local workers.
 
 mod support;
 
@@ -146,14 +147,11 @@ fn cli(args: &[&str], home: &Path) -> Command {
     command
 }
 
-#[test]
-fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
-    let earlier = Uuid::new_v4();
-    let cluster = Arc::new(Cluster {
-        earlier,
-        seen: Mutex::new(Vec::new()),
-    });
-    let port = start(&cluster);
+/// A home with a kubeconfig for the fake API server on `port`, and in it the
+/// journal of attempt `earlier`: a real one (of a quick local run) without
+/// its end, as a master killed mid-run leaves it, its attempt line rewritten
+/// to say it ran on Kubernetes in [`NAMESPACE`], reporting by pod status.
+fn home_with_killed_attempt(earlier: Uuid, port: u16) -> (std::path::PathBuf, std::path::PathBuf) {
     let home = std::env::temp_dir().join(format!("cnd-resume-kube-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
@@ -166,10 +164,7 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
         ),
     )
     .unwrap();
-    // The earlier attempt's journal: a real one (of a quick local run),
-    // without its end, as a master killed mid-run leaves it.
     let journal = home.join("run.jsonl");
-    let journal_arg = journal.to_str().unwrap();
     let quick = cli(
         &[
             "submit",
@@ -180,7 +175,7 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
             "--pods",
             "1",
             "--journal",
-            journal_arg,
+            journal.to_str().unwrap(),
             "--run-id",
             &earlier.to_string(),
         ],
@@ -190,30 +185,30 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
     .unwrap();
     assert_exit(&quick, 0);
     let text = std::fs::read_to_string(&journal).unwrap();
+    let on_cluster = json!({"kind": "attempt", "run_id": earlier.to_string(),
+        "launch": {"launcher": "kubernetes", "namespace": NAMESPACE, "channel": "pod-status", "pods": "1"}});
     let unended: String = text
         .lines()
-        .filter(|l| l.starts_with("{\"v\"") || l.contains("\"kind\":\"attempt\""))
+        .filter_map(|l| {
+            if l.starts_with("{\"v\"") {
+                Some(l.to_string())
+            } else if l.contains("\"kind\":\"attempt\"") {
+                Some(on_cluster.to_string())
+            } else {
+                None
+            }
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&journal, unended).unwrap();
+    (home, journal)
+}
 
-    let resumed = cli(
-        &[
-            "submit",
-            "--resume",
-            journal_arg,
-            "--launcher",
-            "kubernetes",
-            "--channel",
-            "pod-status",
-        ],
-        &home,
-    )
-    .output()
-    .unwrap();
-    // This cluster forbids every creation: the new attempt fails, exit 1.
-    assert_exit(&resumed, 1);
-    let said = stderr_of(&resumed);
+/// Asserts that the resumed run said it deleted the earlier attempt's Job,
+/// pod and Secret, and returns the requests the fake API server saw.
+fn assert_deleted(resumed: &std::process::Output, cluster: &Cluster) -> Vec<String> {
+    let said = stderr_of(resumed);
+    let earlier = cluster.earlier;
     let job = format!("cnd-{}", &earlier.to_string()[..8]);
     for deleted in [
         format!("deleted job {NAMESPACE}/{job}, left by attempt {earlier}"),
@@ -222,8 +217,34 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
     ] {
         assert!(said.contains(&deleted), "{deleted:?} not said: {said}");
     }
-    // Deleted before anything new was asked for.
     let seen = cluster.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|r| r.starts_with(&format!(
+            "DELETE /apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job}"
+        ))),
+        "the job was not deleted: {seen:#?}"
+    );
+    seen
+}
+
+#[test]
+fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
+    let earlier = Uuid::new_v4();
+    let cluster = Arc::new(Cluster {
+        earlier,
+        seen: Mutex::new(Vec::new()),
+    });
+    let port = start(&cluster);
+    let (home, journal) = home_with_killed_attempt(earlier, port);
+    // On Kubernetes again, as the journal says (no flags).
+    let resumed = cli(&["submit", "--resume", journal.to_str().unwrap()], &home)
+        .output()
+        .unwrap();
+    // This cluster forbids every creation: the new attempt fails, exit 1.
+    assert_exit(&resumed, 1);
+    let seen = assert_deleted(&resumed, &cluster);
+    // Deleted before anything new was asked for.
+    let job = format!("cnd-{}", &earlier.to_string()[..8]);
     let first_create = seen
         .iter()
         .position(|r| r.starts_with("POST"))
@@ -235,7 +256,36 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
                 "DELETE /apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job}"
             ))
         })
-        .unwrap_or_else(|| panic!("the job was not deleted: {seen:#?}"));
+        .expect("checked above");
     assert!(job_deleted < first_create, "{seen:#?}");
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn a_run_resumed_on_local_workers_still_deletes_what_its_attempt_left_in_the_cluster() {
+    let earlier = Uuid::new_v4();
+    let cluster = Arc::new(Cluster {
+        earlier,
+        seen: Mutex::new(Vec::new()),
+    });
+    let port = start(&cluster);
+    let (home, journal) = home_with_killed_attempt(earlier, port);
+    let resumed = cli(
+        &[
+            "submit",
+            "--resume",
+            journal.to_str().unwrap(),
+            "--launcher",
+            "local",
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    // The rest of the search runs here, and finds the answer.
+    assert_exit(&resumed, 0);
+    let seen = assert_deleted(&resumed, &cluster);
+    // Nothing was created in the cluster: the workers are local.
+    assert!(!seen.iter().any(|r| r.starts_with("POST")), "{seen:#?}");
     std::fs::remove_dir_all(&home).unwrap();
 }

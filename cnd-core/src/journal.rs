@@ -370,6 +370,9 @@ pub struct Replay {
     pub attempts: Vec<Uuid>,
     /// How the last attempt was launched ([`Entry::Attempt`]'s `launch`).
     pub launch: BTreeMap<String, String>,
+    /// How each attempt was launched, in the order of [`Replay::attempts`]
+    /// (empty for one whose line did not say).
+    pub launches: Vec<BTreeMap<String, String>>,
     /// What its attempts searched: shards exhausted or settled by a find are
     /// done, others may have a prefix.
     pub searched: Searched,
@@ -439,6 +442,7 @@ impl Replay {
             header,
             attempts: Vec::new(),
             launch: BTreeMap::new(),
+            launches: Vec::new(),
             searched: Searched::default(),
             finds: BTreeMap::new(),
             ended: None,
@@ -463,6 +467,7 @@ impl Replay {
             match entry {
                 Entry::Attempt { run_id, launch } => {
                     replay.attempts.push(run_id);
+                    replay.launches.push(launch.clone());
                     replay.launch = launch;
                 }
                 Entry::Exhausted { shard } => replay.searched.mark_done(shard_of(shard)?),
@@ -619,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_attempts_launch_settings_are_kept_and_an_attempt_may_have_none() {
+    fn each_attempts_launch_settings_are_kept_and_an_attempt_may_have_none() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let first = format!(
             r#"{{"kind":"attempt","run_id":"{a}","launch":{{"image":"reg/cnd:1","pods-of":"x"}}}}"#
@@ -632,8 +637,15 @@ mod tests {
             got.launch,
             BTreeMap::from([("image".to_string(), "reg/cnd:2".to_string())])
         );
+        // Each attempt's own, in order (for removing what each one left).
+        let images: Vec<_> = got.launches.iter().map(|l| l["image"].as_str()).collect();
+        assert_eq!(images, ["reg/cnd:1", "reg/cnd:2"]);
+        assert_eq!(got.launches[0]["pods-of"], "x");
         // Written before attempts said how they were launched: none.
         let bare = format!(r#"{{"kind":"attempt","run_id":"{a}"}}"#);
+        let got = replay(&[&header(4), &bare, &second, ""]).unwrap();
+        assert!(got.launches[0].is_empty());
+        assert_eq!(got.launches.len(), 2);
         assert!(replay(&[&header(4), &bare, ""]).unwrap().launch.is_empty());
         // And an attempt without settings writes none.
         let line = serde_json::to_string(&Entry::Attempt {

@@ -566,12 +566,22 @@ async fn submit(args: SubmitArgs, mut plan: Plan, cancel: &CancelToken) -> anyho
     let held = plan.held.take();
     let mut recorder = open_journal(&plan, held, &args)?;
     if let Some(replay) = &plan.resumed {
-        let leftovers = earlier::Leftovers {
-            attempts: &replay.attempts,
-            kube: cluster.as_ref().map(|c| (c, plan.kube.namespace.as_str())),
-            queues: plan.channel == ChannelKind::Sqs
+        let current = earlier::Attempt {
+            run_id: plan.spec.run_id,
+            namespace: cluster.is_some().then(|| plan.kube.namespace.clone()),
+            own_queue: plan.channel == ChannelKind::Sqs
                 && args.queue_url.is_none()
                 && args.queue_name.is_none(),
+        };
+        let attempts: Vec<earlier::Attempt> = replay
+            .attempts
+            .iter()
+            .zip(&replay.launches)
+            .map(|(&run_id, launch)| earlier::Attempt::from_launch(run_id, launch, &current))
+            .collect();
+        let leftovers = earlier::Leftovers {
+            attempts: &attempts,
+            kube: cluster.as_ref(),
         };
         earlier::remove(leftovers, cancel).await;
     }

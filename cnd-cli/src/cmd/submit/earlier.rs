@@ -5,9 +5,12 @@
 //! searching what the resumed attempt searches again, and its queue waits for
 //! a reader that is gone. Their masters are gone for sure (the resumed attempt
 //! holds the journal's lock, which a live master never gives up), so this
-//! removes them before anything new is created.
+//! removes them before anything new is created. Each attempt is looked for
+//! where its own journal line says it ran ([`Attempt::from_launch`]), so a
+//! resume on another launcher, namespace or channel still finds them.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cnd_cloud::{kubernetes, sqs};
@@ -21,15 +24,72 @@ use crate::console;
 /// endpoint for it.
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// Where the earlier attempts' leftovers may be.
+/// One earlier attempt, and where what it made may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Its run id.
+    pub run_id: Uuid,
+    /// The namespace it ran in, when it ran on Kubernetes.
+    pub namespace: Option<String>,
+    /// Whether it reported over a queue of its own (`cnd-<id>`, not one named
+    /// by --queue-url or --queue-name, which others may share).
+    pub own_queue: bool,
+}
+
+impl Attempt {
+    /// Attempt `run_id` as its journal line's launch settings describe it
+    /// (see `launch.rs`), so that a resume on another launcher, namespace
+    /// or channel still finds what it left. An attempt whose line says
+    /// nothing (written before lines did) is taken to have run as `current`,
+    /// the resumed attempt, does.
+    pub fn from_launch(
+        run_id: Uuid,
+        launch: &BTreeMap<String, String>,
+        current: &Attempt,
+    ) -> Attempt {
+        if launch.is_empty() {
+            return Attempt {
+                run_id,
+                ..current.clone()
+            };
+        }
+        let on_kubernetes = launch.get("launcher").map(String::as_str) == Some("kubernetes");
+        let queue_named = launch.contains_key("queue-url") || launch.contains_key("queue-name");
+        let own_queue = !queue_named
+            && match launch.get("channel").map(String::as_str) {
+                Some(channel) => channel == "sqs",
+                // The default channel (see `choose_channel`): a queue only
+                // on Kubernetes with AWS settings. A queue that is not
+                // there costs one look-up.
+                None => on_kubernetes && sqs::aws_configured(),
+            };
+        Attempt {
+            run_id,
+            namespace: if on_kubernetes {
+                launch
+                    .get("namespace")
+                    .cloned()
+                    .or_else(|| current.namespace.clone())
+            } else {
+                None
+            },
+            own_queue,
+        }
+    }
+
+    /// Whether it may have left anything.
+    fn left_anything(&self) -> bool {
+        self.namespace.is_some() || self.own_queue
+    }
+}
+
+/// What the earlier attempts may have left, and the means to remove it.
 pub struct Leftovers<'a> {
-    /// The earlier attempts' run ids.
-    pub attempts: &'a [Uuid],
-    /// The cluster and namespace, when the run is on Kubernetes.
-    pub kube: Option<(&'a kube::Client, &'a str)>,
-    /// Whether the run reports over SQS (each attempt had a queue of its own,
-    /// unless a shared one was named).
-    pub queues: bool,
+    /// The earlier attempts, oldest first.
+    pub attempts: &'a [Attempt],
+    /// The run's own Kubernetes client, when it runs there; otherwise one is
+    /// made from the kubeconfig, if an earlier attempt ran on Kubernetes.
+    pub kube: Option<&'a kube::Client>,
 }
 
 /// Removes what `leftovers` names, saying each thing removed. A failure, a
@@ -41,7 +101,7 @@ pub struct Leftovers<'a> {
 /// Dropping it leaves undeleted what it had not deleted yet, which
 /// `cnd-cli cleanup --run ID` removes; nothing else is lost.
 pub async fn remove(leftovers: Leftovers<'_>, cancel: &CancelToken) {
-    if leftovers.attempts.is_empty() || (leftovers.kube.is_none() && !leftovers.queues) {
+    if !leftovers.attempts.iter().any(Attempt::left_anything) {
         return;
     }
     // Attempts done with, so that a cut-short removal names only the rest.
@@ -51,7 +111,11 @@ pub async fn remove(leftovers: Leftovers<'_>, cancel: &CancelToken) {
         () = cancel.cancelled() => "was stopped".to_string(),
         () = tokio::time::sleep(WITHIN) => format!("took over {}", crate::human::duration(WITHIN)),
     };
-    for attempt in &leftovers.attempts[done.get()..] {
+    for attempt in leftovers.attempts[done.get()..]
+        .iter()
+        .filter(|a| a.left_anything())
+    {
+        let attempt = attempt.run_id;
         console::say(format!(
             "warning: removing what attempt {attempt} left {why}; `cnd-cli cleanup --run {attempt}` finishes it"
         ));
@@ -59,11 +123,29 @@ pub async fn remove(leftovers: Leftovers<'_>, cancel: &CancelToken) {
 }
 
 async fn remove_all(leftovers: &Leftovers<'_>, done: &Cell<usize>) {
-    // One SQS client for every attempt's queue, made when the first is due.
+    // One client of each kind for every attempt, made when the first is due.
     let mut queues = None;
-    for &attempt in leftovers.attempts {
-        if let Some((client, namespace)) = leftovers.kube {
-            match kubernetes::cleanup(client, namespace, Some(attempt), false).await {
+    let mut made_cluster = None;
+    for earlier in leftovers.attempts {
+        let attempt = earlier.run_id;
+        if let Some(namespace) = &earlier.namespace {
+            let client = match leftovers.kube {
+                Some(client) => Ok(client),
+                None => {
+                    if made_cluster.is_none() {
+                        made_cluster = Some(cluster_client().await);
+                    }
+                    let made = made_cluster.as_ref().expect("made above");
+                    made.as_ref().map_err(Clone::clone)
+                }
+            };
+            let cleaned = match client {
+                Ok(client) => kubernetes::cleanup(client, namespace, Some(attempt), false)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match cleaned {
                 Ok(cleaned) => {
                     let objects = cleaned
                         .jobs
@@ -80,7 +162,7 @@ async fn remove_all(leftovers: &Leftovers<'_>, done: &Cell<usize>) {
                 )),
             }
         }
-        if leftovers.queues {
+        if earlier.own_queue {
             if queues.is_none() {
                 queues = Some(sqs::client().await);
             }
@@ -96,6 +178,15 @@ async fn remove_all(leftovers: &Leftovers<'_>, done: &Cell<usize>) {
         }
         done.set(done.get() + 1);
     }
+}
+
+/// A client for the cluster of the kubeconfig (or the in-cluster config), for
+/// an earlier attempt's leftovers when this one runs elsewhere.
+async fn cluster_client() -> Result<kube::Client, String> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+    kube::Client::try_from(config).map_err(|e| format!("setting up the Kubernetes client: {e}"))
 }
 
 /// Deletes the queue attempt `attempt` made for itself, if it is still there.
@@ -124,14 +215,81 @@ mod tests {
         (kube::Client::new(service, "cnd-test"), handle)
     }
 
+    /// An attempt that ran on Kubernetes, in `cnd-test`, without a queue.
+    fn on_cluster() -> Attempt {
+        Attempt {
+            run_id: Uuid::new_v4(),
+            namespace: Some("cnd-test".to_string()),
+            own_queue: false,
+        }
+    }
+
+    fn launch(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn each_attempt_is_looked_for_where_its_own_line_says_it_ran() {
+        let id = Uuid::new_v4();
+        // The resumed attempt runs locally, reporting on stdout.
+        let current = Attempt {
+            run_id: Uuid::new_v4(),
+            namespace: None,
+            own_queue: false,
+        };
+        let kube = launch(&[
+            ("launcher", "kubernetes"),
+            ("namespace", "team-a"),
+            ("channel", "sqs"),
+        ]);
+        assert_eq!(
+            Attempt::from_launch(id, &kube, &current),
+            Attempt {
+                run_id: id,
+                namespace: Some("team-a".to_string()),
+                own_queue: true
+            }
+        );
+        // A named queue is not the attempt's to delete; pod status has none.
+        for (flag, value) in [
+            ("queue-name", "shared"),
+            ("queue-url", "http://127.0.0.1:1/q"),
+        ] {
+            let mut named = kube.clone();
+            named.insert(flag.to_string(), value.to_string());
+            assert!(!Attempt::from_launch(id, &named, &current).own_queue);
+        }
+        let pod_status = launch(&[
+            ("launcher", "kubernetes"),
+            ("namespace", "n"),
+            ("channel", "pod-status"),
+        ]);
+        assert!(!Attempt::from_launch(id, &pod_status, &current).own_queue);
+        // Local workers leave nothing in any cluster, whatever the resume uses.
+        let on_cluster_now = on_cluster();
+        let local = launch(&[("launcher", "local"), ("pods", "2")]);
+        let got = Attempt::from_launch(id, &local, &on_cluster_now);
+        assert_eq!((got.namespace, got.own_queue), (None, false));
+        // A line that says nothing: as the resumed attempt runs.
+        assert_eq!(
+            Attempt::from_launch(id, &BTreeMap::new(), &on_cluster_now),
+            Attempt {
+                run_id: id,
+                ..on_cluster_now
+            }
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_silent_api_server_holds_the_removal_no_longer_than_its_bound() {
         let (client, _held) = silent_cluster();
-        let attempts = [Uuid::new_v4(), Uuid::new_v4()];
+        let attempts = [on_cluster(), on_cluster()];
         let leftovers = Leftovers {
             attempts: &attempts,
-            kube: Some((&client, "cnd-test")),
-            queues: false,
+            kube: Some(&client),
         };
         let started = Instant::now();
         // Bounded here too, so that a removal without its bound fails this
@@ -153,11 +311,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stop_ends_the_removal_at_once() {
         let (client, _held) = silent_cluster();
-        let attempts = [Uuid::new_v4()];
+        let attempts = [on_cluster()];
         let leftovers = Leftovers {
             attempts: &attempts,
-            kube: Some((&client, "cnd-test")),
-            queues: false,
+            kube: Some(&client),
         };
         let cancel = CancelToken::new();
         let stopper = cancel.clone();
