@@ -563,8 +563,28 @@ macro_rules! measure_ymm {
     };
 }
 
+/// One op's throughput: 24 of it over 12 registers (`.irp` registers `0` to `11`,
+/// named `\r` in `$line`, `%zmm\r` or `%ymm\r`), measured by `$measure`
+/// (`measure_zmm` or `measure_ymm`), printed as `$name`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! throughput_12 {
+    ($measure:ident, $name:expr, $line:literal) => {
+        $measure!(
+            $name,
+            24.0,
+            [
+                ".rept 2",
+                ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+                $line,
+                ".endr",
+                ".endr"
+            ]
+        )
+    };
+}
+
 /// One op's latency (16 in one dependent chain, the lines of `.irp` register `0`) and
-/// throughput (24 in 12 chains, registers `0` to `11`), measured by `$measure`
+/// throughput (24 in 12 chains, [`throughput_12!`]), measured by `$measure`
 /// (`measure_zmm` or `measure_ymm`): `$line` names its destination, which it also
 /// reads, as register `\r` (`%zmm\r`, `%ymm\r`).
 #[cfg(target_arch = "x86_64")]
@@ -576,17 +596,7 @@ macro_rules! latency_throughput {
                 16.0,
                 [".irp r, 0", ".rept 16", $line, ".endr", ".endr"]
             ),
-            $measure!(
-                concat!($name, ", throughput (12 chains)"),
-                24.0,
-                [
-                    ".rept 2",
-                    ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-                    $line,
-                    ".endr",
-                    ".endr"
-                ]
-            ),
+            throughput_12!($measure, concat!($name, ", throughput (12 chains)"), $line),
         )
     };
 }
@@ -678,16 +688,10 @@ fn zmm_costs_and_floor(cpu: &str) {
             ".endr"
         ]
     );
-    let moves = measure_zmm!(
+    let moves = throughput_12!(
+        measure_zmm,
         "vmovdqa64 zmm, zmm, throughput (12 registers)",
-        24.0,
-        [
-            ".rept 2",
-            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-            "vmovdqa64 %zmm31, %zmm\\r",
-            ".endr",
-            ".endr"
-        ]
+        "vmovdqa64 %zmm31, %zmm\\r"
     );
     // Loads: a chain through the address (the loaded zero moved to the address
     // register, so each load waits for the last), and independent loads.
@@ -701,16 +705,10 @@ fn zmm_costs_and_floor(cpu: &str) {
             ".endr"
         ]
     );
-    let broadcast = measure_zmm!(
+    let broadcast = throughput_12!(
+        measure_zmm,
         "vpbroadcastd m32, throughput (12 registers)",
-        24.0,
-        [
-            ".rept 2",
-            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-            "vpbroadcastd 64({scratch}), %zmm\\r",
-            ".endr",
-            ".endr"
-        ]
+        "vpbroadcastd 64({scratch}), %zmm\\r"
     );
     measure_zmm!(
         "vmovdqu64 m512 + vmovd to its address (1 chain)",
@@ -722,16 +720,10 @@ fn zmm_costs_and_floor(cpu: &str) {
             ".endr"
         ]
     );
-    let load = measure_zmm!(
+    let load = throughput_12!(
+        measure_zmm,
         "vmovdqu64 m512, throughput (12 registers)",
-        24.0,
-        [
-            ".rept 2",
-            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-            "vmovdqu64 64({scratch}), %zmm\\r",
-            ".endr",
-            ".endr"
-        ]
+        "vmovdqu64 64({scratch}), %zmm\\r"
     );
     measure_zmm!(
         "vmovd xmm -> r32 -> xmm, round trip (1 chain)",
@@ -953,38 +945,20 @@ fn ymm_costs_and_floor(cpu: &str) {
         "vpslld (immediate)",
         "vpslld $3, %ymm\\r, %ymm\\r"
     );
-    let moves = measure_ymm!(
+    let moves = throughput_12!(
+        measure_ymm,
         "vmovdqa ymm, ymm, throughput (12 registers)",
-        24.0,
-        [
-            ".rept 2",
-            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-            "vmovdqa %ymm15, %ymm\\r",
-            ".endr",
-            ".endr"
-        ]
+        "vmovdqa %ymm15, %ymm\\r"
     );
-    let broadcast = measure_ymm!(
+    let broadcast = throughput_12!(
+        measure_ymm,
         "vpbroadcastd m32, throughput (12 registers)",
-        24.0,
-        [
-            ".rept 2",
-            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-            "vpbroadcastd 64({scratch}), %ymm\\r",
-            ".endr",
-            ".endr"
-        ]
+        "vpbroadcastd 64({scratch}), %ymm\\r"
     );
-    let load = measure_ymm!(
+    let load = throughput_12!(
+        measure_ymm,
         "vmovdqa m256, throughput (12 registers)",
-        24.0,
-        [
-            ".rept 2",
-            ".irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
-            "vmovdqa 64({scratch}), %ymm\\r",
-            ".endr",
-            ".endr"
-        ]
+        "vmovdqa 64({scratch}), %ymm\\r"
     );
     let store = measure_ymm!(
         "vmovdqa ymm -> m256, throughput (8 addresses)",

@@ -204,6 +204,19 @@ fn home_with_killed_attempt(earlier: Uuid, port: u16) -> (std::path::PathBuf, st
     (home, journal)
 }
 
+/// A fake API server holding what a killed attempt left, and that attempt's
+/// home and journal ([`home_with_killed_attempt`]).
+fn killed_attempt_on_a_fake_cluster() -> (Arc<Cluster>, std::path::PathBuf, std::path::PathBuf) {
+    let earlier = Uuid::new_v4();
+    let cluster = Arc::new(Cluster {
+        earlier,
+        seen: Mutex::new(Vec::new()),
+    });
+    let port = start(&cluster);
+    let (home, journal) = home_with_killed_attempt(earlier, port);
+    (cluster, home, journal)
+}
+
 /// Asserts that the resumed run said it deleted the earlier attempt's Job,
 /// pod and Secret, and returns the requests the fake API server saw.
 fn assert_deleted(resumed: &std::process::Output, cluster: &Cluster) -> Vec<String> {
@@ -229,13 +242,7 @@ fn assert_deleted(resumed: &std::process::Output, cluster: &Cluster) -> Vec<Stri
 
 #[test]
 fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
-    let earlier = Uuid::new_v4();
-    let cluster = Arc::new(Cluster {
-        earlier,
-        seen: Mutex::new(Vec::new()),
-    });
-    let port = start(&cluster);
-    let (home, journal) = home_with_killed_attempt(earlier, port);
+    let (cluster, home, journal) = killed_attempt_on_a_fake_cluster();
     // On Kubernetes again, as the journal says (no flags).
     let resumed = cli(&["submit", "--resume", journal.to_str().unwrap()], &home)
         .output()
@@ -244,7 +251,7 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
     assert_exit(&resumed, 1);
     let seen = assert_deleted(&resumed, &cluster);
     // Deleted before anything new was asked for.
-    let job = format!("cnd-{}", &earlier.to_string()[..8]);
+    let job = format!("cnd-{}", &cluster.earlier.to_string()[..8]);
     let first_create = seen
         .iter()
         .position(|r| r.starts_with("POST"))
@@ -263,13 +270,7 @@ fn a_resumed_run_first_deletes_what_its_killed_attempt_left_in_the_cluster() {
 
 #[test]
 fn a_run_resumed_on_local_workers_still_deletes_what_its_attempt_left_in_the_cluster() {
-    let earlier = Uuid::new_v4();
-    let cluster = Arc::new(Cluster {
-        earlier,
-        seen: Mutex::new(Vec::new()),
-    });
-    let port = start(&cluster);
-    let (home, journal) = home_with_killed_attempt(earlier, port);
+    let (cluster, home, journal) = killed_attempt_on_a_fake_cluster();
     let resumed = cli(
         &[
             "submit",
