@@ -6,8 +6,7 @@
 //!
 //! SHA-NI: latency (one dependent chain) and throughput (eight independent chains)
 //! of `sha256rnds2`, `sha256msg1` and `sha256msg2`, whether rounds and message
-//! schedule share a unit (and what each `msg2` then adds to the rounds' time), and
-//! whether plain vector shifts and logic do; whether the schedule competes with the
+//! schedule share a unit, and whether plain vector shifts and logic do; whether the schedule competes with the
 //! shuffles around it; floors for the `shani` loop (the AVX-512VL loop's instruction
 //! mix and the SSE loop's, loads and stores included, without dependencies; its
 //! rounds alone in 4 chains) and the R each allows; then the backend's own cycles
@@ -209,7 +208,7 @@ fn sha_ni() {
         "sha256msg2 %xmm10, %xmm7",
         "sha256msg2 %xmm10, %xmm8"
     );
-    let with_msg2 = measure!(
+    measure!(
         "8 sha256rnds2 + 3 sha256msg2 (per rnds2; 1.00 = overlap)",
         8.0,
         "sha256rnds2 %xmm0, %xmm9, %xmm1",
@@ -239,21 +238,8 @@ fn sha_ni() {
         "sha256rnds2 %xmm0, %xmm9, %xmm7",
         "sha256rnds2 %xmm0, %xmm9, %xmm8"
     );
-    // Where the two do not overlap (Zen 3), what each msg2 adds to the round unit's
-    // time, and the floor that sets for the loop: its 62 rnds2 and 24 msg2 per nonce
-    // (objdump: 186 and 72 per 3 nonces in the SSE loop, 124 and 48 per 2 in the
-    // AVX-512VL one).
-    let msg2_hold = ((8.0 * with_msg2 - 8.0 * rnds2_throughput) / 3.0).max(0.0);
-    println!(
-        "{:<52} {msg2_hold:5.2} cycles",
-        "  each msg2's time on the round unit"
-    );
-    let sha_unit = 62.0 * rnds2_throughput + 24.0 * msg2_hold;
-    println!(
-        "{:<52} {sha_unit:5.1} cycles (R {:.2})",
-        "  the round unit's floor: 62 rnds2 + 24 msg2 (per nonce)",
-        64.0 * rnds2_latency / sha_unit
-    );
+    // Whether plain vector work competes with the rounds, as a schedule made
+    // of shifts and xors instead of msg2 would.
     measure!(
         "8 sha256rnds2 + 8 psrld + 8 pxor (per rnds2; 1.00 = overlap)",
         8.0,

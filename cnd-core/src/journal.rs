@@ -368,10 +368,8 @@ pub struct Replay {
     pub header: JournalHeader,
     /// The run ids of its attempts, oldest first.
     pub attempts: Vec<Uuid>,
-    /// How the last attempt was launched ([`Entry::Attempt`]'s `launch`).
-    pub launch: BTreeMap<String, String>,
-    /// How each attempt was launched, in the order of [`Replay::attempts`]
-    /// (empty for one whose line did not say).
+    /// How each attempt was launched ([`Entry::Attempt`]'s `launch`), in the
+    /// order of [`Replay::attempts`] (empty for one whose line did not say).
     pub launches: Vec<BTreeMap<String, String>>,
     /// What its attempts searched: shards exhausted or settled by a find are
     /// done, others may have a prefix.
@@ -385,6 +383,12 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// How the last attempt was launched (empty if its line did not say).
+    pub fn last_launch(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.launches.last().unwrap_or(&NONE)
+    }
+
     /// Reads and checks the journal at `path`.
     pub fn read(path: &Path) -> Result<Replay, JournalError> {
         let text = std::fs::read(path).map_err(|source| JournalError::Io {
@@ -441,7 +445,6 @@ impl Replay {
         let mut replay = Replay {
             header,
             attempts: Vec::new(),
-            launch: BTreeMap::new(),
             launches: Vec::new(),
             searched: Searched::default(),
             finds: BTreeMap::new(),
@@ -467,8 +470,7 @@ impl Replay {
             match entry {
                 Entry::Attempt { run_id, launch } => {
                     replay.attempts.push(run_id);
-                    replay.launches.push(launch.clone());
-                    replay.launch = launch;
+                    replay.launches.push(launch);
                 }
                 Entry::Exhausted { shard } => replay.searched.mark_done(shard_of(shard)?),
                 Entry::Searched { shard, nonces } => {
@@ -634,7 +636,7 @@ mod tests {
         let got = replay(&[&header(4), &first, &second, ""]).unwrap();
         assert_eq!(got.attempts, vec![a, b]);
         assert_eq!(
-            got.launch,
+            *got.last_launch(),
             BTreeMap::from([("image".to_string(), "reg/cnd:2".to_string())])
         );
         // Each attempt's own, in order (for removing what each one left).
@@ -646,7 +648,10 @@ mod tests {
         let got = replay(&[&header(4), &bare, &second, ""]).unwrap();
         assert!(got.launches[0].is_empty());
         assert_eq!(got.launches.len(), 2);
-        assert!(replay(&[&header(4), &bare, ""]).unwrap().launch.is_empty());
+        assert!(replay(&[&header(4), &bare, ""])
+            .unwrap()
+            .last_launch()
+            .is_empty());
         // And an attempt without settings writes none.
         let line = serde_json::to_string(&Entry::Attempt {
             run_id: a,

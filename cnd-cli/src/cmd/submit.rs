@@ -255,17 +255,9 @@ struct Plan {
 /// The channel the flags ask for, or the default for the launcher, and why.
 fn choose_channel(args: &SubmitArgs) -> anyhow::Result<(ChannelKind, &'static str)> {
     let queue_named = args.queue_url.is_some() || args.queue_name.is_some();
-    let (kind, reason) = match (args.channel, args.launcher) {
-        (Some(kind), _) => (kind, "as asked"),
-        (None, _) if queue_named => (ChannelKind::Sqs, "a queue was named"),
-        (None, LauncherKind::Local) => (ChannelKind::Stdout, "local workers"),
-        (None, LauncherKind::Kubernetes) if sqs::aws_configured() => {
-            (ChannelKind::Sqs, "AWS settings found")
-        }
-        (None, LauncherKind::Kubernetes) => (
-            ChannelKind::PodStatus,
-            "no AWS settings found; --channel sqs for a queue",
-        ),
+    let (kind, reason) = match args.channel {
+        Some(kind) => (kind, "as asked"),
+        None => default_channel(args.launcher, queue_named),
     };
     match (kind, args.launcher) {
         (ChannelKind::Stdout, LauncherKind::Kubernetes) => Err(usage(
@@ -279,6 +271,25 @@ fn choose_channel(args: &SubmitArgs) -> anyhow::Result<(ChannelKind, &'static st
             kind.name()
         ))),
         _ => Ok((kind, reason)),
+    }
+}
+
+/// The channel without --channel, and why: also how an earlier attempt
+/// launched without it reported (`earlier::Attempt::from_launch`).
+pub(crate) fn default_channel(
+    launcher: LauncherKind,
+    queue_named: bool,
+) -> (ChannelKind, &'static str) {
+    match launcher {
+        _ if queue_named => (ChannelKind::Sqs, "a queue was named"),
+        LauncherKind::Local => (ChannelKind::Stdout, "local workers"),
+        LauncherKind::Kubernetes if sqs::aws_configured() => {
+            (ChannelKind::Sqs, "AWS settings found")
+        }
+        LauncherKind::Kubernetes => (
+            ChannelKind::PodStatus,
+            "no AWS settings found; --channel sqs for a queue",
+        ),
     }
 }
 
@@ -338,7 +349,7 @@ fn plan(args: &mut SubmitArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<P
             let held = Journal::append(&path).map_err(|e| usage(e.to_string()))?;
             let replay = held.replay().map_err(|e| usage(e.to_string()))?;
             // Launched as its last attempt was, unless told otherwise.
-            let taken = launch::take(args, &replay.launch, given)
+            let taken = launch::take(args, replay.last_launch(), given)
                 .map_err(|e| usage(format!("journal {}: {e}", path.display())))?;
             if !taken.is_empty() {
                 console::say(format!("as the last attempt ran: {}", taken.join(" ")));

@@ -13,10 +13,14 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cnd_cloud::{kubernetes, sqs};
+use clap::ValueEnum;
+use cnd_cloud::kubernetes::{self, KubeOptions};
+use cnd_cloud::sqs;
 use cnd_core::CancelToken;
 use uuid::Uuid;
 
+use super::{default_channel, ChannelKind};
+use crate::cluster::{kube_client, LauncherKind};
 use crate::console;
 
 /// The longest the removal may take, for all earlier attempts together: it
@@ -53,16 +57,19 @@ impl Attempt {
                 ..current.clone()
             };
         }
-        let on_kubernetes = launch.get("launcher").map(String::as_str) == Some("kubernetes");
+        // A value no flag takes (a journal edited by hand) names nothing to remove.
+        let launcher = launch
+            .get("launcher")
+            .and_then(|l| LauncherKind::from_str(l, false).ok());
+        let on_kubernetes = launcher == Some(LauncherKind::Kubernetes);
         let queue_named = launch.contains_key("queue-url") || launch.contains_key("queue-name");
-        let own_queue = !queue_named
-            && match launch.get("channel").map(String::as_str) {
-                Some(channel) => channel == "sqs",
-                // The default channel (see `choose_channel`): a queue only
-                // on Kubernetes with AWS settings. A queue that is not
-                // there costs one look-up.
-                None => on_kubernetes && sqs::aws_configured(),
-            };
+        let channel = match launch.get("channel") {
+            Some(channel) => ChannelKind::from_str(channel, false).ok(),
+            // Without --channel, the default then (AWS settings are read now:
+            // a queue that is not there costs one look-up).
+            None => launcher.map(|l| default_channel(l, queue_named).0),
+        };
+        let own_queue = !queue_named && channel == Some(ChannelKind::Sqs);
         Attempt {
             run_id,
             namespace: if on_kubernetes {
@@ -133,7 +140,9 @@ async fn remove_all(leftovers: &Leftovers<'_>, done: &Cell<usize>) {
                 Some(client) => Ok(client),
                 None => {
                     if made_cluster.is_none() {
-                        made_cluster = Some(cluster_client().await);
+                        let made = kube_client(&mut KubeOptions::default()).await;
+                        made_cluster =
+                            Some(made.map(|(client, _)| client).map_err(|e| format!("{e:#}")));
                     }
                     let made = made_cluster.as_ref().expect("made above");
                     made.as_ref().map_err(Clone::clone)
@@ -178,15 +187,6 @@ async fn remove_all(leftovers: &Leftovers<'_>, done: &Cell<usize>) {
         }
         done.set(done.get() + 1);
     }
-}
-
-/// A client for the cluster of the kubeconfig (or the in-cluster config), for
-/// an earlier attempt's leftovers when this one runs elsewhere.
-async fn cluster_client() -> Result<kube::Client, String> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
-    kube::Client::try_from(config).map_err(|e| format!("setting up the Kubernetes client: {e}"))
 }
 
 /// Deletes the queue attempt `attempt` made for itself, if it is still there.
