@@ -18,7 +18,8 @@
 //! `vprold`/`vprord`, `vpsrld`, `vpxord`/`vpandd`, `vpbroadcastd` and `vmovdqu64`
 //! from memory, register moves), whether rotates and adds share pipes, the floor
 //! the loop's instruction mix sets (from those throughputs, and measured with no
-//! dependencies), and the backend's own cycles per nonce beside it.
+//! dependencies), and the backend's own cycles per nonce beside it, and those of
+//! `avx512x2` (the same loop on two vectors at a time).
 //!
 //! AVX2 (`ymm`), on every CPU that has it: the same for the 8-lane `avx2` loop
 //! (`vpaddd`, `vpor`/`vpxor`/`vpandn`, `vpsrld`/`vpslld`, loads, stores, broadcasts),
@@ -855,20 +856,26 @@ fn zmm_costs_and_floor(cpu: &str) {
         loads = const LOADS,
         stores = const STORES
     );
-    // The backend itself.
-    let (today, median) = cycles_per_nonce(&[scan_fn(Backend::Avx512)])[0];
-    println!(
-        "{:<52} {today:5.1} cycles (median {median:.1})",
-        "avx512 backend, per nonce (1 thread)"
-    );
-    println!(
-        "  against the floor of the throughputs ({floor:.1}): {:.2}x, {:.0}% of its speed; \
-         against the mix measured ({mix:.1}): {:.2}x, {:.0}%",
-        today / floor,
-        100.0 * floor / today,
-        today / mix,
-        100.0 * mix / today
-    );
+    // The backend itself, and its loop on two vectors at a time.
+    let backends = [
+        ("avx512 backend, per nonce (1 thread)", Backend::Avx512),
+        (
+            "avx512x2 backend (the same loop on 2 vectors)",
+            Backend::Avx512x2,
+        ),
+    ];
+    let per_nonce = cycles_per_nonce(&backends.map(|(_, b)| scan_fn(b)));
+    for ((name, _), (today, median)) in backends.iter().zip(per_nonce) {
+        println!("{name:<52} {today:5.1} cycles (median {median:.1})");
+        println!(
+            "  against the floor of the throughputs ({floor:.1}): {:.2}x, {:.0}% of its speed; \
+             against the mix measured ({mix:.1}): {:.2}x, {:.0}%",
+            today / floor,
+            100.0 * floor / today,
+            today / mix,
+            100.0 * mix / today
+        );
+    }
 }
 
 /// The instructions one 8-nonce iteration of the `avx2` loop executes for the default

@@ -244,13 +244,17 @@ fn unknown_backend_names_are_errors() {
 #[test]
 fn simd_backends_exist_on_x86_64() {
     // Names are part of the contract even where the CPU lacks them.
-    for name in ["shani", "avx2", "avx512"] {
+    for name in ["shani", "avx2", "avx512", "avx512x2"] {
         assert!(Backend::ALL.iter().any(|b| b.name() == name));
     }
     #[cfg(target_arch = "x86_64")]
     {
         assert_eq!(
             Backend::Avx512.is_available(),
+            is_x86_feature_detected!("avx512f")
+        );
+        assert_eq!(
+            Backend::Avx512x2.is_available(),
             is_x86_feature_detected!("avx512f")
         );
         assert_eq!(

@@ -36,7 +36,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
-    /// Hash backend: auto (the fastest here, measured), scalar, sha2, shani, avx2, avx512.
+    /// Hash backend: auto (the fastest here, measured), scalar, sha2, shani, avx2, avx512,
+    /// avx512x2.
     #[arg(long, value_name = "NAME", env = "CND_BACKEND", default_value = "auto")]
     backend: String,
 

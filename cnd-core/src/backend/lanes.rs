@@ -1,4 +1,5 @@
-//! The nonce loop shared by the lane-parallel backends (`avx2`, `avx512`).
+//! The nonce loop shared by the lane-parallel backends (`avx2`, `avx512`, and
+//! `avx512x2`, the same loop on a [`Pair`] of vectors).
 //!
 //! One vector holds one 32-bit SHA-256 word for `N` nonces (lanes). The loop is
 //! written once, generic over [`Lanes`]; each backend implements the few word
@@ -38,14 +39,14 @@ const MAX_VARYING: usize = 6;
 /// features; call them only from code compiled with those features enabled, running
 /// on a CPU that has them.
 pub(super) unsafe trait Lanes: Copy {
-    /// Lanes per vector (at most 16).
+    /// Lanes per vector (at most 32: a hit mask is a `u32`).
     const N: usize;
     /// Every lane `x`.
     unsafe fn splat(x: u32) -> Self;
     /// Lanes `0, 1, .., N-1`.
     unsafe fn iota() -> Self;
     /// The first `N` values of `a`.
-    unsafe fn load(a: &[u32; 16]) -> Self;
+    unsafe fn load(a: &[u32; 32]) -> Self;
     /// Lane-wise wrapping add.
     unsafe fn add(a: Self, b: Self) -> Self;
     /// Lane-wise wrapping subtract.
@@ -72,6 +73,110 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn maj(a: Self, b: Self, c: Self) -> Self;
     /// Bit `i` set when lane `i` is `<= max` (unsigned).
     unsafe fn le_mask(a: Self, max: u32) -> u32;
+}
+
+/// Two vectors of `L` as one of `2 * L::N` lanes: two independent streams of nonces
+/// whose instructions interleave, so the core has a second chain to run while one
+/// waits (and twice the registers to hold).
+#[derive(Clone, Copy)]
+pub(super) struct Pair<L>(L, L);
+
+/// Applies a `Lanes` function to each half of the pairs given.
+macro_rules! both {
+    ($f:ident($($x:expr),*)) => {
+        Pair(L::$f($($x.0),*), L::$f($($x.1),*))
+    };
+}
+
+// SAFETY: every method calls `L`'s on each half, under `L`'s contract.
+unsafe impl<L: Lanes> Lanes for Pair<L> {
+    const N: usize = 2 * L::N;
+
+    #[inline(always)]
+    unsafe fn splat(x: u32) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe {
+            let v = L::splat(x);
+            Pair(v, v)
+        }
+    }
+    #[inline(always)]
+    unsafe fn iota() -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { Pair(L::iota(), L::add(L::iota(), L::splat(L::N as u32))) }
+    }
+    #[inline(always)]
+    unsafe fn load(a: &[u32; 32]) -> Self {
+        let mut upper = [0u32; 32];
+        upper[..L::N].copy_from_slice(&a[L::N..2 * L::N]);
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { Pair(L::load(a), L::load(&upper)) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(add(a, b)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(sub(a, b)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(mul(a, b)) }
+    }
+    #[inline(always)]
+    unsafe fn or(a: Self, b: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(or(a, b)) }
+    }
+    #[inline(always)]
+    unsafe fn shl(a: Self, n: u32) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { Pair(L::shl(a.0, n), L::shl(a.1, n)) }
+    }
+    #[inline(always)]
+    unsafe fn shr(a: Self, n: u32) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { Pair(L::shr(a.0, n), L::shr(a.1, n)) }
+    }
+    #[inline(always)]
+    unsafe fn big_sigma0(a: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(big_sigma0(a)) }
+    }
+    #[inline(always)]
+    unsafe fn big_sigma1(e: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(big_sigma1(e)) }
+    }
+    #[inline(always)]
+    unsafe fn small_sigma0(w: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(small_sigma0(w)) }
+    }
+    #[inline(always)]
+    unsafe fn small_sigma1(w: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(small_sigma1(w)) }
+    }
+    #[inline(always)]
+    unsafe fn ch(e: Self, f: Self, g: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(ch(e, f, g)) }
+    }
+    #[inline(always)]
+    unsafe fn maj(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { both!(maj(a, b, c)) }
+    }
+    #[inline(always)]
+    unsafe fn le_mask(a: Self, max: u32) -> u32 {
+        // SAFETY: the caller runs with L's target features (trait contract).
+        unsafe { L::le_mask(a.0, max) | L::le_mask(a.1, max) << L::N }
+    }
 }
 
 /// One SHA-256 round on lanes: `kw` is `K[i] + W[i]`; `d` and `h` are updated in
@@ -696,7 +801,7 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
     let off = t.nonce_offset;
     let len = t.nonce_len;
     let end = off + len;
-    assert!(count >= 1 && end <= 128 && lanes <= 16);
+    assert!(count >= 1 && end <= 128 && lanes <= 32);
     let &Setup {
         ref words,
         first_bytes,
@@ -734,7 +839,7 @@ pub(super) unsafe fn run<L: Lanes, const V: usize>(
         // last four carry, which falls back to the per-lane path) are message constants.
         let vector_decimal = !binary && len >= 4;
         let mut buf = first_bytes;
-        let mut lane_words = [[0u32; 16]; MAX_VARYING];
+        let mut lane_words = [[0u32; 32]; MAX_VARYING];
         let mut var = [L::splat(0); MAX_VARYING];
 
         let mut done = 0u32;
