@@ -864,8 +864,15 @@ fn zmm_costs_and_floor(cpu: &str) {
             Backend::Avx512x2,
         ),
     ];
-    let per_nonce = cycles_per_nonce(&backends.map(|(_, b)| scan_fn(b)));
-    for ((name, _), (today, median)) in backends.iter().zip(per_nonce) {
+    backends_against(&backends, floor, mix);
+}
+
+/// Each backend's cycles per nonce (they take turns), against a loop's `floor` from
+/// the instructions' throughputs and its `mix` measured without dependencies.
+#[cfg(target_arch = "x86_64")]
+fn backends_against(backends: &[(&str, Backend)], floor: f64, mix: f64) {
+    let scans: Vec<ScanFn> = backends.iter().map(|&(_, b)| scan_fn(b)).collect();
+    for ((name, _), (today, median)) in backends.iter().zip(cycles_per_nonce(&scans)) {
         println!("{name:<52} {today:5.1} cycles (median {median:.1})");
         println!(
             "  against the floor of the throughputs ({floor:.1}): {:.2}x, {:.0}% of its speed; \
@@ -1070,18 +1077,10 @@ fn ymm_costs_and_floor(cpu: &str) {
     }
     let mix = mix!("  its mix, no dependencies (per nonce)", 8);
     let small = mix!("  the same at 1/8 of its size (per nonce)", 1);
-    let (today, median) = cycles_per_nonce(&[scan_fn(Backend::Avx2)])[0];
-    println!(
-        "{:<52} {today:5.1} cycles (median {median:.1})",
-        "avx2 backend, per nonce (1 thread)"
-    );
-    println!(
-        "  against the floor of the throughputs ({floor:.1}): {:.2}x, {:.0}% of its speed; \
-         against the mix measured ({mix:.1}): {:.2}x, {:.0}%",
-        today / floor,
-        100.0 * floor / today,
-        today / mix,
-        100.0 * mix / today
+    backends_against(
+        &[("avx2 backend, per nonce (1 thread)", Backend::Avx2)],
+        floor,
+        mix,
     );
     println!(
         "  the mix at full size takes {:.2}x its eighth: above 1, the iteration is too \
