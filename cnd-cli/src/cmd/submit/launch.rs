@@ -40,6 +40,18 @@ const FLAGS: [&str; 13] = [
 /// channel follows from the launcher and a queue's flags exclude each other.
 const REPORTS: [&str; 3] = ["channel", "queue-url", "queue-name"];
 
+/// The launcher a flag of [`FLAGS`] does something for, if only one: an
+/// attempt keeps only its own launcher's, and a resume on another launcher
+/// takes none of the old one's.
+fn only_for(flag: &str) -> Option<LauncherKind> {
+    match flag {
+        "workload" | "image" | "image-pull-policy" | "namespace" | "cpu" | "memory"
+        | "service-account" => Some(LauncherKind::Kubernetes),
+        "threads" => Some(LauncherKind::Local),
+        _ => None,
+    }
+}
+
 fn name<T: ValueEnum>(value: &T) -> String {
     value
         .to_possible_value()
@@ -63,19 +75,16 @@ pub fn settings(args: &SubmitArgs, pods: u64, namespace: &str) -> BTreeMap<Strin
     keep("channel", args.channel.as_ref().map(name));
     keep("queue-url", args.queue_url.clone());
     keep("queue-name", args.queue_name.clone());
+    keep("workload", Some(name(&args.workload)));
+    keep("image", Some(args.image.clone()));
+    keep("image-pull-policy", Some(args.image_pull_policy.clone()));
+    keep("namespace", Some(namespace.to_string()));
+    keep("cpu", Some(args.cpu.clone()));
+    keep("memory", Some(args.memory.clone()));
+    keep("service-account", args.service_account.clone());
+    keep("threads", args.threads.map(|t| t.to_string()));
     // Each launcher's own flags only: the others did nothing.
-    match args.launcher {
-        LauncherKind::Kubernetes => {
-            keep("workload", Some(name(&args.workload)));
-            keep("image", Some(args.image.clone()));
-            keep("image-pull-policy", Some(args.image_pull_policy.clone()));
-            keep("namespace", Some(namespace.to_string()));
-            keep("cpu", Some(args.cpu.clone()));
-            keep("memory", Some(args.memory.clone()));
-            keep("service-account", args.service_account.clone());
-        }
-        LauncherKind::Local => keep("threads", args.threads.map(|t| t.to_string())),
-    }
+    kept.retain(|flag, _| only_for(flag).is_none_or(|l| l == args.launcher));
     kept
 }
 
@@ -98,7 +107,10 @@ pub fn take(
         let Some(value) = kept.get(flag) else {
             continue;
         };
-        if given_flag(flag) || (REPORTS.contains(&flag) && reports_given) {
+        // `launcher` comes before every flag that depends on it, so
+        // `args.launcher` is already the one this attempt runs.
+        let other_launchers = only_for(flag).is_some_and(|l| l != args.launcher);
+        if given_flag(flag) || (REPORTS.contains(&flag) && reports_given) || other_launchers {
             continue;
         }
         let bad = |e: String| format!("its last attempt's --{flag} `{value}`: {e}");
@@ -223,10 +235,27 @@ mod tests {
         let (args, taken) = resumed(&["--launcher", "local"], &kept);
         assert_eq!(args.queue_url, None);
         assert_eq!(args.launcher, LauncherKind::Local);
-        assert!(
-            !taken.iter().any(|t| t.starts_with("--launcher")),
-            "{taken:?}"
-        );
+        // Nor any of the old launcher's own flags: a local run has no namespace.
+        assert_eq!(args.namespace, None);
+        assert_eq!(taken, ["--pods 4"]);
+
+        // Back from local to Kubernetes: the local attempt's threads stay behind.
+        let (local, _) = parse(&[
+            "-d",
+            "30",
+            "--launcher",
+            "local",
+            "--threads",
+            "3",
+            "--pods",
+            "2",
+        ]);
+        let kept = settings(&local, 2, "ignored");
+        assert_eq!(kept["threads"], "3");
+        assert!(!kept.contains_key("namespace"), "{kept:?}");
+        let (args, taken) = resumed(&["--launcher", "kubernetes"], &kept);
+        assert_eq!(args.threads, None);
+        assert_eq!(taken, ["--pods 2"]);
     }
 
     #[test]
