@@ -58,15 +58,10 @@ static CHOSEN: Mutex<Vec<Calibration>> = Mutex::new(Vec::new());
 
 /// The backends worth measuring on this CPU: the SIMD ones, or `sha2` without any.
 fn candidates() -> Vec<Backend> {
-    let simd: Vec<Backend> = [
-        Backend::Avx512x2,
-        Backend::Avx512,
-        Backend::Shani,
-        Backend::Avx2,
-    ]
-    .into_iter()
-    .filter(|b| b.is_available())
-    .collect();
+    let simd: Vec<Backend> = Backend::available()
+        .into_iter()
+        .filter(|b| !matches!(b, Backend::Sha2 | Backend::Scalar))
+        .collect();
     if simd.is_empty() {
         vec![Backend::Sha2]
     } else {

@@ -81,11 +81,15 @@ pub(super) unsafe trait Lanes: Copy {
 #[derive(Clone, Copy)]
 pub(super) struct Pair<L>(L, L);
 
-/// Applies a `Lanes` function to each half of the pairs given.
-macro_rules! both {
-    ($f:ident($($x:expr),*)) => {
-        Pair(L::$f($($x.0),*), L::$f($($x.1),*))
-    };
+/// `Lanes` methods that apply `L`'s to each half of their arguments.
+macro_rules! pairwise {
+    ($($f:ident($($x:ident),+);)+) => {$(
+        #[inline(always)]
+        unsafe fn $f($($x: Self),+) -> Self {
+            // SAFETY: the caller runs with L's target features (trait contract).
+            unsafe { Pair(L::$f($($x.0),+), L::$f($($x.1),+)) }
+        }
+    )+};
 }
 
 // SAFETY: every method calls `L`'s on each half, under `L`'s contract.
@@ -112,25 +116,17 @@ unsafe impl<L: Lanes> Lanes for Pair<L> {
         // SAFETY: the caller runs with L's target features (trait contract).
         unsafe { Pair(L::load(a), L::load(&upper)) }
     }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(add(a, b)) }
-    }
-    #[inline(always)]
-    unsafe fn sub(a: Self, b: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(sub(a, b)) }
-    }
-    #[inline(always)]
-    unsafe fn mul(a: Self, b: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(mul(a, b)) }
-    }
-    #[inline(always)]
-    unsafe fn or(a: Self, b: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(or(a, b)) }
+    pairwise! {
+        add(a, b);
+        sub(a, b);
+        mul(a, b);
+        or(a, b);
+        big_sigma0(a);
+        big_sigma1(e);
+        small_sigma0(w);
+        small_sigma1(w);
+        ch(e, f, g);
+        maj(a, b, c);
     }
     #[inline(always)]
     unsafe fn shl(a: Self, n: u32) -> Self {
@@ -141,36 +137,6 @@ unsafe impl<L: Lanes> Lanes for Pair<L> {
     unsafe fn shr(a: Self, n: u32) -> Self {
         // SAFETY: the caller runs with L's target features (trait contract).
         unsafe { Pair(L::shr(a.0, n), L::shr(a.1, n)) }
-    }
-    #[inline(always)]
-    unsafe fn big_sigma0(a: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(big_sigma0(a)) }
-    }
-    #[inline(always)]
-    unsafe fn big_sigma1(e: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(big_sigma1(e)) }
-    }
-    #[inline(always)]
-    unsafe fn small_sigma0(w: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(small_sigma0(w)) }
-    }
-    #[inline(always)]
-    unsafe fn small_sigma1(w: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(small_sigma1(w)) }
-    }
-    #[inline(always)]
-    unsafe fn ch(e: Self, f: Self, g: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(ch(e, f, g)) }
-    }
-    #[inline(always)]
-    unsafe fn maj(a: Self, b: Self, c: Self) -> Self {
-        // SAFETY: the caller runs with L's target features (trait contract).
-        unsafe { both!(maj(a, b, c)) }
     }
     #[inline(always)]
     unsafe fn le_mask(a: Self, max: u32) -> u32 {

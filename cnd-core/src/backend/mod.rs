@@ -46,11 +46,20 @@ pub type ScanFn = fn(t: &Template, start: u64, count: u32) -> Option<u64>;
 #[non_exhaustive]
 pub enum BackendError {
     /// No backend has this name.
-    #[error("unknown hash backend {0:?}: expected one of auto, scalar, sha2, shani, avx2, avx512, avx512x2")]
+    #[error("unknown hash backend {0:?}: expected one of {names}", names = names())]
     Unknown(String),
     /// The backend exists but this CPU (or this build) cannot run it.
     #[error("hash backend {0} is not supported on this CPU")]
     Unsupported(&'static str),
+}
+
+/// Every backend's name, `auto` first, for messages.
+fn names() -> String {
+    let all = Backend::ALL.iter().map(|b| b.name());
+    std::iter::once("auto")
+        .chain(all)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A hash backend.
@@ -91,8 +100,9 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Every backend that hashes itself (all but `auto`), fastest first on the CPUs
-    /// that have them all (measured, not assumed: `auto` measures them).
+    /// Every backend that hashes itself (all but `auto`), in the order `bench` lists
+    /// them: roughly fastest first where measured (docs/performance.md; `auto`
+    /// measures them on the CPU it runs on rather than trusting this order).
     pub const ALL: &'static [Backend] = &[
         Backend::Avx512x2,
         Backend::Avx512,
@@ -170,16 +180,13 @@ impl Backend {
 
     /// The backend called `name`, if this CPU can run it.
     pub fn from_name(name: &str) -> Result<Backend, BackendError> {
-        let backend = match name.trim() {
-            "scalar" => Backend::Scalar,
-            "sha2" => Backend::Sha2,
-            "shani" => Backend::Shani,
-            "avx2" => Backend::Avx2,
-            "avx512" => Backend::Avx512,
-            "avx512x2" => Backend::Avx512x2,
-            "auto" => Backend::Auto,
-            other => return Err(BackendError::Unknown(other.to_string())),
-        };
+        let name = name.trim();
+        let backend = Backend::ALL
+            .iter()
+            .chain([&Backend::Auto])
+            .copied()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| BackendError::Unknown(name.to_string()))?;
         if backend.is_available() {
             Ok(backend)
         } else {
